@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -67,6 +68,20 @@ def _format_validation_error(err: ValidationError) -> str:
     return f"invalid config at {where}: {first['msg']}{more}"
 
 
+def _expand_env(node):
+    """Expand ${VAR} in string values, so configs can name files by environment (e.g. model paths)."""
+    if isinstance(node, dict):
+        return {k: _expand_env(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v) for v in node]
+    if isinstance(node, str) and "$" in node:
+        expanded = os.path.expandvars(node)
+        if "${" in expanded:
+            raise ForgeError(f"config value {node!r} names an environment variable that is not set")
+        return expanded
+    return node
+
+
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> ForgeConfig:
     """Read YAML (or start from defaults), apply `a.b=value` overrides, validate; ForgeError on bad input."""
     tree: dict = {}
@@ -84,7 +99,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
             loaded = {}
         if not isinstance(loaded, dict):
             raise ForgeError(f"config {path} must be a mapping at the top level")
-        tree = loaded
+        tree = _expand_env(loaded)
     for item in overrides or []:
         if "=" not in item:
             raise ForgeError(f"override {item!r} must look like key.path=value")

@@ -34,6 +34,8 @@ class SeedConfig(Section):
     profile: Literal["tiny", "external"] = "tiny"
     # external profile: three model sources (HF folders or .gguf files), keyed by specialist name
     models: dict[str, str] = Field(default_factory=dict)
+    # external profile, optional: the common ancestor of the three (task vectors are taken against it)
+    base: str | None = None
     # tiny profile
     tiny: TinyModelConfig = TinyModelConfig()
     specialists: list[str] = Field(default_factory=lambda: ["arithmetic", "strings", "logic"])

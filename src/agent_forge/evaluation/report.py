@@ -1,0 +1,72 @@
+"""Aggregate per-item scores into accuracy by domain and by (domain, level)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+from ..tasks import Task
+from .generation import generate_answers
+from .teacher_forced import teacher_forced
+from ..tasks import verify
+
+
+@dataclass
+class EvalReport:
+    """Scores of one model on a task set; `items` keeps (task_id, domain, level, score) per task."""
+
+    items: list[tuple[str, str, int, float]]
+    loglik: list[float] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return 100.0 * sum(s for *_, s in self.items) / max(1, len(self.items))
+
+    @property
+    def mean_loglik(self) -> float:
+        return sum(self.loglik) / max(1, len(self.loglik)) if self.loglik else float("nan")
+
+    @property
+    def by_domain(self) -> dict[str, float]:
+        return self._group(lambda d, lvl: d)
+
+    @property
+    def by_domain_level(self) -> dict[str, dict[int, float]]:
+        grouped: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for _, domain, level, score in self.items:
+            grouped[domain][level].append(score)
+        return {d: {lvl: 100.0 * sum(v) / len(v) for lvl, v in sorted(levels.items())} for d, levels in grouped.items()}
+
+    def _group(self, key) -> dict:
+        grouped: dict = defaultdict(list)
+        for _, domain, level, score in self.items:
+            grouped[key(domain, level)].append(score)
+        return {k: 100.0 * sum(v) / len(v) for k, v in sorted(grouped.items())}
+
+    def to_dict(self) -> dict:
+        return {
+            "accuracy": round(self.accuracy, 2),
+            "mean_loglik": round(self.mean_loglik, 4) if self.loglik else None,
+            "by_domain": {k: round(v, 2) for k, v in self.by_domain.items()},
+            "by_domain_level": {d: {str(k): round(v, 2) for k, v in lv.items()} for d, lv in self.by_domain_level.items()},
+            "n": len(self.items),
+        }
+
+
+def evaluate(
+    model, tokenizer, tasks: Sequence[Task], method: Literal["fast", "generate"] = "fast", batch_size: int = 64,
+) -> EvalReport:
+    """Evaluate with the fast teacher-forced path (exact match + log-likelihood) or by generation."""
+    if method == "fast":
+        result = teacher_forced(model, tokenizer, tasks, batch_size)
+        scores = [1.0 if e else 0.0 for e in result.exact]
+        loglik = result.loglik
+    elif method == "generate":
+        outputs = generate_answers(model, tokenizer, tasks, batch_size=batch_size)
+        scores = [verify(t, o) for t, o in zip(tasks, outputs)]
+        loglik = []
+    else:
+        raise ValueError(f"unknown evaluation method {method!r}")
+    items = [(t.task_id, t.domain, t.level, s) for t, s in zip(tasks, scores)]
+    return EvalReport(items=items, loglik=loglik)

@@ -1,0 +1,21 @@
+"""Stage 0 (seed): the three specialised base models that merging starts from.
+
+Tiny profile: pretrain one small shared base on a mixture of every domain's easy levels, then fine-tune three
+specialists from it (own-domain hard levels plus replay of the mixture), so that they share ancestry the way
+real fine-tunes of one base do and carry small, distinct task vectors. External profile: validate the three
+models the user names (same family, shapes and vocabulary). Run: `agent-forge run --until seed`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import StageInputs, StageResult
+from .external import validate_external
+from .tiny import build_tiny_seed
+
+
+def run(cfg, inputs: StageInputs, stage_dir: Path) -> StageResult:
+    if cfg.seed_stage.profile == "external":
+        return validate_external(cfg, stage_dir)
+    return build_tiny_seed(cfg, stage_dir)

@@ -1,0 +1,86 @@
+"""Tiny profile of the seed stage: shared pretraining, then three gentle specialist fine-tunes."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from ...evaluation import evaluate
+from ...evaluation.table import accuracy_table
+from ...models import build_tiny_model, build_tiny_tokenizer, save_model
+from ...tasks import alphabet, make_tasks
+from ...training.supervised import train_supervised
+from .. import StageResult
+from .data import pretrain_batches, specialist_batches
+
+
+def seed_eval_tasks(sc, seed: int) -> list:
+    """Test-split tasks of the specialists' domains at the evaluation levels (never used for training)."""
+    return [
+        task
+        for domain in sc.specialists
+        for level in sc.eval_levels
+        for task in make_tasks(domain, level, "test", sc.eval_items_per_level, seed)
+    ]
+
+
+def build_tiny_seed(cfg, stage_dir: Path, console: Console | None = None) -> StageResult:
+    console = console or Console()
+    sc = cfg.seed_stage
+    torch.manual_seed(cfg.seed)
+    tokenizer = build_tiny_tokenizer(alphabet())
+    base = build_tiny_model(tokenizer, sc.tiny, seed=cfg.seed)
+
+    pre = sc.pretrain
+    pre_log = train_supervised(
+        base, tokenizer, pretrain_batches(sc.pretrain_levels, pre.batch_size, cfg.seed),
+        steps=pre.steps, lr=pre.lr, warmup_steps=pre.warmup_steps, weight_decay=pre.weight_decay,
+        desc="seed: pretrain base",
+    )
+    models = {"base": base}
+    logs = {"base": pre_log}
+    ft = sc.finetune
+    for i, domain in enumerate(sc.specialists):
+        torch.manual_seed(cfg.seed + 1 + i)
+        specialist = copy.deepcopy(base)
+        logs[domain] = train_supervised(
+            specialist, tokenizer,
+            specialist_batches(domain, sc.specialist_levels, sc.pretrain_levels, sc.replay_fraction, ft.batch_size, cfg.seed + 1 + i),
+            steps=ft.steps, lr=ft.lr, warmup_steps=ft.warmup_steps, weight_decay=ft.weight_decay,
+            desc=f"seed: specialist {domain}",
+        )
+        models[f"specialist_{domain}"] = specialist
+
+    tasks = seed_eval_tasks(sc, cfg.seed)
+    reports = {name: evaluate(model, tokenizer, tasks) for name, model in models.items()}
+    console.print(accuracy_table(reports, title="seed: test accuracy (%) by domain and level"))
+
+    paths = {}
+    for name, model in models.items():
+        paths[name] = stage_dir / name
+        save_model(model, tokenizer, paths[name])
+    metrics = {
+        "profile": "tiny",
+        "eval": {name: report.to_dict() for name, report in reports.items()},
+        "train": {name: {"final_loss": round(log.tail_mean(), 4), "seconds": round(log.seconds, 1)} for name, log in logs.items()},
+        "specialist_lead": _specialist_leads(reports, sc.specialists),
+        "parameters": sum(p.numel() for p in base.parameters()),
+    }
+    return StageResult(models=paths, metrics=metrics)
+
+
+def _specialist_leads(reports, domains: list[str]) -> dict[str, dict[str, float]]:
+    """How far each specialist is ahead of the other specialists and the base in its own domain (points)."""
+    leads = {}
+    for domain in domains:
+        own = reports[f"specialist_{domain}"].by_domain.get(domain, 0.0)
+        others = [reports[f"specialist_{d}"].by_domain.get(domain, 0.0) for d in domains if d != domain]
+        leads[domain] = {
+            "accuracy": round(own, 2),
+            "lead_over_other_specialists": round(own - max(others), 2) if others else None,
+            "lead_over_base": round(own - reports["base"].by_domain.get(domain, 0.0), 2),
+        }
+    return leads
