@@ -18,6 +18,9 @@ from pydantic import Field, ValidationError
 from ..errors import ForgeError
 from .base import Section
 from .seed import SeedConfig, TinyModelConfig, TrainPhase
+from .evomerge import EvoMergeConfig
+from .quietstar import QuietStarConfig
+from .curriculum import CurriculumConfig
 
 STAGE_ORDER = [
     "seed", "evomerge", "quietstar", "bitnet", "curriculum", "experts", "baking", "tools", "adas", "package",
@@ -35,6 +38,9 @@ class ForgeConfig(Section):
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
     stages: list[str] = Field(default_factory=lambda: ["seed"])
     seed_stage: SeedConfig = SeedConfig()
+    evomerge: EvoMergeConfig = EvoMergeConfig()
+    quietstar: QuietStarConfig = QuietStarConfig()
+    curriculum: CurriculumConfig = CurriculumConfig()
 
     def stage_list(self) -> list[str]:
         unknown = [s for s in self.stages if s not in STAGE_ORDER]
@@ -61,8 +67,23 @@ def _set_dotted(tree: dict, dotted: str, value) -> None:
     node[keys[-1]] = value
 
 
+def _fill_section_defaults(tree: dict, defaults: Section) -> dict:
+    """Complete each section the user gave in part with the default section's other values.
+
+    Without this, `seed_stage.finetune.steps=10` would build a fresh TrainPhase and lose the finetune
+    defaults (lr 3e-4 -> 1e-3): a section's defaults live on its parent, not on the section's class.
+    """
+    merged = dict(tree)
+    for key, value in tree.items():
+        current = getattr(defaults, key, None) if key in type(defaults).model_fields else None
+        if isinstance(value, dict) and isinstance(current, Section):
+            merged[key] = {**current.model_dump(), **_fill_section_defaults(value, current)}
+    return merged
+
+
 def _format_validation_error(err: ValidationError) -> str:
-    first = err.errors()[0]
+    # a misspelt key is the root cause of the "field required" errors it brings along, so it is named first
+    first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
     where = ".".join(str(p) for p in first["loc"]) or "<root>"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"invalid config at {where}: {first['msg']}{more}"
@@ -110,7 +131,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
             value = raw
         _set_dotted(tree, key.strip(), value)
     try:
-        return ForgeConfig.model_validate(tree)
+        return ForgeConfig.model_validate(_fill_section_defaults(tree, ForgeConfig()))
     except ValidationError as err:
         raise ForgeError(_format_validation_error(err)) from None
 

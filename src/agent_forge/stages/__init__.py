@@ -15,6 +15,9 @@ from typing import Any, Callable
 # Ordered: the pipeline runs the configured subset in this order.
 STAGES: dict[str, str] = {
     "seed": "agent_forge.stages.seed:run",
+    "evomerge": "agent_forge.stages.evomerge:run",
+    "quietstar": "agent_forge.stages.quietstar:run",
+    "curriculum": "agent_forge.stages.curriculum:run",
 }
 
 

@@ -1,0 +1,361 @@
+"""The `agent-forge` command: run the pipeline, evaluate a model, show a run's status, chat with a model.
+
+    agent-forge run [--config FILE] [--until STAGE] [--resume] [key.path=value ...]
+    agent-forge eval MODEL [--domains arithmetic,strings] [--levels 1-4] [--n 20] [--method fast|generate]
+    agent-forge status RUN_DIR
+    agent-forge chat MODEL [--prompt TEXT] [--show-thoughts] [--max-new-tokens N]
+
+Anything the user can get wrong (config, paths, stage names, damaged models, bad options) ends with one line
+`error: <what is wrong>` on stderr and exit code 2, never a traceback. Ctrl-C exits with 130; an interrupted
+`run` is left resumable with `--resume`. Heavy layers (torch, transformers, the stages) are imported inside
+the commands, so `status` and error reporting stay fast.
+
+Exercise: `agent-forge --help`, or `python -m pytest tests/test_cli.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from .errors import ForgeError
+
+try:  # recent typer ships its own copy of click, whose exceptions are distinct classes
+    from typer import Abort
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - older typer uses click itself
+    from click.exceptions import Abort, ClickException, NoArgsIsHelpError
+
+USER_ERROR = 2
+INTERRUPTED = 130
+THOUGHT_START, THOUGHT_END = "<|startofthought|>", "<|endofthought|>"
+
+
+def _fail(message: str, code: int = USER_ERROR) -> None:
+    first_line = " ".join(str(message).split("\n")).strip()
+    typer.echo(f"error: {first_line}", err=True)
+    sys.exit(code)
+
+
+class _OneLineErrorGroup(TyperGroup):
+    """The command group, reporting user errors and usage errors as one `error:` line instead of a traceback/box."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            result = super().main(
+                args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False, **extra
+            )
+        except ForgeError as exc:
+            _fail(str(exc))
+        except NoArgsIsHelpError as exc:
+            typer.echo(exc.ctx.get_help())
+            sys.exit(0)
+        except ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            _fail(exc.format_message() + hint, exc.exit_code)
+        except Abort:
+            _fail("aborted", INTERRUPTED)
+        if not standalone_mode:
+            return result
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+app = typer.Typer(
+    cls=_OneLineErrorGroup,
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Forge one compact agent model from three specialised base models, measuring every step.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"agent-forge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Forge one compact agent model from three specialised base models, measuring every step."""
+
+
+# ---------------------------------------------------------------------------------------------------- run
+
+
+def default_config_path() -> Path | None:
+    """`configs/tiny.yaml` of the working directory, else of the source tree this package runs from, else None."""
+    for candidate in (Path("configs") / "tiny.yaml", Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+@app.command()
+def run(
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="Config overrides key.path=value, e.g. name=try2 seed_stage.pretrain.steps=10."
+    ),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: configs/tiny.yaml)."),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an unfinished run, redoing any half-finished stage."),
+) -> None:
+    """Run the pipeline into runs/<name>/ (see `agent-forge status` for its progress).
+
+    Re-running a finished run does nothing.
+
+    An unfinished run, or one made with a different config, is only continued with --resume, which keeps the
+    finished stages and redoes any half-finished one; otherwise choose a new name=... .
+    """
+    from .config import load_config
+    from .pipeline import run_pipeline, status_table
+
+    config = config or default_config_path()
+    cfg = load_config(config, list(overrides or []))
+    console = Console()
+    console.print(f"config: {config or 'built-in defaults (the tiny profile)'}", markup=False)
+    try:
+        run_dir = run_pipeline(cfg, until=until, resume=resume, console=console)
+    except KeyboardInterrupt:
+        again = ["agent-forge run"] + ([f"--config {config}"] if config else []) + list(overrides or []) + ["--resume"]
+        typer.echo(f"interrupted; the run is resumable: {' '.join(again)}", err=True)
+        raise typer.Exit(INTERRUPTED) from None
+    console.print(status_table(run_dir))
+
+
+# --------------------------------------------------------------------------------------------------- status
+
+
+@app.command()
+def status(run_dir: Path = typer.Argument(..., help="A run directory, or a run name under runs/.")) -> None:
+    """Show each stage of a run: status, duration and headline metrics."""
+    from .pipeline import MANIFEST_NAME, status_table
+
+    if not (run_dir / MANIFEST_NAME).exists() and (Path("runs") / run_dir / MANIFEST_NAME).exists():
+        run_dir = Path("runs") / run_dir
+    Console().print(status_table(run_dir))
+
+
+# ----------------------------------------------------------------------------------------------------- eval
+
+
+def parse_levels(spec: str) -> list[int]:
+    """`"1-4"`, `"1,3,5"`, `"2-3,7"` -> sorted unique levels, each in 1..10; ForgeError otherwise."""
+    levels: set[int] = set()
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", part)
+        if not match:
+            raise ForgeError(f"cannot read levels {spec!r}; use e.g. 1-4 or 1,3,5")
+        low, high = int(match[1]), int(match[2] or match[1])
+        if not 1 <= low <= high <= 10:
+            raise ForgeError(f"levels must lie in 1-10 (low to high), got {part!r}")
+        levels.update(range(low, high + 1))
+    if not levels:
+        raise ForgeError("no levels given")
+    return sorted(levels)
+
+
+def parse_names(values: list[str] | None) -> list[str]:
+    """Repeated and/or comma-separated names, in order, without duplicates."""
+    names: list[str] = []
+    for value in values or []:
+        for name in filter(None, (v.strip() for v in value.split(","))):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _existing_model(model: str) -> str:
+    if not Path(model).expanduser().exists():
+        raise ForgeError(f"model not found: {model}")
+    return model
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise ForgeError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def accuracy_grid(by_domain_level: dict[str, dict[int, float]], by_domain: dict[str, float], levels: list[int]) -> Table:
+    """Accuracy (%) with one row per domain and one column per level, plus the domain's overall accuracy."""
+    table = Table(title="accuracy (%) by domain and level")
+    table.add_column("domain")
+    for level in levels:
+        table.add_column(f"L{level}", justify="right")
+    table.add_column("all", justify="right", style="bold")
+    for domain, per_level in by_domain_level.items():
+        cells = [f"{per_level[level]:.0f}" if level in per_level else "-" for level in levels]
+        table.add_row(domain, *cells, f"{by_domain.get(domain, float('nan')):.1f}")
+    return table
+
+
+@app.command("eval")
+def eval_command(
+    model: str = typer.Argument(..., help="A Hugging Face model folder or a .gguf file."),
+    domains: Optional[list[str]] = typer.Option(None, "--domains", "-d", help="Domains (repeat or comma-separate); default all."),
+    levels: str = typer.Option("1-10", "--levels", "-l", help="Levels, e.g. 1-4 or 1,3,5."),
+    n: int = typer.Option(20, "--n", min=1, help="Tasks per domain and level."),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    method: str = typer.Option("fast", "--method", help="fast (one teacher-forced pass) or generate (decode and verify)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the task streams."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads; 0 keeps torch's default."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
+) -> None:
+    """Evaluate a model on the task suites and print accuracy by domain and level."""
+    from .tasks import DOMAINS, SPLITS
+
+    _existing_model(model)
+    split = _choice(split, tuple(SPLITS), "--split")
+    method = _choice(method, ("fast", "generate"), "--method")
+    level_list = parse_levels(levels)
+    domain_list = parse_names(domains) or list(DOMAINS)
+    unknown = [d for d in domain_list if d not in DOMAINS]
+    if unknown:
+        raise ForgeError(f"unknown domain(s) {', '.join(unknown)}; known: {', '.join(DOMAINS)}")
+
+    from .evaluation import evaluate
+    from .models import load_model
+    from .tasks import make_tasks
+    from .utils import configure_threads
+
+    configure_threads(threads)
+    console = Console()
+    try:
+        net, tokenizer = load_model(model, device=device, dtype=dtype)
+        tasks = [t for d in domain_list for lvl in level_list for t in make_tasks(d, lvl, split, n, seed)]
+        console.print(f"{model}: {len(tasks)} {split} tasks, method {method}", markup=False)
+        report = evaluate(net, tokenizer, tasks, method=method, batch_size=batch_size)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(INTERRUPTED) from None
+
+    console.print(accuracy_grid(report.by_domain_level, report.by_domain, level_list))
+    loglik = f"; mean answer log-likelihood {report.mean_loglik:.3f}" if method == "fast" else ""
+    console.print(f"overall accuracy {report.accuracy:.1f}% over {len(tasks)} tasks{loglik}")
+    if json_out is not None:
+        from .utils import atomic_write_json
+
+        summary: dict[str, Any] = {
+            "model": model, "split": split, "method": method, "n_per_level": n, "seed": seed,
+            "domains": domain_list, "levels": level_list, **report.to_dict(),
+        }
+        atomic_write_json(json_out, summary)
+        console.print(f"wrote {json_out}", markup=False)
+
+
+# ----------------------------------------------------------------------------------------------------- chat
+
+
+def split_thoughts(text: str) -> list[tuple[str, bool]]:
+    """Cut generated text into (piece, is_thought) around `<|startofthought|> ... <|endofthought|>` spans.
+
+    An unclosed thought (generation stopped inside it) runs to the end of the text.
+    """
+    pieces: list[tuple[str, bool]] = []
+    rest = text
+    while THOUGHT_START in rest:
+        before, _, after = rest.partition(THOUGHT_START)
+        thought, closed, rest = after.partition(THOUGHT_END)
+        if before:
+            pieces.append((before, False))
+        pieces.append((thought, True))
+        if not closed:
+            rest = ""
+    if rest:
+        pieces.append((rest, False))
+    return pieces
+
+
+def _strip_special(text: str, tokenizer) -> str:
+    for token in getattr(tokenizer, "all_special_tokens", []):
+        if token and token not in (THOUGHT_START, THOUGHT_END):
+            text = text.replace(token, "")
+    return text
+
+
+def _reply(net, tokenizer, prompt: str, *, max_new_tokens: int, temperature: float, seed: int, show_thoughts: bool) -> Any:
+    from rich.text import Text
+
+    from .models import generate
+
+    raw = generate(
+        net, tokenizer, [prompt], max_new_tokens=max_new_tokens, temperature=temperature, batch_size=1,
+        seed=seed, skip_special_tokens=False, progress=False,
+    )[0]
+    shown = Text()
+    for piece, is_thought in split_thoughts(_strip_special(raw, tokenizer)):
+        if not is_thought:
+            shown.append(piece)
+        elif show_thoughts:
+            shown.append(f"[thought: {piece.strip()}] ", style="dim italic")
+    if not shown.plain.strip():
+        shown = Text("(empty reply)", style="dim")  # the model ended its turn at once; say so rather than print nothing
+    return shown
+
+
+@app.command()
+def chat(
+    model: str = typer.Argument(..., help="A Hugging Face model folder or a .gguf file."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Answer this one prompt and exit."),
+    show_thoughts: bool = typer.Option(False, "--show-thoughts", help="Also print the model's thought spans."),
+    max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 is greedy."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads; 0 keeps torch's default."),
+) -> None:
+    """Talk to a model: one reply per line typed (each line is answered on its own); /exit or EOF quits."""
+    from .models import load_model
+    from .utils import configure_threads
+
+    _existing_model(model)
+    configure_threads(threads)
+    net, tokenizer = load_model(model, device=device, dtype=dtype)
+    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, show_thoughts=show_thoughts)
+    console = Console(highlight=False)
+    if prompt is not None:
+        console.print(_reply(net, tokenizer, prompt, **options))
+        return
+    interactive = sys.stdin.isatty()
+    if interactive:
+        console.print(f"chatting with {model}; /exit or Ctrl-D to quit")
+    try:
+        while True:
+            if interactive:
+                console.print("[bold]you>[/] ", end="")
+            line = sys.stdin.readline()
+            if not line:
+                break
+            text = line.strip()
+            if text in {"/exit", "/quit"}:
+                break
+            if text:
+                console.print(_reply(net, tokenizer, text, **options))
+    except KeyboardInterrupt:
+        console.print()
+
+
+def main() -> None:  # pragma: no cover - `python -m agent_forge.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

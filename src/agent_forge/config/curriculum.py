@@ -1,0 +1,151 @@
+"""Config of stage 2 (curriculum): baseline assessment, ten levels, RL cycles, sleep, dream, self-modeling.
+
+Every knob of `agent_forge.stages.curriculum` lives here; `agent-forge run curriculum.cycle.lr=1e-4` overrides one.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from .base import Section
+
+
+class AssessmentConfig(Section):
+    """How the entering model's frontier is found: the highest level answered at or above `threshold`."""
+
+    items_per_level: int = Field(32, ge=4)
+    threshold: float = Field(0.8, gt=0, le=1)
+    # stop probing a domain after this many consecutive levels below the threshold (harder ones will fail too)
+    patience: int = Field(2, ge=1)
+
+
+class TaskMixConfig(Section):
+    """Relative weights of the four kinds of tasks in a level's batches, and where organic data comes from."""
+
+    organic: float = Field(0.2, ge=0)
+    synthetic: float = Field(0.5, ge=0)
+    retrieval: float = Field(0.15, ge=0)
+    multi_agent: float = Field(0.15, ge=0)
+    # text/JSONL files with {"prompt", "answer"} records (or "prompt<TAB>answer" lines); empty: the task
+    # corpora's worked solutions
+    organic_paths: list[str] = Field(default_factory=list)
+    retrieval_passages: int = Field(3, ge=1, description="passages in a retrieval prompt (the hit plus distractors)")
+    critic_samples: int = Field(2, ge=1, description="critic verdicts sampled per solver answer in multi-agent tasks")
+
+    @model_validator(mode="after")
+    def _some_weight(self):
+        if self.organic + self.synthetic + self.retrieval + self.multi_agent <= 0:
+            raise ValueError("curriculum.mix: at least one task kind needs a positive weight")
+        return self
+
+
+class CycleConfig(Section):
+    """One RL cycle: sample a group per prompt, verify, update with the group-baseline policy gradient."""
+
+    prompts: int = Field(16, ge=1)
+    samples_per_prompt: int = Field(8, ge=2)
+    temperature: float = Field(1.0, gt=0)
+    max_new_tokens: int = Field(24, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    kl_coef: float = Field(0.02, ge=0)
+    normalize_std: bool = False
+    # STaR-style: verified samples join the step as demonstrations; worked solutions where no sample succeeded
+    replay_verified: bool = True
+    demonstrate_unsolved: bool = True
+    demo_coef: float = Field(1.0, ge=0)
+    replay_old: int = Field(4, ge=0, description="verified items from earlier levels replayed in each step")
+    reasoning_weight: float = Field(0.1, ge=0, description="weight of the thought-helped signal in the reward")
+    self_awareness_prefix: bool = True
+    prefix_probability: float = Field(0.5, ge=0, le=1, description="share of prompts shown with the prefix")
+    use_thoughts: bool = True
+
+
+class ControllerConfig(Section):
+    """Edge-of-chaos difficulty inside a level: keep the success rate in [low, high]."""
+
+    low: float = Field(0.55, ge=0, le=1)
+    high: float = Field(0.75, ge=0, le=1)
+    step: float = Field(0.15, gt=0, le=1)
+    initial: float = Field(0.5, ge=0, le=1)
+    smoothing: float = Field(0.5, ge=0, lt=1, description="EMA factor on the observed success rate")
+
+    @model_validator(mode="after")
+    def _band(self):
+        if self.low >= self.high:
+            raise ValueError(f"curriculum.controller.low ({self.low}) must be below high ({self.high})")
+        return self
+
+
+class SleepConfig(Section):
+    """Consolidation: replay of verified successes from every level so far, then weight averaging."""
+
+    enabled: bool = True
+    every: int = Field(4, ge=1, description="cycles between sleeps")
+    steps: int = Field(6, ge=0)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    # weight of the consolidated (slow) weights in the average; 0 keeps the current weights unchanged
+    average: float = Field(0.3, ge=0, lt=1)
+
+
+class DreamConfig(Section):
+    """Exploration: high-temperature answers to fresh variations of the level's tasks, kept only if verified."""
+
+    enabled: bool = True
+    every: int = Field(4, ge=1)
+    prompts: int = Field(16, ge=1)
+    samples: int = Field(4, ge=1)
+    temperature: float = Field(1.5, gt=0)
+
+
+class SelfModelConfig(Section):
+    """Self-modeling: train on own verified generations across temperatures and predict own correctness."""
+
+    enabled: bool = True
+    every: int = Field(4, ge=1)
+    temperatures: list[float] = Field(default_factory=lambda: [0.3, 0.7, 1.0, 1.3])
+    prompts: int = Field(16, ge=1)
+    steps: int = Field(4, ge=0)
+    lr: float = Field(2e-4, gt=0)
+    ece_bins: int = Field(10, ge=2)
+    calibration_items: int = Field(48, ge=8)
+
+
+class GrokfastConfig(Section):
+    """Grokfast EMA gradient filter (Lee et al. 2024) on the RL and replay updates."""
+
+    enabled: bool = True
+    alpha: float = Field(0.98, ge=0, lt=1)
+    lamb: float = Field(2.0, ge=0)
+
+
+class CurriculumConfig(Section):
+    """Stage 2: find the frontier, then climb up to ten levels above it with RL cycles."""
+
+    domains: list[str] = Field(default_factory=lambda: ["arithmetic", "strings", "logic", "facts"])
+    levels: int = Field(10, ge=1, le=10, description="curriculum levels above the baseline")
+    max_cycles_per_level: int = Field(12, ge=1)
+    min_cycles_per_level: int = Field(2, ge=1)
+    mastery_threshold: float = Field(0.8, gt=0, le=1)
+    val_items: int = Field(24, ge=4, description="validation items per domain for the mastery check")
+    test_items: int = Field(40, ge=4, description="test items per (domain, level) in the final report")
+    check_every: int = Field(2, ge=1, description="cycles between validation checks for mastery")
+    eval_levels_above: int = Field(3, ge=1, description="test levels reported above each baseline frontier")
+    replay_capacity: int = Field(256, ge=1, description="verified pairs kept per (domain, level) for replay")
+    replay_seed_items: int = Field(48, ge=0, description="train items per mastered level checked to seed replay")
+    time_budget_s: float = Field(420.0, gt=0, description="stop starting new levels after this many seconds")
+    assessment: AssessmentConfig = AssessmentConfig()
+    mix: TaskMixConfig = TaskMixConfig()
+    cycle: CycleConfig = CycleConfig()
+    controller: ControllerConfig = ControllerConfig()
+    sleep: SleepConfig = SleepConfig()
+    dream: DreamConfig = DreamConfig()
+    self_model: SelfModelConfig = SelfModelConfig()
+    grokfast: GrokfastConfig = GrokfastConfig()
+    plots: bool = True
+
+    @model_validator(mode="after")
+    def _cycles(self):
+        if self.min_cycles_per_level > self.max_cycles_per_level:
+            raise ValueError("curriculum.min_cycles_per_level must not exceed max_cycles_per_level")
+        return self

@@ -1,0 +1,66 @@
+"""Config of stage 1.1 (EvoMerge): the merge methods searched, the evolution's knobs, and how fitness is measured.
+
+Defaults are the tiny profile's: a genetic algorithm over per-layer-group recipes, scored by validation exact
+match (the evaluation fast path) with log-likelihood breaking ties. Exercise:
+`agent-forge run --config configs/tiny.yaml evomerge.generations=3`.
+"""
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .base import Section
+
+InterpMethod = Literal["linear", "slerp"]
+VectorMethod = Literal["task_arithmetic", "ties", "dare_ties", "dare_linear"]
+LayerKind = Literal["frankenmerge", "dfs"]
+
+
+class MutationConfig(Section):
+    """Variation rates: `sigma` is the Gaussian step as a fraction of each parameter's range."""
+
+    sigma: float = Field(0.08, gt=0, le=1)
+    gene_rate: float = Field(0.35, gt=0, le=1, description="chance that each continuous gene gets noise")
+    method_flip: float = Field(0.1, ge=0, le=1, description="chance a child switches one step's method")
+    structure_flip: float = Field(0.05, ge=0, le=1, description="chance a child adds or removes a step")
+    path_edit: float = Field(0.3, ge=0, le=1, description="chance a child's layer path gets one edit")
+    reseed: float = Field(0.1, ge=0, le=1, description="chance a child draws new DARE masks")
+
+
+class EvoMergeConfig(Section):
+    """Stage 1.1: evolve a merge recipe of the specialists; the champion is the stage's model."""
+
+    optimizer: Literal["ga", "cmaes"] = "ga"
+    population_size: int = Field(16, ge=2)
+    generations: int = Field(12, ge=1)
+    patience: int = Field(4, ge=1, description="stop after this many generations without a better champion")
+    elite: int = Field(2, ge=0)
+    tournament_size: int = Field(3, ge=1)
+    crossover_rate: float = Field(0.5, ge=0, le=1)
+    mutation: MutationConfig = MutationConfig()
+    seed_combinations: bool = Field(True, description="start from {linear,slerp} x {ties,dare} x {frankenmerge,dfs}")
+    interp_methods: list[InterpMethod] = Field(default_factory=lambda: ["linear", "slerp"])
+    vector_methods: list[VectorMethod] = Field(default_factory=lambda: ["task_arithmetic", "ties", "dare_ties", "dare_linear"])
+    layer_kinds: list[LayerKind] = Field(default_factory=lambda: ["frankenmerge", "dfs"])
+    layers_per_group: int = Field(1, ge=1, description="transformer blocks sharing one set of merge parameters")
+    dfs_repeats: int = Field(2, ge=1, description="r: DFS slots = total layers of the pool x r")
+    max_depth_factor: float = Field(1.5, gt=0, description="layer-space results have at most this x the source depth")
+    cmaes_method: Literal["linear", "slerp", "task_arithmetic", "ties", "dare_ties", "dare_linear"] = "task_arithmetic"
+    cmaes_sigma: float = Field(0.15, gt=0, le=1)
+    # fitness: validation split only; the test split is for the report
+    domains: list[str] | None = Field(None, description="task domains to score; default: seed_stage.specialists")
+    levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4])
+    val_items_per_level: int = Field(25, ge=1)
+    objective: Literal["mean", "balanced"] = Field(
+        "mean", description="mean: mean accuracy over domains; balanced: mean plus the worst domain, halved")
+    batch_size: int = Field(128, ge=1)
+    backend: Literal["local", "ray"] = "local"
+    ray_actors: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.elite >= self.population_size:
+            raise ValueError(f"elite ({self.elite}) must be smaller than population_size ({self.population_size})")
+        if not self.interp_methods and not self.vector_methods:
+            raise ValueError("at least one of interp_methods / vector_methods must be non-empty")
+        return self

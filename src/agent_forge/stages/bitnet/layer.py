@@ -1,0 +1,107 @@
+"""BitLinear: the BitNet b1.58 linear layer used for quantization-aware training.
+
+It keeps the latent full-precision weight as its trainable ``weight`` parameter (so optimisers, merging code
+and ``save_pretrained`` see an ordinary ``weight``/``bias`` pair) and quantizes on the fly in ``forward``:
+optional sub-layer RMSNorm -> per-token absmax int8 activations -> absmean ternary weights -> matmul, with the
+straight-through estimator so that gradients reach the latent weights.
+
+``strength`` is the warm-up lambda: 0 behaves exactly like the original ``nn.Linear``, 1 is the full BitNet
+b1.58 forward. Values in between blend quantized and full-precision weights and activations (and, when the
+sub-layer norm is enabled, normalized and raw inputs) so that a pretrained model can be eased into ternary.
+
+Exercise: ``pytest tests/stages/bitnet/test_bitnet_layer.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .quant import activation_codes, quantize_activation, quantize_weight, straight_through, ternary_codes
+
+
+class BitLinear(nn.Module):
+    """Drop-in replacement for ``nn.Linear`` with BitNet b1.58 quantization (latent fp weights kept)."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = False,
+        *,
+        sub_norm: bool = False,
+        norm_eps: float = 1e-6,
+        act_bits: int = 8,
+        strength: float = 1.0,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.act_bits = act_bits
+        self.strength = float(strength)
+        self.weight = nn.Parameter(torch.empty(out_features, in_features, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(out_features, device=device, dtype=dtype)) if bias else None
+        # BitNet normalizes a linear layer's input before quantizing it so the quantized values keep their
+        # variance; named `rms_norm` because that is the key transformers' bitnet integration loads.
+        self.rms_norm = nn.RMSNorm(in_features, eps=norm_eps, device=device, dtype=dtype) if sub_norm else None
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    @classmethod
+    def from_linear(
+        cls, linear: nn.Linear, *, sub_norm: bool = False, norm_eps: float = 1e-6, act_bits: int = 8,
+        strength: float = 1.0,
+    ) -> "BitLinear":
+        """Wrap an existing linear layer, sharing its weight and bias parameters (ties are preserved)."""
+        layer = cls(
+            linear.in_features, linear.out_features, bias=False, sub_norm=sub_norm, norm_eps=norm_eps,
+            act_bits=act_bits, strength=strength, device=linear.weight.device, dtype=linear.weight.dtype,
+        )
+        layer.weight = linear.weight
+        layer.bias = linear.bias
+        return layer
+
+    def normalized_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The input after the (strength-blended) sub-layer norm; identity when the norm is disabled."""
+        if self.rms_norm is None or self.strength == 0.0:
+            return x
+        normed = self.rms_norm(x)
+        if self.strength == 1.0:
+            return normed
+        return x + self.strength * (normed - x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.normalized_input(x)
+        x = straight_through(x, quantize_activation(x, self.act_bits), self.strength)
+        w = straight_through(self.weight, quantize_weight(self.weight), self.strength)
+        return F.linear(x, w, self.bias)
+
+    def ternary(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(int8 codes in {-1, 0, 1}, gamma): what is packed and shipped for this layer."""
+        return ternary_codes(self.weight)
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight the forward pass multiplies by at the current strength (no gradient)."""
+        w = self.weight.detach()
+        return w + self.strength * (quantize_weight(w) - w)
+
+    def integer_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Reference for the packed kernels: integer activations x ternary codes, rescaled once per token.
+
+        Equal to ``forward`` at strength 1 up to float rounding; used by tests and the torch fallback path.
+        """
+        x = self.normalized_input(x)
+        x_codes, x_scale = activation_codes(x, self.act_bits)
+        w_codes, gamma = self.ternary()
+        y = F.linear(x_codes, w_codes.float()) * (gamma / x_scale)
+        if self.bias is not None:
+            y = y + self.bias.float()
+        return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+            f"sub_norm={self.rms_norm is not None}, act_bits={self.act_bits}, strength={self.strength:g}"
+        )

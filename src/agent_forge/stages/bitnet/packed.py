@@ -1,0 +1,267 @@
+"""The packed 2-bit export of a ternary model, and CPU inference straight from it.
+
+``export_packed(model, tokenizer, folder)`` writes an HF folder in the layout of transformers' ``bitnet``
+quantization method (``quantization_config.quant_method == "bitnet"``, ``linear_class == "bitlinear"``,
+offline mode): every converted linear layer stores ``weight`` as uint8 (out/4, in) with four ternary codes
+per byte (see ``packing.pack_rows``) and ``weight_scale`` (1,) fp32 holding ``1 / gamma`` (transformers divides
+its integer matmul by this value); ``rms_norm.weight`` when sub-layer norms are used; everything else
+(embeddings, norms, the LM head) in fp32.
+
+``load_packed(folder)`` builds the model skeleton without allocating its weights, puts a ``PackedBitLinear``
+(kernel-layout uint8 weights, see ``kernel``) in place of each packed layer, converting one layer at a time,
+and loads the remaining tensors — no fp32 copy of a packed layer ever exists.
+
+Exercise: ``pytest tests/stages/bitnet/test_bitnet_packed.py``; ``python benchmarks/bench_bitnet_packed.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...errors import ForgeError
+from .convert import MARKER, bitlinear_layers, is_ternary
+from .kernel import ternary_linear
+from .packing import pack_rows, rows_to_kernel, unpack_rows
+
+PACKED_FILE = "model.safetensors"
+
+
+class PackedBitLinear(nn.Module):
+    """Inference-only BitNet linear layer that computes from 2-bit packed weights (no float weight copy)."""
+
+    def __init__(self, packed: torch.Tensor, gamma: float, in_features: int, bias: torch.Tensor | None = None,
+                 rms_norm: nn.Module | None = None, act_bits: int = 8) -> None:
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = packed.shape[0]
+        self.gamma = float(gamma)
+        self.act_bits = act_bits
+        self.register_buffer("packed", packed.contiguous(), persistent=False)
+        self.register_buffer("bias", None if bias is None else bias.float().contiguous(), persistent=False)
+        self.rms_norm = rms_norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rms_norm is not None:
+            x = self.rms_norm(x)
+        return ternary_linear(x, self.packed, self.gamma, self.in_features, self.bias, self.act_bits).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
+                f"sub_norm={self.rms_norm is not None}, packed_bytes={self.packed.numel()}")
+
+
+def _atomic_folder(target: Path):
+    """A temp folder next to ``target`` that replaces it on success (so readers never see half an export)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+
+
+def _commit_folder(tmp: Path, target: Path) -> None:
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+def export_packed(model: nn.Module, tokenizer, folder: str | Path) -> Path:
+    """Write the 2-bit packed export of a ternary model (transformers bitnet layout); returns the folder."""
+    from safetensors.torch import save_file
+
+    if not is_ternary(model):
+        raise ForgeError("export_packed needs a fully ternary model (convert it and finish the warm-up first)")
+    layers = bitlinear_layers(model)
+    first = next(iter(layers.values()))
+    if first.act_bits != 8:
+        raise ForgeError("transformers' bitnet layout assumes 8-bit activations; export with act_bits=8")
+    tensors: dict[str, torch.Tensor] = {}
+    for name, layer in layers.items():
+        codes, gamma = layer.ternary()
+        tensors[f"{name}.weight"] = pack_rows(codes)
+        tensors[f"{name}.weight_scale"] = (1.0 / gamma).reshape(1).float()
+        if layer.bias is not None:
+            tensors[f"{name}.bias"] = layer.bias.detach().float().clone()
+        if layer.rms_norm is not None:
+            tensors[f"{name}.rms_norm.weight"] = layer.rms_norm.weight.detach().float().clone()
+    packed_prefixes = tuple(f"{name}." for name in layers)
+    tied_name = _tied_output_name(model)
+    for key, value in model.state_dict().items():
+        if key.startswith(packed_prefixes) or key == tied_name:
+            continue
+        tensors[key] = value.detach().float().contiguous().clone()
+
+    config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(model.config)
+    config.pop("_name_or_path", None)
+    marker = dict(config.get(MARKER) or getattr(model.config, MARKER))
+    marker["packed"] = True
+    config[MARKER] = marker
+    config["torch_dtype"] = "float32"
+    config["dtype"] = "float32"
+    config["quantization_config"] = {
+        "quant_method": "bitnet",
+        "linear_class": "bitlinear",
+        "quantization_mode": "offline",
+        "modules_to_not_convert": sorted(_unconverted_linear_names(model)),
+        "use_rms_norm": bool(marker["sub_norm"]),
+        "rms_norm_eps": float(marker["norm_eps"]),
+    }
+    target = Path(folder)
+    tmp = _atomic_folder(target)
+    try:
+        save_file(tensors, str(tmp / PACKED_FILE), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        _commit_folder(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _tied_output_name(model: nn.Module) -> str | None:
+    """State-dict key of an output embedding tied to the input one (stored once, re-tied on load)."""
+    if not getattr(getattr(model, "config", None), "tie_word_embeddings", False):
+        return None
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    inp = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if out is None or inp is None or out.weight is not inp.weight:
+        return None
+    out_name = next((n for n, m in model.named_modules() if m is out), None)
+    return f"{out_name}.weight"
+
+
+def _unconverted_linear_names(model: nn.Module) -> list[str]:
+    """Every plain linear module left in full precision (what transformers must not convert)."""
+    return [name for name, m in model.named_modules() if type(m) is nn.Linear]
+
+
+def read_safetensors_header(path: str | Path) -> dict:
+    """The JSON header of a safetensors file: per tensor dtype, shape and data offsets (no tensor data read)."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        return json.loads(handle.read(length))
+
+
+def packed_size_report(folder: str | Path) -> dict:
+    """Bits per ternary weight and byte counts, measured from the packed export's file.
+
+    ``bits_per_weight`` counts the stored bytes of every packed weight matrix and its scale, divided by the
+    number of ternary weights they encode; ``file_bytes`` is the whole safetensors file.
+    """
+    folder = Path(folder)
+    file = folder / PACKED_FILE
+    if not file.is_file():
+        raise ForgeError(f"no packed export at {folder} (missing {PACKED_FILE})")
+    header = read_safetensors_header(file)
+    packed_bytes = scale_bytes = weights = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        size = info["data_offsets"][1] - info["data_offsets"][0]
+        if key.endswith(".weight") and info["dtype"] == "U8":
+            packed_bytes += size
+            rows, cols = info["shape"]
+            weights += rows * 4 * cols
+        elif key.endswith(".weight_scale"):
+            scale_bytes += size
+    return {
+        "ternary_weights": weights,
+        "packed_weight_bytes": packed_bytes,
+        "scale_bytes": scale_bytes,
+        "bits_per_weight": 8 * (packed_bytes + scale_bytes) / max(1, weights),
+        "file_bytes": file.stat().st_size,
+    }
+
+
+def _skeleton(config):
+    """The model with parameters on the meta device (buffers such as rotary tables computed normally)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with init_empty_weights(include_buffers=False):
+        return AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+
+
+def load_packed(folder: str | Path):
+    """Load a packed export for CPU inference: (model with PackedBitLinear layers, tokenizer)."""
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = Path(folder)
+    file = folder / PACKED_FILE
+    if not (folder / "config.json").is_file() or not file.is_file():
+        raise ForgeError(f"not a packed BitNet export: {folder} (needs config.json and {PACKED_FILE})")
+    try:
+        raw = json.loads((folder / "config.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise ForgeError(f"corrupted config.json in {folder}: {exc.msg}") from None
+    marker = raw.get(MARKER)
+    if not isinstance(marker, dict) or not marker.get("packed"):
+        raise ForgeError(f"{folder} is not a packed BitNet export written by export_packed")
+    raw.pop("quantization_config", None)  # we build our own layers; transformers' quantizer must not run
+    config = AutoConfig.for_model(**{k: v for k, v in raw.items() if k != "transformers_version"})
+    model = _skeleton(config)
+    try:
+        handle = safe_open(str(file), framework="pt")
+    except Exception as exc:  # safetensors raises its own error types for truncated or garbled files
+        raise ForgeError(f"corrupted packed weights in {file}: {exc}") from None
+    with handle:
+        keys = set(handle.keys())
+        for name in marker["modules"]:
+            if f"{name}.weight" not in keys or f"{name}.weight_scale" not in keys:
+                raise ForgeError(f"packed export {folder} lacks the packed weight of layer {name!r}")
+            rows_packed = handle.get_tensor(f"{name}.weight")
+            old = model.get_submodule(name)
+            norm = None
+            if marker["sub_norm"]:
+                norm = nn.RMSNorm(old.in_features, eps=marker["norm_eps"])
+                with torch.no_grad():
+                    norm.weight.copy_(handle.get_tensor(f"{name}.rms_norm.weight"))
+            bias = handle.get_tensor(f"{name}.bias") if f"{name}.bias" in keys else None
+            gamma = 1.0 / float(handle.get_tensor(f"{name}.weight_scale").reshape(()))
+            layer = PackedBitLinear(rows_to_kernel(rows_packed), gamma, old.in_features, bias, norm, marker["act_bits"])
+            model.set_submodule(name, layer)
+        rest = {k: handle.get_tensor(k) for k in keys if not k.startswith(tuple(f"{n}." for n in marker["modules"]))}
+    missing, unexpected = model.load_state_dict(rest, strict=False, assign=True)
+    if getattr(config, "tie_word_embeddings", False):
+        model.tie_weights()
+    left = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    if left or unexpected:
+        raise ForgeError(f"packed export {folder} does not match its config (missing {left[:3]}, unexpected {unexpected[:3]})")
+    model.eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder)) if (folder / "tokenizer_config.json").is_file() else None
+    return model, tokenizer
+
+
+def unpack_export_codes(folder: str | Path) -> dict[str, tuple[torch.Tensor, float]]:
+    """Every packed layer of an export as (int8 codes, gamma): used to check that unpacking is exact."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    marker = json.loads((folder / "config.json").read_text())[MARKER]
+    out = {}
+    with safe_open(str(folder / PACKED_FILE), framework="pt") as handle:
+        for name in marker["modules"]:
+            scale = float(handle.get_tensor(f"{name}.weight_scale").reshape(()))
+            out[name] = (unpack_rows(handle.get_tensor(f"{name}.weight")), 1.0 / scale)
+    return out
+
+
+__all__ = [
+    "PackedBitLinear", "export_packed", "load_packed", "packed_size_report", "read_safetensors_header",
+    "unpack_export_codes",
+]

@@ -1,0 +1,110 @@
+"""Self-modeling: the model learns from its own verified generations and learns to predict its own success.
+
+Every few cycles the model answers a set of training prompts at several temperatures; verified answers become
+training pairs (its own good behaviour across the range from careful to creative). It is also asked, for
+each prompt, "sure? <prompt>" and taught to answer "yes" when its greedy answer is right and "no" when it is
+wrong. Its confidence is then P(yes) / (P(yes) + P(no)) from one teacher-forced pass, a log-loss-trained
+probability, so calibration can be measured as expected calibration error on held-out tasks. The expert
+dispatcher of stage 3 reads this confidence.
+
+Exercise: `pytest tests/stages/curriculum/test_self_model.py`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from typing import Sequence
+
+import torch
+
+from ...evaluation import fast_exact_match
+from ...models import encode_pairs, generate
+from ...tasks import Task, verify
+from ...training.supervised import train_supervised
+from .calibration import expected_calibration_error
+
+YES, NO = "yes", "no"
+
+
+def confidence_prompt(prompt: str) -> str:
+    return f"sure? {prompt}"
+
+
+@torch.no_grad()
+def predict_confidence(model, tokenizer, prompts: Sequence[str], batch_size: int = 64) -> list[float]:
+    """The model's probability that its own answer to each prompt is right (from its yes/no likelihoods)."""
+    device = next(model.parameters()).device
+    out: list[float] = []
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(prompts), batch_size):
+        chunk = [confidence_prompt(p) for p in prompts[start : start + batch_size]]
+        totals = []
+        for verdict in (YES, NO):
+            batch = encode_pairs(tokenizer, chunk, [verdict] * len(chunk))
+            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+            targets = batch["labels"][:, 1:].to(device)
+            mask = targets != -100
+            logprobs = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            totals.append((logprobs * mask).sum(1))
+        out.extend(torch.sigmoid(totals[0] - totals[1]).tolist())
+    model.train(was_training)
+    return out
+
+
+def measure_calibration(model, tokenizer, tasks: Sequence[Task], bins: int = 10) -> dict:
+    """ECE of the model's confidence against its greedy correctness on `tasks`, with the raw numbers."""
+    correct = [1.0 if ok else 0.0 for ok in fast_exact_match(model, tokenizer, list(tasks))]
+    confidence = predict_confidence(model, tokenizer, [t.prompt for t in tasks])
+    return {
+        "ece": expected_calibration_error(confidence, correct, bins),
+        "mean_confidence": sum(confidence) / max(1, len(confidence)),
+        "accuracy": sum(correct) / max(1, len(correct)),
+        "confidence": confidence,
+        "correct": correct,
+    }
+
+
+def self_model_round(
+    model, tokenizer, tasks: Sequence[Task], *, temperatures: Sequence[float], steps: int, lr: float, seed: int,
+    max_new_tokens: int, grad_filter=None, extra_pairs: Sequence[tuple[str, str]] = (), batch_size: int = 32,
+) -> dict:
+    """Generate across temperatures, keep verified answers, and train on them plus confidence labels."""
+    tasks = list(tasks)
+    verified: list[tuple[str, str]] = []
+    by_temperature = {}
+    for k, temperature in enumerate(temperatures):
+        outputs = generate(
+            model, tokenizer, [t.prompt for t in tasks], max_new_tokens=max_new_tokens, temperature=temperature,
+            seed=seed * 31 + k, progress=False,
+        )
+        ok = [verify(t, o) >= 1.0 for t, o in zip(tasks, outputs)]
+        by_temperature[str(temperature)] = sum(ok) / max(1, len(ok))
+        verified.extend((t.prompt, t.answer) for t, o, good in zip(tasks, outputs, ok) if good)
+    greedy_right = fast_exact_match(model, tokenizer, tasks)
+    labels = [(confidence_prompt(t.prompt), YES if right else NO) for t, right in zip(tasks, greedy_right)]
+    pool = list(dict.fromkeys(verified)) + list(extra_pairs)
+    rng = random.Random(seed)
+    log = None
+    if steps > 0 and (pool or labels):
+        half = max(1, batch_size // 2)
+
+        def next_batch(step: int):
+            # half confidence labels, half own verified answers: neither skill crowds out the other
+            own = [rng.choice(pool) for _ in range(half)] if pool else []
+            return own + [rng.choice(labels) for _ in range(batch_size - len(own))]
+
+        log = train_supervised(model, tokenizer, next_batch, steps=steps, lr=lr, grad_filter=grad_filter,
+                               desc="self-model", progress=False)
+    return {
+        "verified": len(set(verified)),
+        "success_by_temperature": by_temperature,
+        "greedy_accuracy": sum(greedy_right) / max(1, len(greedy_right)),
+        "loss": round(log.tail_mean(), 4) if log else None,
+        "verified_pairs": list(dict.fromkeys(verified)),
+    }
+
+
+def safe_round(value: float, digits: int = 4) -> float | None:
+    return None if value is None or math.isnan(value) else round(value, digits)

@@ -1,0 +1,349 @@
+"""The curriculum stage's run: assess, climb the levels with cycles, sleep, dream and self-model, report.
+
+Resumable between levels: after each finished level the model, optimiser state, replay buffer and the run's
+state are written atomically under `<stage_dir>/resume/`; a new run of the stage that finds them continues
+with the next level (same seed streams), so a killed run loses at most the level in progress.
+
+Exercise: `agent-forge run --until curriculum`, or `pytest tests/stages/curriculum/test_stage.py`.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from ...errors import ForgeError
+from ...evaluation import evaluate
+from ...evaluation.teacher_forced import fast_exact_match
+from ...models import load_model, save_model
+from ...tasks import DOMAINS, make_tasks
+from ...training.grokfast import GrokfastEMA
+from ...utils.atomic import atomic_write_bytes, atomic_write_json
+from ...training.policy_gradient import PolicyGradientTrainer
+from ...training.replay import ReplayBuffer
+from .. import StageInputs, StageResult
+from .assessment import assess, level_accuracy
+from .controller import DifficultyController
+from .cycle import CycleContext, run_cycle
+from .dream import dream
+from .episodes import TaskMixer, sample_train_task
+from .plots import plot_calibration, plot_cycles, plot_levels
+from .rollout import Thinker
+from .self_model import measure_calibration, self_model_round
+from .sleep import sleep, snapshot
+from .ternary import ensure_ternary, restore_ternary, ternary_report
+
+RESUME_DIR = "resume"
+STATE_FILE = "state.json"
+
+
+def _check(cc, inputs: StageInputs) -> Path:
+    unknown = [d for d in cc.domains if d not in DOMAINS]
+    if unknown:
+        raise ForgeError(f"curriculum.domains: unknown domain(s) {unknown}; known: {sorted(DOMAINS)}")
+    if not cc.domains:
+        raise ForgeError("curriculum.domains must name at least one domain")
+    if "model" not in inputs.models:
+        raise ForgeError("the curriculum stage needs the previous stage's model (input key 'model')")
+    source = Path(inputs.models["model"])
+    if not source.exists():
+        raise ForgeError(f"curriculum input model not found: {source}")
+    return source
+
+
+def _load(source: Path, device: str | None):
+    model, tok = load_model(str(source), device=device)
+    return model, tok, restore_ternary(model, source)
+
+
+def _test_tasks(domains, levels: dict[str, list[int]], n: int, seed: int):
+    return [t for d in domains for lvl in levels[d] for t in make_tasks(d, lvl, "test", n, seed)]
+
+
+def _calibration_tasks(domains, frontier: dict[str, int], n_total: int, seed: int):
+    """Validation tasks around each frontier (mastered and not yet mastered levels) for ECE."""
+    tasks = []
+    per = max(2, n_total // (4 * len(domains)))
+    for d in domains:
+        for lvl in range(max(1, frontier[d] - 1), min(10, frontier[d] + 2) + 1):
+            tasks.extend(make_tasks(d, lvl, "val", per, seed + 17))
+    return tasks
+
+
+def _summaries(levels_eval: dict[str, list[int]], frontier: dict[str, int], before: dict, after: dict) -> dict:
+    """Mean test accuracy at mastered levels and at levels above the baseline, before and after, per domain."""
+    out = {}
+    for d, levels in levels_eval.items():
+        mastered = [lvl for lvl in levels if lvl <= frontier[d]]
+        above = [lvl for lvl in levels if lvl > frontier[d]]
+
+        def mean(table, lv):
+            vals = [table[d][str(x)] for x in lv if str(x) in table.get(d, {})]
+            return round(sum(vals) / len(vals), 2) if vals else None
+
+        out[d] = {
+            "mastered_levels": mastered, "above_levels": above,
+            "mastered_before": mean(before, mastered), "mastered_after": mean(after, mastered),
+            "above_before": mean(before, above), "above_after": mean(after, above),
+        }
+    return out
+
+
+class CurriculumRun:
+    """One run of the stage; `run()` does everything and returns the StageResult."""
+
+    def __init__(self, cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = None):
+        self.cfg = cfg
+        self.cc = cfg.curriculum
+        self.source = _check(self.cc, inputs)
+        self.stage_dir = Path(stage_dir)
+        self.resume_dir = self.stage_dir / RESUME_DIR
+        self.console = console or Console()
+        self.device = None if cfg.device == "auto" else cfg.device
+        self.seed = cfg.seed
+
+    # --- persistence between levels ---------------------------------------------------------------
+    def _save_checkpoint(self, model, tok, trainer, replay: ReplayBuffer, state: dict) -> None:
+        self.resume_dir.mkdir(parents=True, exist_ok=True)
+        save_model(model, tok, self.resume_dir / "model")
+        buffer = io.BytesIO()
+        torch.save(trainer.optimizer.state_dict(), buffer)
+        atomic_write_bytes(self.resume_dir / "optimizer.pt", buffer.getvalue())
+        atomic_write_json(self.resume_dir / "replay.json", replay.state_dict())
+        # the state is written last: it names a level as finished only once everything else is on disk
+        atomic_write_json(self.resume_dir / STATE_FILE, state)
+
+    def _load_state(self) -> dict | None:
+        path = self.resume_dir / STATE_FILE
+        if not path.is_file():
+            return None
+        try:
+            state = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            return None
+        if state.get("config_digest") != self._digest() or not (self.resume_dir / "model").is_dir():
+            return None
+        return state
+
+    def _digest(self) -> str:
+        import hashlib
+
+        blob = json.dumps(self.cc.model_dump(mode="json"), sort_keys=True) + f"|{self.seed}|{self.source}"
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    # --- the run ----------------------------------------------------------------------------------
+    def run(self) -> StageResult:
+        cc = self.cc
+        torch.manual_seed(self.seed)
+        state = self._load_state()
+        resumed = state is not None
+        model, tok, ternary = _load(self.source, self.device)
+        ref_model = copy.deepcopy(model)  # the model that entered the stage: KL anchor and baseline
+        domains = list(cc.domains)
+        if state is None:
+            state = self._fresh_state(model, tok, domains)
+        else:
+            model, tok, _ = _load(self.resume_dir / "model", self.device)
+            self.console.print(f"[curriculum] resuming after level {state['round']}")
+        replay = (ReplayBuffer.from_state(json.loads((self.resume_dir / "replay.json").read_text()))
+                  if resumed else self._seed_replay(model, tok, state))
+        grokfast = GrokfastEMA(cc.grokfast.alpha, cc.grokfast.lamb) if cc.grokfast.enabled else None
+        trainer = PolicyGradientTrainer(
+            model, tok, lr=cc.cycle.lr, ref_model=ref_model, kl_coef=cc.cycle.kl_coef,
+            normalize_std=cc.cycle.normalize_std, demo_coef=cc.cycle.demo_coef, grad_filter=grokfast,
+        )
+        if resumed and (self.resume_dir / "optimizer.pt").is_file():
+            trainer.optimizer.load_state_dict(torch.load(self.resume_dir / "optimizer.pt", weights_only=True))
+        controller = DifficultyController.from_config(cc.controller)
+        mixer = TaskMixer(cc.mix, self.seed, cc.cycle.prefix_probability, cc.cycle.self_awareness_prefix)
+        thinker = Thinker.of(tok) if cc.cycle.use_thoughts else None
+        ctx = CycleContext(model, tok, trainer, mixer, replay, controller, cc, self.seed, thinker,
+                           dict(state.get("recent_accuracy", {})))
+        slow = snapshot(model) if cc.sleep.enabled else None
+        start = time.perf_counter() - state["elapsed"]
+
+        while state["round"] < cc.levels:
+            targets = {d: state["mastered"][d] + 1 for d in domains if state["mastered"][d] < 10}
+            if not targets or time.perf_counter() - start > cc.time_budget_s:
+                break
+            level = state["round"] + 1
+            controller.reset(cc.controller.initial)
+            slow_ref = [slow]
+            level_log = self._train_level(ctx, state, level, targets, start, slow_ref)
+            slow = slow_ref[0]
+            state["levels"].append(level_log)
+            state["round"] = level
+            state["recent_accuracy"] = ctx.recent_accuracy
+            state["elapsed"] = time.perf_counter() - start
+            self._save_checkpoint(model, tok, trainer, replay, state)
+            self.console.print(
+                f"[curriculum] level {level}: targets {targets} mastered {state['mastered']} "
+                f"({level_log['cycles']} cycles, {state['elapsed']:.0f}s)"
+            )
+        return self._finish(model, tok, state, ternary, resumed, time.perf_counter() - start)
+
+    def _fresh_state(self, model, tok, domains) -> dict:
+        cc = self.cc
+        a = cc.assessment
+        profile = assess(model, tok, domains, items_per_level=a.items_per_level, threshold=a.threshold,
+                         patience=a.patience, seed=self.seed)
+        frontier = profile.frontier
+        eval_levels = {d: list(range(1, min(10, frontier[d] + cc.eval_levels_above) + 1)) for d in domains}
+        before = evaluate(model, tok, _test_tasks(domains, eval_levels, cc.test_items, self.seed)).to_dict()
+        calib = measure_calibration(model, tok, _calibration_tasks(domains, frontier, cc.self_model.calibration_items, self.seed),
+                                    cc.self_model.ece_bins)
+        self.console.print(f"[curriculum] baseline frontier {frontier}; ECE {calib['ece']:.3f}")
+        return {
+            "config_digest": self._digest(), "round": 0, "elapsed": 0.0, "cycles": 0,
+            "profile": profile.to_dict(), "frontier": dict(frontier), "mastered": dict(frontier),
+            "eval_levels": eval_levels, "test_before": before["by_domain_level"], "calibration_before": calib,
+            "history": [], "levels": [], "recent_accuracy": {}, "events": [],
+        }
+
+    def _seed_replay(self, model, tok, state) -> ReplayBuffer:
+        """Verified successes at the levels the model entered with: what sleep rehearses to keep them."""
+        replay = ReplayBuffer(capacity=self.cc.replay_capacity)
+        for d, top in state["frontier"].items():
+            for level in range(1, top + 1):
+                tasks = make_tasks(d, level, "train", self.cc.replay_seed_items, self.seed + 101)
+                right = fast_exact_match(model, tok, tasks)
+                replay.add(f"{d}:{level}", [(t.prompt, t.answer) for t, ok in zip(tasks, right) if ok])
+        return replay
+
+    def _train_level(self, ctx: CycleContext, state, level: int, targets: dict, start: float, slow_ref: list) -> dict:
+        cc = self.cc
+        mastered_now: dict[str, float] = {}
+        cycles = 0
+        for c in range(cc.max_cycles_per_level):
+            index = state["cycles"]
+            metrics = run_cycle(ctx, index, level, {d: t for d, t in targets.items() if d not in mastered_now} or targets)
+            state["cycles"] += 1
+            cycles += 1
+            k = c + 1
+            if cc.sleep.enabled and k % cc.sleep.every == 0:
+                slow_ref[0], info = sleep(
+                    ctx.model, ctx.tokenizer, ctx.replay, slow_ref[0], steps=cc.sleep.steps, batch_size=cc.sleep.batch_size,
+                    lr=cc.sleep.lr, average=cc.sleep.average, seed=self.seed * 7 + index, grad_filter=None,
+                )
+                metrics["sleep"] = info
+            if cc.dream.enabled and k % cc.dream.every == 0:
+                metrics["dream"] = dream(
+                    ctx.model, ctx.tokenizer, targets, ctx.replay, prompts=cc.dream.prompts, samples=cc.dream.samples,
+                    temperature=cc.dream.temperature, max_new_tokens=cc.cycle.max_new_tokens, seed=self.seed * 11 + index,
+                    world_seed=self.seed,
+                )
+            if cc.self_model.enabled and k % cc.self_model.every == 0:
+                metrics["self_model"] = self._self_model(ctx, targets, index)
+            if k >= cc.min_cycles_per_level and k % cc.check_every == 0:
+                acc = self._validate(ctx, targets)
+                metrics["val"] = acc
+                for d, a in acc.items():
+                    if a >= cc.mastery_threshold:
+                        mastered_now.setdefault(d, a)
+            state["history"].append(metrics)
+            if len(mastered_now) == len(targets) or time.perf_counter() - start > cc.time_budget_s:
+                break
+        final = self._validate(ctx, targets)
+        for d, a in final.items():
+            if a >= cc.mastery_threshold or d in mastered_now:
+                state["mastered"][d] = targets[d]
+        if cc.sleep.enabled:
+            slow_ref[0], _ = sleep(
+                ctx.model, ctx.tokenizer, ctx.replay, slow_ref[0], steps=cc.sleep.steps, batch_size=cc.sleep.batch_size,
+                lr=cc.sleep.lr, average=cc.sleep.average, seed=self.seed * 13 + level,
+            )
+        if cc.self_model.enabled:
+            self._self_model(ctx, targets, 10_000 + level)
+        return {"level": level, "targets": targets, "cycles": cycles, "val": final,
+                "mastered": {d: state["mastered"][d] for d in targets}}
+
+    def _validate(self, ctx: CycleContext, targets: dict) -> dict[str, float]:
+        return {d: round(level_accuracy(ctx.model, ctx.tokenizer, d, lvl, "val", self.cc.val_items, self.seed), 4)
+                for d, lvl in targets.items()}
+
+    def _self_model(self, ctx: CycleContext, targets: dict, index: int) -> dict:
+        import random
+
+        sm = self.cc.self_model
+        rng = random.Random(self.seed * 17 + index)
+        tasks = []
+        for _ in range(sm.prompts):
+            d = rng.choice(sorted(targets))
+            lvl = max(1, targets[d] - rng.randint(0, 1))
+            tasks.append(sample_train_task(d, lvl, rng, self.seed))
+        info = self_model_round(
+            ctx.model, ctx.tokenizer, tasks, temperatures=sm.temperatures, steps=sm.steps, lr=sm.lr,
+            seed=self.seed * 19 + index, max_new_tokens=self.cc.cycle.max_new_tokens,
+        )
+        info.pop("verified_pairs")
+        return info
+
+    def _finish(self, model, tok, state, ternary: bool, resumed: bool, seconds: float) -> StageResult:
+        cc = self.cc
+        domains = list(cc.domains)
+        eval_levels = state["eval_levels"]
+        after = evaluate(model, tok, _test_tasks(domains, eval_levels, cc.test_items, self.seed)).to_dict()["by_domain_level"]
+        calib_after = measure_calibration(
+            model, tok, _calibration_tasks(domains, state["frontier"], cc.self_model.calibration_items, self.seed),
+            cc.self_model.ece_bins)
+        calib_before = state["calibration_before"]
+        summary = _summaries(eval_levels, state["frontier"], state["test_before"], after)
+        improved = [d for d in domains if state["mastered"][d] > state["frontier"][d]]
+        out_dir = self.stage_dir / "model"
+        if ternary:
+            ensure_ternary(model)
+        save_model(model, tok, out_dir)
+        _carry_extra_files(self.source, out_dir)
+        if cc.plots:
+            plots = self.stage_dir / "plots"
+            plots.mkdir(parents=True, exist_ok=True)
+            if state["history"]:
+                plot_cycles(state["history"], plots / "cycles.png")
+            plot_levels(state["test_before"], after, plots / "levels.png")
+            plot_calibration(calib_before, calib_after, plots / "calibration.png", cc.self_model.ece_bins)
+        self._print_summary(state, summary, calib_before["ece"], calib_after["ece"])
+        # the stage is complete: its checkpoints between levels are no longer needed
+        shutil.rmtree(self.resume_dir, ignore_errors=True)
+        metrics = {
+            "frontier": state["frontier"], "mastered": state["mastered"], "domains_improved": improved,
+            "levels_trained": state["round"], "cycles": state["cycles"], "seconds": round(seconds, 1),
+            "resumed": resumed, "ternary": ternary_report(model, ternary),
+            "test_before": state["test_before"], "test_after": after, "summary": summary,
+            "ece_before": round(calib_before["ece"], 4), "ece_after": round(calib_after["ece"], 4),
+            "profile": state["profile"], "levels": state["levels"], "history": state["history"],
+        }
+        return StageResult(models={"model": out_dir}, metrics=metrics)
+
+    def _print_summary(self, state, summary, ece_before, ece_after) -> None:
+        table = Table(title="curriculum: test accuracy (%)")
+        for col in ("domain", "frontier", "mastered", "mastered lv before", "after", "above before", "after"):
+            table.add_column(col, justify="right")
+        for d, s in summary.items():
+            table.add_row(d, str(state["frontier"][d]), str(state["mastered"][d]),
+                          *[("-" if s[k] is None else f"{s[k]:.1f}") for k in
+                            ("mastered_before", "mastered_after", "above_before", "above_after")])
+        self.console.print(table)
+        self.console.print(f"[curriculum] ECE {ece_before:.3f} -> {ece_after:.3f}")
+
+
+def _carry_extra_files(source: Path, out_dir: Path) -> None:
+    """Copy files of the input folder that saving the model does not write (e.g. a thought mixing head)."""
+    if not source.is_dir():
+        return
+    for path in source.iterdir():
+        target = out_dir / path.name
+        if path.is_file() and not target.exists():
+            shutil.copy2(path, target)
+
+
+def run(cfg, inputs: StageInputs, stage_dir: Path) -> StageResult:
+    """Stage entry point (registered in `agent_forge.stages.STAGES`)."""
+    return CurriculumRun(cfg, inputs, stage_dir).run()

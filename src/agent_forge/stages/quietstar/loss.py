@@ -1,0 +1,107 @@
+"""The Quiet-STaR objective: teacher-forced NLL after each thought plus REINFORCE on the thought tokens.
+
+From a `ThoughtRollout` (paper sec. 4.3-4.4 and the authors' code):
+- NLL: the mixed predictions of the next `n_true` true tokens after every thought (each talk step averaged
+  over its scored targets, then over steps), blended with the ordinary next-token NLL by `base_nll_weight`
+  (0.5 in the authors' code) so that the model keeps predicting well without thinking.
+- REINFORCE: the reward of a thought is the log-likelihood it gives the `n_true` true tokens minus the mean
+  of that quantity over the thoughts sampled at the same position (the paper's baseline); only its positive
+  part is used (the authors' `remove_negative_rewards`). Loss = -reward * log p(thought tokens).
+`loss_mask[b, i]` says whether token i is a scored target (answer tokens in this project's data).
+Exercise: `pytest tests/stages/quietstar/test_loss.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .parallel import ThoughtRollout, shifted
+
+
+@dataclass
+class LossParts:
+    """The total (differentiable) and its parts as floats, for logging."""
+
+    total: torch.Tensor
+    base_nll: float
+    talk_nll: float
+    reinforce: float
+    mean_reward: float
+    thought_gain: float  # mean log-prob gain of the next true token, mixed vs base
+    mean_mix_weight: float
+
+
+def talk_targets(input_ids: torch.Tensor, loss_mask: torch.Tensor, n_true: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(targets, scored), each (N, B, L): talk step k at position j predicts token j + 1 + k."""
+    targets = torch.stack([shifted(input_ids, k + 1, dim=1, fill=0) for k in range(n_true)])
+    scored = torch.stack([shifted(loss_mask.bool(), k + 1, dim=1, fill=False) for k in range(n_true)])
+    return targets, scored
+
+
+def talk_logprobs(rollout: ThoughtRollout, lm_head, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) under the mixed predictions, (B, K, N, L)."""
+    logits = lm_head(rollout.mixed_hidden).float()
+    index = targets.permute(1, 0, 2)[:, None, :, :, None].expand(*logits.shape[:-1], 1)
+    return torch.log_softmax(logits, dim=-1).gather(-1, index).squeeze(-1)
+
+
+def base_logprobs(base_hidden: torch.Tensor, lm_head, input_ids: torch.Tensor) -> torch.Tensor:
+    """log p(x_{j+1}) under the ordinary predictions, (B, L); the last position gets 0."""
+    logits = lm_head(base_hidden).float()
+    nxt = shifted(input_ids, 1, dim=1, fill=0)
+    return torch.log_softmax(logits, dim=-1).gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def quietstar_loss(
+    rollout: ThoughtRollout,
+    lm_head,
+    input_ids: torch.Tensor,
+    loss_mask: torch.Tensor,
+    *,
+    base_nll_weight: float = 0.5,
+    reinforce_weight: float = 1.0,
+    positive_rewards_only: bool = True,
+) -> LossParts:
+    """Combine NLL and REINFORCE as described in the module docstring."""
+    n_true = rollout.mixed_hidden.shape[2]
+    targets, scored = talk_targets(input_ids, loss_mask, n_true)
+    logp = talk_logprobs(rollout, lm_head, targets)              # (B, K, N, L)
+    scored_bknl = scored.permute(1, 0, 2).unsqueeze(1).expand_as(logp)
+
+    step_nll = [
+        _masked_mean(-logp[:, :, k], scored_bknl[:, :, k]) for k in range(n_true) if scored[k].any()
+    ]
+    talk_nll = torch.stack(step_nll).mean() if step_nll else logp.sum() * 0.0
+    base_lp = base_logprobs(rollout.base_hidden, lm_head, input_ids)
+    base_nll = _masked_mean(-base_lp, scored[0])
+
+    # reward: log-likelihood of the true continuation given this thought, relative to the other thoughts here
+    with torch.no_grad():
+        continuation = (logp * scored_bknl).sum(dim=2)           # (B, K, L)
+        advantage = continuation - continuation.mean(dim=1, keepdim=True)
+        reward = advantage.clamp(min=0.0) if positive_rewards_only else advantage
+    thinks = scored[0].unsqueeze(1).expand_as(reward)             # positions whose next token is scored
+    reinforce = _masked_mean(-reward * rollout.thought_logprob.float(), thinks)
+
+    nll = base_nll_weight * base_nll + (1.0 - base_nll_weight) * talk_nll
+    total = nll + reinforce_weight * reinforce
+    with torch.no_grad():
+        gain = _masked_mean(logp[:, :, 0] - base_lp.unsqueeze(1), thinks)
+        weight = _masked_mean(rollout.mix_weight[:, :, 0].float(), thinks)
+        mean_reward = _masked_mean(reward, thinks)
+    return LossParts(
+        total=total,
+        base_nll=float(base_nll.detach()),
+        talk_nll=float(talk_nll.detach()),
+        reinforce=float(reinforce.detach()),
+        mean_reward=float(mean_reward),
+        thought_gain=float(gain),
+        mean_mix_weight=float(weight),
+    )

@@ -1,0 +1,172 @@
+"""Tokenwise parallel thought generation (Quiet-STaR, sec. 4.2 and fig. 3): a thought after every token at once.
+
+For a batch of sequences of length L, each of the `n_thoughts` copies of a sequence gets a thought at every
+position j. Every forward pass after the first adds one token to all L thoughts at once: the inputs are L new
+tokens, one per position, with position ids j + s, and the keys are the cached original tokens plus every
+earlier step's L tokens. The attention mask lets the step-s token of position j see the original tokens
+1..j and the tokens of its own thought (the "diagonal" of each earlier step), nothing of the other positions'
+thoughts. So a thought of length T costs T + 2 passes (start, T tokens, end) for all positions together,
+reusing the KV cache, instead of one generation per position.
+
+After the end-of-thought token, the next `n_true` true tokens are teacher-forced the same way (the paper's
+non-myopic loss): talk step k at position j inputs x_{j+k} and predicts x_{j+1+k}, mixed by the mixing head
+with the ordinary hidden state at position j + k. `reference.py` computes the same thing one position at a
+time; `tests/stages/quietstar/test_parallel.py` checks they agree. Exercise:
+`python benchmarks/bench_quietstar_parallel.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .decoder import additive_mask, lm_head_of, new_cache, run_decoder
+from .mixing import MixingHead
+from .sampling import ThoughtSampler
+from .tokens import ThoughtTokens
+
+Embed = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class ThoughtShape:
+    """How much thinking: `thought_length` sampled tokens between the delimiters, `n_thoughts` per position,
+    and `n_true` true tokens predicted after each thought (the authors' n_ahead = thought_length + 2,
+    n_ahead_talk = n_true, n_passes = n_thoughts)."""
+
+    thought_length: int
+    n_thoughts: int = 2
+    n_true: int = 4
+
+    def __post_init__(self):
+        if self.thought_length < 0 or self.n_thoughts < 1 or self.n_true < 1:
+            raise ValueError(f"invalid thought shape {self}")
+
+    @property
+    def passes(self) -> int:
+        """Forward passes after the ordinary one: start, thought tokens, end, then n_true - 1 teacher-forced."""
+        return self.thought_length + 2 + self.n_true - 1
+
+
+@dataclass
+class ThoughtRollout:
+    """Everything the loss needs; B = batch, K = thoughts per position, N = n_true, L = length, H = hidden."""
+
+    thought_ids: torch.Tensor      # (B, K, L, T) sampled thought tokens after each position
+    thought_logprob: torch.Tensor  # (B, K, L) summed log-prob of the sampled thought tokens (differentiable)
+    base_hidden: torch.Tensor      # (B, L, H) ordinary final hidden states
+    talk_hidden: torch.Tensor      # (B, K, N, L, H) hidden states after the thought (teacher-forced steps)
+    mixed_hidden: torch.Tensor     # (B, K, N, L, H) mixing head output
+    mix_weight: torch.Tensor       # (B, K, N, L)
+
+
+def positions_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that skip padding (left or right), as HF generation computes them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def shifted(x: torch.Tensor, k: int, dim: int, fill=0) -> torch.Tensor:
+    """x moved k steps left along `dim` (element j becomes x[j + k]); the last k entries are `fill`."""
+    if k == 0:
+        return x
+    length = x.shape[dim]
+    kept = x.narrow(dim, min(k, length), max(0, length - k))
+    pad_shape = list(x.shape)
+    pad_shape[dim] = min(k, length)
+    return torch.cat([kept, torch.full(pad_shape, fill, dtype=x.dtype, device=x.device)], dim=dim)
+
+
+def _base_allowed(valid: torch.Tensor) -> torch.Tensor:
+    """(B, 1, L, L): causal over non-padding keys; the diagonal always, so padding rows never see nothing."""
+    length = valid.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=valid.device).tril()
+    eye = torch.eye(length, dtype=torch.bool, device=valid.device)
+    return ((causal & valid[:, None, :]) | eye).unsqueeze(1)
+
+
+def think_in_parallel(
+    model,
+    head: MixingHead,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    *,
+    tokens: ThoughtTokens,
+    shape: ThoughtShape,
+    sampler: ThoughtSampler,
+    embed: Embed | None = None,
+) -> ThoughtRollout:
+    """Sample `shape.n_thoughts` thoughts after every position of every sequence, all in parallel.
+
+    `embed` maps ids to input vectors (default: the model's embedding layer; training passes a
+    `ThoughtEmbedding` so the delimiter rows are trained with their gradient weight).
+    """
+    embed = embed or model.get_input_embeddings()
+    lm_head = lm_head_of(model)
+    batch, length = input_ids.shape
+    k_thoughts, t_len, n_true = shape.n_thoughts, shape.thought_length, shape.n_true
+    rows = batch * k_thoughts
+    valid = attention_mask.bool()
+    positions = positions_from_mask(attention_mask)
+
+    base_embeds = embed(input_ids)
+    dtype = base_embeds.dtype
+    base_allowed = _base_allowed(valid)
+    cache = new_cache(model)
+    base_hidden = run_decoder(
+        model, base_embeds, attention_mask=additive_mask(base_allowed, dtype), position_ids=positions, cache=cache
+    )
+    # the thoughts of one sequence share its prefix: compute it once, then copy the cache per thought
+    cache.batch_repeat_interleave(k_thoughts)
+    # padding positions contribute a zero base state to mixing (they are never scored; zero keeps it defined)
+    base_rows = base_hidden.masked_fill(~valid.unsqueeze(-1), 0.0).repeat_interleave(k_thoughts, dim=0)
+    ids_rows = input_ids.repeat_interleave(k_thoughts, dim=0)
+    positions_rows = positions.repeat_interleave(k_thoughts, dim=0)
+    # every later step appends L keys, of which query j may see only key j (its own thought so far)
+    diagonal = torch.eye(length, dtype=torch.bool, device=input_ids.device).expand(rows, 1, length, length)
+    allowed = base_allowed.repeat_interleave(k_thoughts, dim=0)
+
+    thought_ids, thought_logps, talk, mixed, weights = [], [], [], [], []
+    next_embeds = embed(torch.full_like(ids_rows, tokens.start_id))
+    for step in range(1, shape.passes + 1):
+        allowed = torch.cat([allowed, diagonal], dim=-1)
+        hidden = run_decoder(
+            model, next_embeds, attention_mask=additive_mask(allowed, dtype),
+            position_ids=positions_rows + step, cache=cache,
+        )
+        if step <= t_len:
+            ids, logp = sampler.sample(lm_head(hidden), step)
+            thought_ids.append(ids)
+            thought_logps.append(logp)
+            next_embeds = embed(ids)
+        elif step == t_len + 1:
+            next_embeds = embed(torch.full_like(ids_rows, tokens.end_id))
+        if step >= t_len + 2:
+            k = step - (t_len + 2)
+            base_k = shifted(base_rows, k, dim=1)
+            mixed_k, w_k = head(base_k, hidden)
+            talk.append(hidden)
+            mixed.append(mixed_k)
+            weights.append(w_k)
+            # teacher forcing: the true token x_{j+k+1} follows, whatever the model predicted
+            # (past the end the filler id 0 is fed; those predictions have no target and are never scored)
+            next_embeds = embed(shifted(ids_rows, k + 1, dim=1, fill=0))
+
+    def per_sequence(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(batch, k_thoughts, *x.shape[1:])
+
+    if t_len:
+        ids_tensor = torch.stack(thought_ids, dim=-1)
+        logp_tensor = torch.stack(thought_logps, dim=-1).sum(-1)
+    else:
+        ids_tensor = torch.zeros(rows, length, 0, dtype=torch.long, device=input_ids.device)
+        logp_tensor = torch.zeros(rows, length, dtype=base_hidden.dtype, device=input_ids.device)
+    return ThoughtRollout(
+        thought_ids=per_sequence(ids_tensor),
+        thought_logprob=per_sequence(logp_tensor),
+        base_hidden=base_hidden,
+        talk_hidden=per_sequence(torch.stack(talk, dim=1)),
+        mixed_hidden=per_sequence(torch.stack(mixed, dim=1)),
+        mix_weight=per_sequence(torch.stack(weights, dim=1)),
+    )

@@ -1,0 +1,150 @@
+"""The quietstar stage: fine-tune the merged model with Quiet-STaR, measure it against plain fine-tuning, save.
+
+Steps: load the previous stage's `model`; train it with Quiet-STaR on the stage's data (`data.py`); save it
+as an HF folder plus `quietstar_head.safetensors` (`checkpoint.py`) under `<stage_dir>/model`; then, with
+`compare_without_thoughts`, fine-tune a second copy of the same input for the same steps on the same batches
+without thoughts. Both are measured on the validation NLL of answer tokens and the test accuracy on
+multi-step tasks (meta `work` >= `multistep_min_work`), the Quiet-STaR model with and without thinking.
+The stage is resumable the pipeline's way: it is recomputed from its input until its manifest entry says
+done. Exercise: `agent-forge run --until quietstar` or `pytest tests/stages/quietstar/test_quietstar_stage.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from ...errors import ForgeError
+from ...evaluation import generate_exact_match
+from ...models import load_model
+from ...tasks import make_tasks
+from ...training.supervised import train_supervised
+from .. import StageInputs, StageResult
+from .checkpoint import HeadInfo, save_quietstar
+from .data import text_chunks, training_batches
+from .evaluate import accuracy_with_thoughts, answer_nll_plain, answer_nll_with_thoughts
+from .train import train_quietstar
+
+
+def eval_tasks(qc, seed: int) -> tuple[list, list]:
+    """(validation tasks, multi-step test tasks) of the stage's domains and levels."""
+    val = [t for d in qc.domains for lvl in qc.levels for t in make_tasks(d, lvl, "val", qc.eval_items_per_level, seed)]
+    test = [t for d in qc.domains for lvl in qc.levels for t in make_tasks(d, lvl, "test", qc.eval_items_per_level, seed)]
+    multistep = [t for t in test if t.meta.get("work", 0) >= qc.multistep_min_work]
+    return val, multistep
+
+
+def input_model(inputs: StageInputs) -> Path:
+    """The previous stage's `model`, or its only output; ForgeError when that is ambiguous or absent."""
+    if "model" in inputs.models:
+        return Path(inputs.models["model"])
+    if len(inputs.models) == 1:
+        return Path(next(iter(inputs.models.values())))
+    raise ForgeError(
+        f"the quietstar stage needs one model from the previous stage, got {sorted(inputs.models) or 'none'} "
+        "(put evomerge before it)"
+    )
+
+
+def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = None) -> StageResult:
+    console = console or Console()
+    qc = cfg.quietstar
+    source = input_model(inputs)
+    if not qc.domains:
+        raise ForgeError("quietstar.domains must name at least one task domain")
+    texts = text_chunks(qc.text_files, qc.text_chunk_chars)
+    val_tasks, test_tasks = eval_tasks(qc, cfg.seed)
+
+    def batches():
+        return training_batches(
+            qc.domains, qc.levels, batch_size=qc.train.batch_size, worked_fraction=qc.worked_fraction,
+            texts=texts, seed=cfg.seed,
+        )
+
+    model, tokenizer = load_model(source, device=cfg.device, dtype=cfg.dtype)
+    entry = _plain_metrics(model, tokenizer, val_tasks, test_tasks, qc)
+    torch.manual_seed(cfg.seed)
+    trained = train_quietstar(model, tokenizer, qc, batches(), seed=cfg.seed)
+    out_dir = stage_dir / "model"
+    save_quietstar(model, tokenizer, trained.head, HeadInfo(qc.thought_length, qc.start_token, qc.end_token), out_dir)
+
+    common = dict(tokens=trained.tokens, thought_length=qc.thought_length)
+    started = time.perf_counter()
+    acc_think, answers = accuracy_with_thoughts(
+        model, tokenizer, trained.head, test_tasks, stride=qc.think_stride, thought_temperature=qc.inference_temperature,
+        max_new_tokens=qc.max_new_tokens, batch_size=qc.eval_batch_size, seed=cfg.seed, **common,
+    )
+    acc_silent, _ = accuracy_with_thoughts(
+        model, tokenizer, trained.head, test_tasks, think=False, max_new_tokens=qc.max_new_tokens,
+        batch_size=qc.eval_batch_size, **common,
+    )
+    quietstar = {
+        "val_answer_nll": _r(answer_nll_with_thoughts(model, tokenizer, trained.head, val_tasks, batch_size=qc.eval_batch_size, **common)),
+        "val_answer_nll_no_thinking": _r(answer_nll_plain(model, tokenizer, val_tasks, qc.eval_batch_size)),
+        "test_multistep_accuracy": _r(acc_think),
+        "test_multistep_accuracy_no_thinking": _r(acc_silent),
+        "train_seconds": round(trained.log.seconds, 1),
+        "final_loss": round(trained.log.tail_mean(), 4),
+        "train_tail": trained.objective.summary(),
+        "eval_seconds": round(time.perf_counter() - started, 1),
+    }
+    metrics = {
+        "input_model": entry,
+        "quietstar": quietstar,
+        "thought_init": trained.init,
+        "eval_items": {"val": len(val_tasks), "test_multistep": len(test_tasks)},
+        "example_thoughts": [
+            {"prompt": t.prompt, "reference": t.answer, "answer": a.answer, "thoughts": a.thoughts[:3]}
+            for t, a in list(zip(test_tasks, answers))[:3]
+        ],
+        "storage": {"model": "HF folder", "mixing_head": "quietstar_head.safetensors in the same folder"},
+    }
+    del model
+    if qc.compare_without_thoughts:
+        control, control_tok = load_model(source, device=cfg.device, dtype=cfg.dtype)
+        torch.manual_seed(cfg.seed)
+        train = qc.train
+        log = train_supervised(
+            control, control_tok, batches(), steps=train.steps, lr=train.lr, warmup_steps=train.warmup_steps,
+            weight_decay=train.weight_decay, desc="quietstar: control without thoughts",
+        )
+        metrics["no_thoughts"] = {
+            **_plain_metrics(control, control_tok, val_tasks, test_tasks, qc),
+            "train_seconds": round(log.seconds, 1),
+            "final_loss": round(log.tail_mean(), 4),
+        }
+        del control
+    console.print(_comparison_table(metrics))
+    return StageResult(models={"model": out_dir}, metrics=metrics)
+
+
+def _plain_metrics(model, tokenizer, val_tasks, test_tasks, qc) -> dict:
+    scores = generate_exact_match(model, tokenizer, test_tasks, batch_size=qc.eval_batch_size, max_new_tokens=qc.max_new_tokens)
+    return {
+        "val_answer_nll": _r(answer_nll_plain(model, tokenizer, val_tasks, qc.eval_batch_size)),
+        "test_multistep_accuracy": _r(sum(scores) / max(1, len(scores))),
+    }
+
+
+def _r(x: float) -> float:
+    return round(float(x), 4)
+
+
+def _comparison_table(metrics: dict) -> Table:
+    table = Table(title="quietstar: validation answer NLL and multi-step test accuracy")
+    for column in ("model", "val answer NLL", "multi-step accuracy"):
+        table.add_column(column)
+    q = metrics["quietstar"]
+    rows = [("input model", metrics["input_model"]["val_answer_nll"], metrics["input_model"]["test_multistep_accuracy"])]
+    rows.append(("Quiet-STaR, thinking", q["val_answer_nll"], q["test_multistep_accuracy"]))
+    rows.append(("Quiet-STaR, not thinking", q["val_answer_nll_no_thinking"], q["test_multistep_accuracy_no_thinking"]))
+    if "no_thoughts" in metrics:
+        n = metrics["no_thoughts"]
+        rows.append(("same steps, no thoughts", n["val_answer_nll"], n["test_multistep_accuracy"]))
+    for name, nll, acc in rows:
+        table.add_row(name, f"{nll:.3f}", f"{100 * acc:.1f}%")
+    return table

@@ -1,0 +1,113 @@
+"""Quiet-STaR's learnable thought delimiters: adding them, training their embeddings, keeping them out of text.
+
+The paper (Zelikman et al. 2024, sec. 4.2) adds `<|startofthought|>` and `<|endofthought|>`, initialises both
+embeddings from the em dash "---" (text's own way to mark a pause), and puts a larger weight on the gradients
+of these two embeddings so they move faster than the rest of the model. Here the weight is realised the way
+the authors' code does it: during training the two rows live in a separate parameter stored divided by the
+weight and multiplied back on use, so the gradient reaching the parameter is `weight` times larger and an Adam
+step moves the embedding `weight` times further. `write_back` copies them into the model's embedding matrix,
+so the saved model is an ordinary HF folder whose vocabulary contains both tokens.
+
+Their logits are masked whenever a token is chosen (thought sampling and answers): the model is never taught
+not to emit them. Exercise: `pytest tests/stages/quietstar/test_tokens.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ...errors import ForgeError
+from ...models import add_special_tokens
+
+START_OF_THOUGHT = "<|startofthought|>"
+END_OF_THOUGHT = "<|endofthought|>"
+
+
+@dataclass(frozen=True)
+class ThoughtTokens:
+    """Ids of the two delimiters in a tokenizer."""
+
+    start_id: int
+    end_id: int
+
+    @property
+    def ids(self) -> tuple[int, int]:
+        return (self.start_id, self.end_id)
+
+
+def thought_tokens_of(tokenizer, start: str = START_OF_THOUGHT, end: str = END_OF_THOUGHT) -> ThoughtTokens:
+    """Look the delimiters up in a tokenizer that already has them; ForgeError if it does not."""
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in (start, end) if t not in vocab]
+    if missing:
+        raise ForgeError(f"tokenizer has no thought token(s) {missing}; was this model trained by the quietstar stage?")
+    return ThoughtTokens(vocab[start], vocab[end])
+
+
+def add_thought_tokens(
+    model, tokenizer, *, init_from: str = "---", start: str = START_OF_THOUGHT, end: str = END_OF_THOUGHT
+) -> tuple[ThoughtTokens, str]:
+    """Add both delimiters (if absent) as special tokens, initialised from `init_from`; return ids and how.
+
+    A model that already has the tokens keeps its trained embeddings, so re-running the stage on its own
+    output continues from them. A tokenizer that cannot spell `init_from` starts them from the mean embedding.
+    """
+    vocab = tokenizer.get_vocab()
+    if start in vocab and end in vocab:
+        return ThoughtTokens(vocab[start], vocab[end]), "existing thought tokens kept"
+    try:
+        add_special_tokens(model, tokenizer, [start, end], init_from=init_from)
+        how = f"embedding of {init_from!r}"
+    except ForgeError:
+        add_special_tokens(model, tokenizer, [start, end], init_from=None)
+        how = f"mean embedding ({init_from!r} is not in the vocabulary)"
+    model.config.vocab_size = model.get_input_embeddings().weight.shape[0]
+    return thought_tokens_of(tokenizer, start, end), how
+
+
+def mask_thought_logits(logits: torch.Tensor, tokens: ThoughtTokens) -> torch.Tensor:
+    """A copy of `logits` in which neither delimiter can be chosen."""
+    masked = logits.clone()
+    masked[..., list(tokens.ids)] = float("-inf")
+    return masked
+
+
+class ThoughtEmbedding(nn.Module):
+    """Input embeddings with the two delimiter rows trained through a `grad_weight`-scaled parameter.
+
+    Call it like the embedding layer (`ids -> vectors`). The model's embedding matrix is used for every other
+    id and is not registered here (it stays the model's parameter).
+    """
+
+    def __init__(self, model, tokens: ThoughtTokens, grad_weight: float = 100.0):
+        super().__init__()
+        if grad_weight <= 0:
+            raise ForgeError(f"thought embedding gradient weight must be positive, got {grad_weight}")
+        self._model = [model]  # a list keeps the model's parameters out of this module's parameters()
+        self.tokens = tokens
+        self.grad_weight = float(grad_weight)
+        rows = model.get_input_embeddings().weight[list(tokens.ids)].detach().clone()
+        self.scaled = nn.Parameter(rows / self.grad_weight)
+
+    @property
+    def vectors(self) -> torch.Tensor:
+        """The two delimiter embeddings (start, end) as the model sees them."""
+        return self.scaled * self.grad_weight
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        embedding = self._model[0].get_input_embeddings()
+        out = embedding(input_ids)
+        vectors = self.vectors.to(out.dtype)
+        for row, token_id in enumerate(self.tokens.ids):
+            hit = (input_ids == token_id).unsqueeze(-1)
+            out = torch.where(hit, vectors[row], out)
+        return out
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy the trained delimiter rows into the model's embedding matrix (done before saving)."""
+        weight = self._model[0].get_input_embeddings().weight
+        weight[list(self.tokens.ids)] = self.vectors.to(weight.dtype)

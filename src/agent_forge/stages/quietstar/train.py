@@ -1,0 +1,99 @@
+"""Quiet-STaR fine-tuning through the shared supervised loop: the loss function is the only new part.
+
+`train_quietstar` adds the thought tokens, builds a zero-initialised mixing head and the gradient-weighted
+delimiter embeddings, and runs `training.supervised.train_supervised` with a loss that samples thoughts after
+every token in parallel and returns NLL + REINFORCE. The model, the head and the two delimiter rows are
+trained together; the rows are written back into the embedding matrix at the end. Exercise:
+`pytest tests/stages/quietstar/test_quietstar_stage.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ...training.supervised import BatchFn, TrainLog, train_supervised
+from .decoder import lm_head_of
+from .loss import LossParts, quietstar_loss
+from .mixing import MixingHead
+from .parallel import ThoughtShape, think_in_parallel
+from .sampling import ThoughtSampler
+from .tokens import ThoughtEmbedding, ThoughtTokens, add_thought_tokens
+
+
+@dataclass
+class QuietStarObjective:
+    """`loss_fn(model, batch)` for `train_supervised`; keeps every step's loss parts for the metrics."""
+
+    head: MixingHead
+    embed: ThoughtEmbedding
+    tokens: ThoughtTokens
+    shape: ThoughtShape
+    temperature: float
+    base_nll_weight: float
+    reinforce_weight: float
+    positive_rewards_only: bool
+    seed: int
+    history: list[LossParts] = field(default_factory=list)
+
+    def __call__(self, model, batch: dict) -> torch.Tensor:
+        # a fresh noise stream per step; the step index makes the run reproducible from the seed alone
+        sampler = ThoughtSampler(self.tokens, self.temperature, seed=self.seed * 100_003 + len(self.history))
+        rollout = think_in_parallel(
+            model, self.head, batch["input_ids"], batch["attention_mask"], tokens=self.tokens, shape=self.shape,
+            sampler=sampler, embed=self.embed,
+        )
+        parts = quietstar_loss(
+            rollout, lm_head_of(model), batch["input_ids"], batch["labels"] != -100,
+            base_nll_weight=self.base_nll_weight, reinforce_weight=self.reinforce_weight,
+            positive_rewards_only=self.positive_rewards_only,
+        )
+        self.history.append(parts)
+        return parts.total
+
+    def summary(self, tail: int = 20) -> dict[str, float]:
+        """Means of the last `tail` steps' loss parts."""
+        last = self.history[-tail:]
+        if not last:
+            return {}
+        keys = ["base_nll", "talk_nll", "reinforce", "mean_reward", "thought_gain", "mean_mix_weight"]
+        return {k: round(sum(getattr(p, k) for p in last) / len(last), 4) for k in keys}
+
+
+@dataclass
+class QuietStarTraining:
+    head: MixingHead
+    tokens: ThoughtTokens
+    init: str
+    log: TrainLog
+    objective: QuietStarObjective
+
+
+def train_quietstar(model, tokenizer, qc, next_batch: BatchFn, *, seed: int, progress: bool = True) -> QuietStarTraining:
+    """Turn `model` into a Quiet-STaR model in place (tokens added, weights trained); return head and logs."""
+    tokens, init = add_thought_tokens(
+        model, tokenizer, init_from=qc.init_from, start=qc.start_token, end=qc.end_token
+    )
+    param = next(model.parameters())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = MixingHead(model.config.hidden_size, depth=qc.mixing_head_depth)
+    # the head stays fp32 whatever the model's dtype: it is small and outputs one weight per position
+    head = head.to(device=param.device)
+    embed = ThoughtEmbedding(model, tokens, grad_weight=qc.embedding_grad_weight)
+    objective = QuietStarObjective(
+        head=head, embed=embed, tokens=tokens,
+        shape=ThoughtShape(thought_length=qc.thought_length, n_thoughts=qc.n_thoughts, n_true=qc.n_true),
+        temperature=qc.train_temperature, base_nll_weight=qc.base_nll_weight,
+        reinforce_weight=qc.reinforce_weight, positive_rewards_only=qc.positive_rewards_only, seed=seed,
+    )
+    params = [p for p in model.parameters()] + list(head.parameters()) + list(embed.parameters())
+    train = qc.train
+    log = train_supervised(
+        model, tokenizer, next_batch, steps=train.steps, lr=train.lr, warmup_steps=train.warmup_steps,
+        weight_decay=train.weight_decay, loss_fn=objective, params=params, desc="quietstar: think", progress=progress,
+    )
+    embed.write_back()
+    head.eval()
+    return QuietStarTraining(head=head, tokens=tokens, init=init, log=log, objective=objective)

@@ -1,0 +1,72 @@
+"""The packed ternary matmul (C kernel and torch fallback) against BitLinear's integer reference."""
+
+import pytest
+import torch
+from torch import nn
+
+from agent_forge.stages.bitnet import kernel
+from agent_forge.stages.bitnet.layer import BitLinear
+from agent_forge.stages.bitnet.packing import pack_kernel
+
+
+def _case(k, n, m, bias=True, seed=0):
+    torch.manual_seed(seed)
+    layer = BitLinear.from_linear(nn.Linear(k, n, bias=bias))
+    if bias:
+        nn.init.normal_(layer.bias)
+    codes, gamma = layer.ternary()
+    return layer, pack_kernel(codes), float(gamma), torch.randn(m, k) * 3
+
+
+def test_the_c_kernel_compiles_here():
+    # gcc is available on every machine this project supports; the fallback exists for others
+    assert kernel.kernel_available(), kernel.kernel_description()
+    assert "C kernel" in kernel.kernel_description()
+
+
+@pytest.mark.parametrize("k,n,m", [(32, 48, 1), (128, 384, 3), (130, 20, 5), (576, 192, 2), (64, 7, 9)])
+def test_kernel_matches_the_integer_reference(k, n, m):
+    layer, packed, gamma, x = _case(k, n, m)
+    y = kernel.ternary_linear(x, packed, gamma, k, layer.bias.detach())
+    ref = layer.integer_forward(x).detach()
+    # same integers, same per-token factor: at most float rounding of the bias add apart
+    assert torch.allclose(y, ref, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(y, layer(x).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_torch_fallback_computes_the_same_values():
+    layer, packed, gamma, x = _case(200, 24, 4)
+    fallback = kernel._torch_linear(x, packed, gamma, 200, layer.bias.detach(), 8)
+    assert torch.allclose(fallback, kernel.ternary_linear(x, packed, gamma, 200, layer.bias.detach()), atol=1e-5)
+
+
+def test_batched_inputs_keep_their_leading_shape_and_threads_agree():
+    layer, packed, gamma, _ = _case(256, 512, 1, bias=False)
+    x = torch.randn(2, 40, 256)  # 80 tokens x 512 x 256 is large enough for the parallel path
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = kernel.ternary_linear(x, packed, gamma, 256)
+        torch.set_num_threads(2)
+        multi = kernel.ternary_linear(x, packed, gamma, 256)
+    finally:
+        torch.set_num_threads(threads)
+    assert single.shape == (2, 40, 512)
+    assert torch.equal(single, multi)
+    assert torch.allclose(single, layer.integer_forward(x).detach(), atol=1e-5)
+
+
+def test_zero_and_extreme_tokens():
+    layer, packed, gamma, _ = _case(128, 16, 1, bias=False)
+    x = torch.zeros(3, 128)
+    x[1, 5] = 1e4   # one huge activation takes the whole int8 range
+    x[2] = -1e-6    # below the absmax clamp
+    y = kernel.ternary_linear(x, packed, gamma, 128)
+    assert torch.equal(y[0], torch.zeros(16))
+    assert torch.allclose(y, layer.integer_forward(x).detach(), rtol=1e-6, atol=1e-9)
+
+
+def test_wrong_input_width_is_rejected():
+    _, packed, gamma, x = _case(64, 8, 2)
+    with pytest.raises(ValueError, match="features"):
+        kernel.ternary_linear(x[:, :32], packed, gamma, 64)

@@ -1,0 +1,50 @@
+"""The edge-of-chaos controller moves difficulty toward the target success band."""
+
+from agent_forge.config.curriculum import ControllerConfig
+from agent_forge.stages.curriculum.controller import DifficultyController
+
+
+def test_too_easy_raises_difficulty_and_too_hard_lowers_it():
+    ctl = DifficultyController(low=0.55, high=0.75, step=0.1, difficulty=0.5, smoothing=0.0)
+    assert ctl.update(0.95) > 0.5
+    ctl = DifficultyController(low=0.55, high=0.75, step=0.1, difficulty=0.5, smoothing=0.0)
+    assert ctl.update(0.10) < 0.5
+
+
+def test_inside_the_band_difficulty_holds_and_bounds_are_respected():
+    ctl = DifficultyController(low=0.55, high=0.75, step=0.3, difficulty=0.5, smoothing=0.0)
+    assert ctl.update(0.65) == 0.5
+    for _ in range(10):
+        ctl.update(1.0)
+    assert ctl.difficulty == 1.0
+    for _ in range(10):
+        ctl.update(0.0)
+    assert ctl.difficulty == 0.0
+
+
+def test_smoothing_needs_evidence_before_reacting():
+    ctl = DifficultyController(low=0.55, high=0.75, step=0.1, difficulty=0.5, smoothing=0.8)
+    ctl.update(0.65)
+    # one lucky cycle does not push the smoothed rate out of the band
+    assert ctl.update(0.9) == 0.5
+    for _ in range(10):
+        ctl.update(0.9)
+    assert ctl.difficulty > 0.5
+
+
+def test_closed_loop_settles_success_into_the_band():
+    # a simulated learner: success falls linearly as difficulty rises
+    ctl = DifficultyController.from_config(ControllerConfig(step=0.05, smoothing=0.3))
+    rates = []
+    for _ in range(60):
+        rate = 1.0 - 0.8 * ctl.difficulty
+        rates.append(rate)
+        ctl.update(rate)
+    assert all(0.5 <= r <= 0.8 for r in rates[-20:])
+
+
+def test_reset_forgets_the_old_level():
+    ctl = DifficultyController(smoothing=0.5)
+    ctl.update(0.1)
+    ctl.reset(0.7)
+    assert ctl.difficulty == 0.7 and ctl.smoothed_rate is None

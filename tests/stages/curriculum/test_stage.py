@@ -1,0 +1,109 @@
+"""The curriculum stage end to end on a tiny model: outputs, plots, resume after SIGKILL, ternary kept, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from agent_forge.config import ForgeConfig
+from agent_forge.errors import ForgeError
+from agent_forge.models import load_model, save_model
+from agent_forge.stages import StageInputs
+from agent_forge.stages.curriculum import run
+
+SMALL = {
+    "domains": ["arithmetic", "logic"], "levels": 2, "max_cycles_per_level": 2, "min_cycles_per_level": 1,
+    "val_items": 8, "test_items": 8, "eval_levels_above": 1, "replay_seed_items": 8,
+    "assessment": {"items_per_level": 8},
+    "cycle": {"prompts": 4, "samples_per_prompt": 2, "max_new_tokens": 8},
+    "sleep": {"every": 2, "steps": 1, "batch_size": 4}, "dream": {"every": 2, "prompts": 2, "samples": 2},
+    "self_model": {"every": 2, "prompts": 4, "steps": 1, "temperatures": [0.5, 1.0], "calibration_items": 16},
+}
+
+
+def _cfg(**curriculum) -> ForgeConfig:
+    return ForgeConfig.model_validate({"device": "cpu", "curriculum": {**SMALL, **curriculum}})
+
+
+def test_stage_writes_model_metrics_and_plots(trained_tiny, tmp_path):
+    source, _, _ = trained_tiny
+    result = run(_cfg(), StageInputs(models={"model": source}), tmp_path / "04-curriculum")
+    m = result.metrics
+    assert set(m["frontier"]) == {"arithmetic", "logic"}
+    assert m["levels_trained"] == 2 and m["cycles"] == len(m["history"]) >= 2
+    assert all(m["mastered"][d] >= m["frontier"][d] for d in m["frontier"])
+    assert 0.0 <= m["ece_before"] <= 1.0 and 0.0 <= m["ece_after"] <= 1.0
+    for key in ("success", "reward", "kl", "difficulty"):
+        assert key in m["history"][0]
+    model, tok = load_model(result.models["model"])
+    assert model.config.vocab_size == len(tok)
+    plots = tmp_path / "04-curriculum" / "plots"
+    assert {p.name for p in plots.iterdir()} == {"cycles.png", "levels.png", "calibration.png"}
+
+
+def test_killed_run_resumes_at_the_last_finished_level(trained_tiny, tmp_path):
+    source, _, _ = trained_tiny
+    stage_dir = tmp_path / "stage"
+    overrides = {"levels": 3, "max_cycles_per_level": 3, "min_cycles_per_level": 3}
+    script = (
+        "import sys, json; from pathlib import Path; from agent_forge.config import ForgeConfig;"
+        "from agent_forge.stages import StageInputs; from agent_forge.stages.curriculum import run;"
+        "cfg = ForgeConfig.model_validate(json.loads(sys.argv[1]));"
+        "run(cfg, StageInputs(models={'model': Path(sys.argv[2])}), Path(sys.argv[3]))"
+    )
+    cfg_json = json.dumps({"device": "cpu", "curriculum": {**SMALL, **overrides}})
+    proc = subprocess.Popen([sys.executable, "-c", script, cfg_json, str(source), str(stage_dir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_file = stage_dir / "resume" / "state.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if state_file.is_file() and json.loads(state_file.read_text())["round"] >= 1:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    first = json.loads(state_file.read_text())
+    assert first["round"] < 3
+    result = run(_cfg(**overrides), StageInputs(models={"model": source}), stage_dir)
+    m = result.metrics
+    assert m["resumed"] and m["levels_trained"] == 3
+    # the finished levels were kept, not retrained: their logs come from the killed run
+    assert m["levels"][: first["round"]] == first["levels"]
+    assert m["cycles"] == 9
+
+
+def test_stage_keeps_a_ternary_model_ternary(trained_tiny, tmp_path):
+    from agent_forge.stages.bitnet import convert_to_bitlinear, is_ternary, restore_bitlinear
+
+    source, _, _ = trained_tiny
+    model, tok = load_model(source)
+    convert_to_bitlinear(model)
+    ternary_in = tmp_path / "ternary"
+    save_model(model, tok, ternary_in)
+    result = run(_cfg(levels=1), StageInputs(models={"model": ternary_in}), tmp_path / "out")
+    assert result.metrics["ternary"] == {"entered_ternary": True, "ternary": True}
+    out, _ = load_model(result.models["model"])
+    assert restore_bitlinear(out, result.models["model"]) and is_ternary(out)
+    before = dict(load_model(ternary_in)[0].named_parameters())
+    changed = [n for n, p in out.named_parameters() if "proj" in n and not torch.equal(p, before[n])]
+    assert changed, "training should have moved the latent weights"
+
+
+def test_bad_inputs_fail_with_one_line(tmp_path, trained_tiny):
+    with pytest.raises(ForgeError, match="unknown domain"):
+        run(_cfg(domains=["poetry"]), StageInputs(models={"model": trained_tiny[0]}), tmp_path / "a")
+    with pytest.raises(ForgeError, match="needs the previous stage"):
+        run(_cfg(), StageInputs(models={}), tmp_path / "b")
+    with pytest.raises(ForgeError, match="not found"):
+        run(_cfg(), StageInputs(models={"model": tmp_path / "nope"}), tmp_path / "c")

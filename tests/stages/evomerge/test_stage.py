@@ -1,0 +1,123 @@
+"""The EvoMerge stage end to end on tiny saved models: outputs, metrics, report, resume, and early errors.
+
+The models are random tiny Llamas (specialists = perturbed copies of a base), so accuracies are near zero;
+what is tested is the machinery. The acceptance numbers come from the default tiny run (see the README).
+Run: `python -m pytest tests/stages/evomerge/test_stage.py`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from agent_forge.config import ForgeConfig, TinyModelConfig
+from agent_forge.errors import ForgeError
+from agent_forge.models import build_tiny_model, build_tiny_tokenizer, load_model, save_model
+from agent_forge.stages import STAGES, StageInputs
+from agent_forge.stages.evomerge import run
+from agent_forge.tasks import alphabet
+
+TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                       num_key_value_heads=2, max_position_embeddings=128)
+
+
+def _perturbed(model, scale, seed):
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen))
+    return model
+
+
+@pytest.fixture(scope="module")
+def seed_outputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seed")
+    tok = build_tiny_tokenizer(alphabet())
+    paths = {"base": root / "base"}
+    save_model(build_tiny_model(tok, TINY, seed=0), tok, paths["base"])
+    for i, domain in enumerate(["arithmetic", "strings", "logic"]):
+        paths[f"specialist_{domain}"] = root / f"specialist_{domain}"
+        save_model(_perturbed(build_tiny_model(tok, TINY, seed=0), 0.02, i + 1), tok, paths[f"specialist_{domain}"])
+    return paths
+
+
+def _cfg(**evomerge) -> ForgeConfig:
+    settings = dict(population_size=10, generations=2, patience=2, levels=[1], val_items_per_level=4, batch_size=32)
+    settings.update(evomerge)
+    return ForgeConfig.model_validate({
+        "device": "cpu", "stages": ["seed", "evomerge"],
+        "seed_stage": {"tiny": TINY.model_dump(), "eval_levels": [1], "eval_items_per_level": 4},
+        "evomerge": settings,
+    })
+
+
+def test_stage_is_registered_after_seed():
+    names = list(STAGES)
+    assert names.index("evomerge") == names.index("seed") + 1
+
+
+def test_stage_saves_a_loadable_champion_with_metrics_lineage_and_plot(seed_outputs, tmp_path):
+    stage_dir = tmp_path / "run" / "01-evomerge"
+    stage_dir.mkdir(parents=True)
+    result = run(_cfg(), StageInputs(models=dict(seed_outputs)), stage_dir)
+    assert result.models == {"model": stage_dir / "model"}
+    model, tok = load_model(stage_dir / "model", device="cpu")
+    plain = AutoModelForCausalLM.from_pretrained(stage_dir / "model")
+    assert plain.config.model_type == "llama" and tok.get_vocab() == load_model(seed_outputs["base"])[1].get_vocab()
+    m = result.metrics
+    assert set(m["test_mean_over_domains"]) == {"champion", "uniform_linear", "base", "specialist_arithmetic",
+                                               "specialist_strings", "specialist_logic"}
+    assert m["champion"]["recipe"]["interp"] or m["champion"]["recipe"]["vector"]
+    assert len(m["history"]) == 2 and m["evaluations"] >= 10
+    lineage = [json.loads(line) for line in (stage_dir / "lineage.jsonl").read_text().splitlines()]
+    assert len(lineage) == m["evaluations"]
+    assert m["champion"]["val_fitness"]["score"] == max(r["fitness"]["score"] for r in lineage)
+    assert {"uniform" for r in lineage if r["origin"] == "given"}  # the baselines take part in the search
+    assert (stage_dir / "evolution.png").stat().st_size > 1000
+    # the champion in model/ is the recipe the metrics name: rebuilding it gives the same logits
+    from agent_forge.stages.evomerge.recipe import Recipe
+
+    champion_id = m["champion"]["id"]
+    recipe = Recipe.from_json(next(r["recipe"] for r in lineage if r["id"] == champion_id))
+    assert recipe.label() == m["champion"]["label"]
+
+
+def test_rerunning_a_finished_search_reuses_its_checkpoint(seed_outputs, tmp_path):
+    stage_dir = tmp_path / "run" / "01-evomerge"
+    stage_dir.mkdir(parents=True)
+    first = run(_cfg(), StageInputs(models=dict(seed_outputs)), stage_dir)
+    # the pipeline deletes an unfinished stage's directory before rerunning it; the checkpoint lives beside it
+    import shutil
+
+    shutil.rmtree(stage_dir)
+    stage_dir.mkdir()
+    second = run(_cfg(), StageInputs(models=dict(seed_outputs)), stage_dir)
+    assert second.metrics["champion"] == first.metrics["champion"]
+    assert second.metrics["evaluations"] == first.metrics["evaluations"]
+    # a different setting is a different search: the old checkpoint is not reused
+    third = run(_cfg(population_size=6), StageInputs(models=dict(seed_outputs)), stage_dir)
+    assert third.metrics["evaluations"] != first.metrics["evaluations"]
+
+
+def test_cmaes_optimizer_runs_the_stage(seed_outputs, tmp_path):
+    pytest.importorskip("cma")
+    stage_dir = tmp_path / "01-evomerge"
+    stage_dir.mkdir()
+    result = run(_cfg(optimizer="cmaes", population_size=4), StageInputs(models=dict(seed_outputs)), stage_dir)
+    assert result.metrics["champion"]["label"] == "task_arithmetic" and result.metrics["optimizer"] == "cmaes"
+
+
+def test_incompatible_specialists_fail_before_any_search(seed_outputs, tmp_path):
+    other_tok = build_tiny_tokenizer(["just a few letters"])
+    odd = tmp_path / "odd"
+    save_model(build_tiny_model(other_tok, TINY, seed=0), other_tok, odd)
+    stage_dir = tmp_path / "01-evomerge"
+    stage_dir.mkdir()
+    with pytest.raises(ForgeError, match="cannot merge"):
+        run(_cfg(), StageInputs(models={**seed_outputs, "specialist_logic": odd}), stage_dir)
+    assert not (tmp_path / ".resume").exists()
+    with pytest.raises(ForgeError, match="at least two"):
+        run(_cfg(), StageInputs(models={"base": seed_outputs["base"]}), stage_dir)

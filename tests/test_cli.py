@@ -1,0 +1,245 @@
+"""The agent-forge CLI: one-line errors with exit code 2, run/status over small real stages, eval and chat.
+
+The `run` tests register small real stages (defined below) in the stage registry, so the whole command —
+config loading, run directory, manifest, status table — runs for real in a second or two.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agent_forge.cli import app, parse_levels, parse_names, split_thoughts
+from agent_forge.config import ForgeConfig, TinyModelConfig, TrainPhase
+from agent_forge.errors import ForgeError
+from agent_forge.pipeline import Manifest
+from agent_forge.stages import STAGES, StageResult
+
+runner = CliRunner()
+TINY = TinyModelConfig(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+    max_position_embeddings=128,
+)
+
+
+def build_and_save_tiny(path: Path) -> Path:
+    from agent_forge.models import build_tiny_model, build_tiny_tokenizer, save_model
+    from agent_forge.tasks import alphabet
+
+    tokenizer = build_tiny_tokenizer(alphabet())
+    return save_model(build_tiny_model(tokenizer, TINY, seed=0), tokenizer, path)
+
+
+def cli_seed_stage(cfg, inputs, stage_dir):
+    """A real (small) seed stage: builds and saves one tiny model."""
+    build_and_save_tiny(stage_dir / "base")
+    return StageResult(models={"base": stage_dir / "base"}, metrics={"summary": {"params_k": 7.5}})
+
+
+def cli_failing_stage(cfg, inputs, stage_dir):
+    raise ForgeError("seed models have different vocabularies")
+
+
+def cli_interrupted_stage(cfg, inputs, stage_dir):
+    raise KeyboardInterrupt
+
+
+def _one_error_line(result, *fragments: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def _config_file(tmp_path: Path, **fields) -> Path:
+    data = {"name": "cli", "run_root": str(tmp_path / "runs"), "stages": ["seed"], **fields}
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+# ------------------------------------------------------------------------------------------ config errors
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        ("name: [unclosed\n", ["malformed YAML", "line"]),
+        ("name: x\nbogus_key: 1\n", ["bogus_key", "Extra inputs"]),
+        ("seed: twelve\n", ["seed", "integer"]),
+        ("threads: -3\n", ["threads"]),
+        ("- a\n- b\n", ["mapping"]),
+        ("stages: [seed, sede]\n", ["sede"]),
+    ],
+)
+def test_bad_config_file_is_one_line_and_exit_2(tmp_path, content, fragments):
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    _one_error_line(runner.invoke(app, ["run", "--config", str(path)]), *fragments)
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--config", "/no/such/config.yaml"], ["config file not found"]),
+        (["seed_stage.pretrain.steps"], ["key.path=value"]),
+        (["seed_stage.pretrain.stepz=3"], ["stepz"]),
+        (["seed_stage.pretrain.steps=many"], ["steps", "integer"]),
+        (["seed=1.5.3"], ["seed"]),
+        (["--until", "bitnett"], ["unknown stage 'bitnett'"]),
+        (["--bogus-option"], ["No such option", "--help"]),
+    ],
+)
+def test_bad_command_line_is_one_line_and_exit_2(tmp_path, args, fragments):
+    result = runner.invoke(app, ["run", *args, f"run_root={tmp_path}"])
+    _one_error_line(result, *fragments)
+    assert not list(tmp_path.iterdir())  # nothing was created
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent_forge.cli", "run", "--config", str(tmp_path / "missing.yaml")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: config file not found: {tmp_path / 'missing.yaml'}"
+    proc = subprocess.run([sys.executable, "-m", "agent_forge.cli", "stat"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "status" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------- run/status
+
+
+def test_run_status_rerun_and_eval_of_the_result(tmp_path, monkeypatch):
+    monkeypatch.setitem(STAGES, "seed", f"{__name__}:cli_seed_stage")
+    config = _config_file(tmp_path)
+    result = runner.invoke(app, ["run", "--config", str(config), "seed=3"])
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "cli"
+    manifest = Manifest.load(run_dir)
+    assert manifest.seed == 3 and manifest.stages["seed"].status == "done"
+    assert "00-seed" in result.stdout and "params_k=7.5" in result.stdout
+
+    again = runner.invoke(app, ["run", "--config", str(config), "seed=3"])
+    assert again.exit_code == 0 and "nothing to do" in again.stdout
+
+    other = runner.invoke(app, ["run", "--config", str(config), "seed=4"])
+    _one_error_line(other, "different config", "--resume")
+
+    shown = runner.invoke(app, ["status", str(run_dir)])
+    assert shown.exit_code == 0 and "done" in shown.stdout and "params_k=7.5" in shown.stdout
+
+    report = tmp_path / "eval.json"
+    model = run_dir / "00-seed" / "base"
+    evaluated = runner.invoke(
+        app, ["eval", str(model), "--domains", "arithmetic,strings", "--levels", "1-2", "--n", "3", "--json", str(report)]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "arithmetic" in evaluated.stdout and "L2" in evaluated.stdout and "overall accuracy" in evaluated.stdout
+    saved = json.loads(report.read_text())
+    assert saved["n"] == 12 and saved["levels"] == [1, 2] and saved["domains"] == ["arithmetic", "strings"]
+    assert set(saved["by_domain_level"]) == {"arithmetic", "strings"}
+    assert 0.0 <= saved["accuracy"] <= 100.0 and np.isfinite(saved["mean_loglik"])
+
+
+def test_stage_failure_is_one_line_then_resumable(tmp_path, monkeypatch):
+    config = _config_file(tmp_path)
+    monkeypatch.setitem(STAGES, "seed", f"{__name__}:cli_failing_stage")
+    _one_error_line(runner.invoke(app, ["run", "--config", str(config)]), "stage 'seed' failed", "vocabularies")
+    assert Manifest.load(tmp_path / "runs" / "cli").stages["seed"].status == "failed"
+
+    monkeypatch.setitem(STAGES, "seed", f"{__name__}:cli_seed_stage")
+    _one_error_line(runner.invoke(app, ["run", "--config", str(config)]), "unfinished", "--resume")
+    resumed = runner.invoke(app, ["run", "--config", str(config), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert Manifest.load(tmp_path / "runs" / "cli").stages["seed"].attempts == 2
+
+
+def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
+    config = _config_file(tmp_path)
+    monkeypatch.setitem(STAGES, "seed", f"{__name__}:cli_interrupted_stage")
+    result = runner.invoke(app, ["run", "--config", str(config)])
+    assert result.exit_code == 130
+    assert "resumable" in result.stderr and "--resume" in result.stderr and "Traceback" not in result.output
+
+
+def test_unimplemented_stage_is_a_user_error(tmp_path):
+    config = _config_file(tmp_path, stages=["seed", "package"])
+    _one_error_line(runner.invoke(app, ["run", "--config", str(config)]), "package", "not implemented")
+
+
+def test_status_of_a_missing_run(tmp_path):
+    _one_error_line(runner.invoke(app, ["status", str(tmp_path / "none")]), "no agent-forge run")
+
+
+# ------------------------------------------------------------------------------------------- eval and chat
+
+
+def test_eval_and_chat_input_errors(tmp_path):
+    _one_error_line(runner.invoke(app, ["eval", str(tmp_path / "nope")]), "model not found")
+    _one_error_line(runner.invoke(app, ["chat", str(tmp_path / "nope"), "--prompt", "hi"]), "model not found")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    _one_error_line(runner.invoke(app, ["eval", str(folder), "--levels", "0-3"]), "levels must lie in 1-10")
+    _one_error_line(runner.invoke(app, ["eval", str(folder), "--domains", "poetry"]), "unknown domain", "poetry")
+    _one_error_line(runner.invoke(app, ["eval", str(folder), "--method", "fastest"]), "--method")
+    _one_error_line(runner.invoke(app, ["eval", str(folder), "--split", "dev"]), "--split")
+    _one_error_line(runner.invoke(app, ["eval", str(folder), "--n", "0"]), "--n")
+
+
+def test_corrupted_model_is_one_line(tmp_path):
+    model = build_and_save_tiny(tmp_path / "model")
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    _one_error_line(runner.invoke(app, ["eval", str(model), "--n", "1", "--levels", "1"]), str(model))
+    _one_error_line(runner.invoke(app, ["chat", str(model), "--prompt", "hi"]), str(model))
+
+
+def test_chat_one_shot_and_interactive(tmp_path):
+    model = build_and_save_tiny(tmp_path / "model")
+    one = runner.invoke(app, ["chat", str(model), "--prompt", "2+2=?", "--max-new-tokens", "5"])
+    assert one.exit_code == 0, one.output
+    assert one.stdout.strip()  # the reply, or "(empty reply)" when the model ends its turn at once
+    # one new token per reply, so each reply is exactly one line (a lone newline shows as "(empty reply)")
+    loop = runner.invoke(app, ["chat", str(model), "--max-new-tokens", "1"], input="abc\n\nxyz\n/exit\nnever\n")
+    assert loop.exit_code == 0, loop.output
+    assert len(loop.stdout.strip().splitlines()) == 2  # two non-empty lines answered, then /exit
+
+
+def test_thought_spans_are_split_out():
+    text = "a<|startofthought|>think<|endofthought|>b<|startofthought|>unfinished"
+    assert split_thoughts(text) == [("a", False), ("think", True), ("b", False), ("unfinished", True)]
+    assert split_thoughts("plain") == [("plain", False)]
+
+
+def test_level_and_name_parsing():
+    assert parse_levels("1-3,7,2") == [1, 2, 3, 7]
+    assert parse_levels("10") == [10]
+    for bad in ("0", "3-1", "a", "11", ""):
+        with pytest.raises(ForgeError):
+            parse_levels(bad)
+    assert parse_names(["a,b", "a", " c "]) == ["a", "b", "c"]
+
+
+def test_override_of_one_key_keeps_the_rest_of_its_section(tmp_path, monkeypatch):
+    """`seed_stage.finetune.steps=7` changes that key only; the other finetune defaults stay."""
+    monkeypatch.setitem(STAGES, "seed", f"{__name__}:cli_seed_stage")
+    config = _config_file(tmp_path)
+    result = runner.invoke(app, ["run", "--config", str(config), "seed_stage.finetune.steps=7"])
+    assert result.exit_code == 0, result.output
+    resolved = yaml.safe_load((tmp_path / "runs" / "cli" / "config.yaml").read_text())
+    finetune = resolved["seed_stage"]["finetune"]
+    assert finetune["steps"] == 7
+    defaults = ForgeConfig().seed_stage.finetune
+    assert (finetune["lr"], finetune["warmup_steps"]) == (defaults.lr, defaults.warmup_steps)
+    assert defaults.lr != TrainPhase(steps=1).lr  # a fresh section would have lost the finetune defaults
