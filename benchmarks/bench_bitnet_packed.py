@@ -3,8 +3,9 @@
 One run builds (or loads) a model, converts it to ternary, writes both the fp32 folder and the packed export,
 then measures each variant in its own fresh subprocess (so peak resident memory is that variant's alone),
 alternating the order over ``--rounds``. Reported per variant: greedy decode tokens/s (batch 1, KV cache),
-prefill tokens/s, resident memory added by loading the model, peak memory added while loading and
-generating, and the bytes the weights occupy. A per-layer table times one linear layer of every shape.
+prefill tokens/s, resident memory the model adds (measured after generating, when every lazily mapped
+weight has been touched), peak resident memory added while loading and generating (VmHWM, reset after the
+imports), and the bytes the weights occupy. A per-layer table times one linear layer of every shape.
 
 The fp32 variant runs the ternary weights dequantized (same numbers as the packed model), so both compute the
 same function; only the storage and the kernel differ.
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,13 +27,22 @@ import time
 from pathlib import Path
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def _status_bytes(field: str) -> int:
+    """A memory field of /proc/self/status (VmRSS: resident now, VmHWM: peak resident) in bytes."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{field} not in /proc/self/status (this benchmark needs Linux)")
 
 
-def _peak_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+def _reset_peak() -> None:
+    """Restart the peak-RSS counter from the current RSS, so the peak is this variant's own.
+
+    (getrusage's ru_maxrss would not do: it survives fork + exec, so a child starts with its parent's peak.)
+    """
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
 
 
 def _tensor_bytes(model) -> int:
@@ -44,6 +52,11 @@ def _tensor_bytes(model) -> int:
             seen.add(id(t))
             total += t.numel() * t.element_size()
     return total
+
+
+def _clock(threads: int):
+    """CPU time of this process with one thread (robust when other jobs share the CPU), else wall time."""
+    return time.process_time if threads == 1 else time.perf_counter
 
 
 def measure(variant: str, folder: str, threads: int, new_tokens: int, prompt_len: int, repeats: int) -> dict:
@@ -57,34 +70,36 @@ def measure(variant: str, folder: str, threads: int, new_tokens: int, prompt_len
     from agent_forge.stages.bitnet.kernel import kernel_description
 
     kernel = kernel_description()  # compiles/loads the kernel before the baseline, as imports are
-    baseline = _rss_bytes()
+    _reset_peak()
+    baseline = _status_bytes("VmRSS")
     start = time.perf_counter()
     if variant == "packed":
         model, _ = load_packed(folder)
     else:
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     load_s = time.perf_counter() - start
-    loaded = _rss_bytes()
     vocab = model.config.vocab_size
+    clock = _clock(threads)
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(3, vocab, (1, prompt_len), generator=gen)
     with torch.no_grad():
         model(prompt)  # warm-up: first-call allocations and lazy initialisation
         prefill = []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t = clock()
             model(prompt)
-            prefill.append(prompt_len / (time.perf_counter() - t))
+            prefill.append(prompt_len / (clock() - t))
         decode = []
         for _ in range(repeats):
-            t = time.perf_counter()
+            t = clock()
             out = model.generate(prompt[:, :8], max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                                  pad_token_id=0)
-            decode.append((out.shape[1] - 8) / (time.perf_counter() - t))
+            decode.append((out.shape[1] - 8) / (clock() - t))
+    resident = _status_bytes("VmRSS")  # after generating: lazily mapped weights have all been touched
     return {
         "variant": variant, "kernel": kernel if variant == "packed" else "torch fp32 (MKL/oneDNN)",
         "decode_tok_s": statistics.median(decode), "prefill_tok_s": statistics.median(prefill),
-        "load_s": load_s, "resident_bytes": loaded - baseline, "peak_bytes": _peak_bytes() - baseline,
+        "load_s": load_s, "resident_bytes": resident - baseline, "peak_bytes": _status_bytes("VmHWM") - baseline,
         "weight_bytes": _tensor_bytes(model), "first_tokens": out[0, 8:16].tolist(),
     }
 
@@ -94,10 +109,11 @@ def layer_table(model, threads: int, prompt_len: int) -> list[dict]:
     import torch
 
     from agent_forge.stages.bitnet import bitlinear_layers
-    from agent_forge.stages.bitnet.kernel import ternary_linear
+    from agent_forge.stages.bitnet.kernel import TernaryMatmul
     from agent_forge.stages.bitnet.packing import pack_kernel
 
     torch.set_num_threads(threads)
+    clock = _clock(threads)
     rows, shapes = [], {}
     for layer in bitlinear_layers(model).values():
         shapes.setdefault((layer.in_features, layer.out_features), layer)
@@ -106,15 +122,15 @@ def layer_table(model, threads: int, prompt_len: int) -> list[dict]:
         fn()
         times = []
         for _ in range(reps):
-            t = time.perf_counter()
+            t = clock()
             for _ in range(inner):
                 fn()
-            times.append((time.perf_counter() - t) / inner)
+            times.append((clock() - t) / inner)
         return min(times)
 
     for (k, n), layer in sorted(shapes.items()):
         codes, gamma = layer.ternary()
-        packed, g = pack_kernel(codes), float(gamma)
+        matmul = TernaryMatmul(pack_kernel(codes), float(gamma), k)
         dense = torch.nn.Linear(k, n, bias=False)
         with torch.no_grad():
             dense.weight.copy_(layer.effective_weight())
@@ -122,7 +138,7 @@ def layer_table(model, threads: int, prompt_len: int) -> list[dict]:
             x = torch.randn(m, k)
             with torch.no_grad():
                 t_fp = best(lambda: dense(x))
-                t_pk = best(lambda: ternary_linear(x, packed, g, k))
+                t_pk = best(lambda: matmul(x))
             rows.append({"in": k, "out": n, "tokens": m, "fp32_us": t_fp * 1e6, "packed_us": t_pk * 1e6})
     return rows
 
@@ -195,7 +211,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         model, name = _build(args, workdir)
-        print(f"model: {name}; threads: {args.threads}; prompt {args.prompt_len} tokens; decode {args.new_tokens} tokens")
+        clock = "process CPU time" if args.threads == 1 else "wall time"
+        print(f"model: {name}; threads: {args.threads}; prompt {args.prompt_len} tokens; decode {args.new_tokens} tokens; "
+              f"speeds from {clock}")
         results: dict[str, list[dict]] = {"fp32": [], "packed": []}
         for r in range(args.rounds):
             order = ["fp32", "packed"] if r % 2 == 0 else ["packed", "fp32"]

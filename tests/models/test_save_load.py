@@ -2,11 +2,9 @@
 
 import copy
 import json
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 
 import pytest
@@ -99,30 +97,37 @@ def test_failed_save_leaves_nothing_and_keeps_the_previous_model(tiny_model, tin
     assert [p.name for p in tmp_path.iterdir()] == ["m"]
 
 
+def _save_slowly(model, tokenizer, target, weights_written) -> None:
+    """Child process: save, but stall after the weights are on disk and before the tokenizer is."""
+    real = tokenizer.save_pretrained
+
+    def stalled(*args, **kwargs):
+        weights_written.set()
+        time.sleep(60)
+        return real(*args, **kwargs)
+
+    tokenizer.save_pretrained = stalled
+    save_model(model, tokenizer, target)
+
+
 def test_killed_save_never_leaves_a_half_written_folder(tiny_model, tiny_tokenizer, tmp_path):
-    """SIGKILL a real save while it is writing: the target either does not exist or is complete."""
-    save_model(tiny_model, tiny_tokenizer, tmp_path / "src")
-    script = textwrap.dedent(f"""
-        import sys, time
-        from agent_forge.models import load_model, save_model
-        model, tok = load_model({str(tmp_path / "src")!r})
-        real = tok.save_pretrained
-        def slow(*a, **k):
-            print("writing", flush=True)
-            time.sleep(60)
-            return real(*a, **k)
-        tok.save_pretrained = slow
-        save_model(model, tok, {str(tmp_path / "dst")!r})
-    """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    """SIGKILL a real save while it is writing: the target must not exist, only a temporary sibling."""
+    context = multiprocessing.get_context("fork")  # the child inherits the imported modules: starts instantly
+    weights_written = context.Event()
+    child = context.Process(
+        target=_save_slowly, args=(tiny_model, copy.deepcopy(tiny_tokenizer), tmp_path / "dst", weights_written)
+    )
+    child.start()
     try:
-        assert proc.stdout.readline().strip() == "writing"  # weights are on disk, tokenizer not yet
-        os.kill(proc.pid, signal.SIGKILL)
+        assert weights_written.wait(timeout=60)
+        os.kill(child.pid, signal.SIGKILL)
     finally:
-        proc.wait(timeout=60)
+        child.join(timeout=60)
+    assert child.exitcode == -signal.SIGKILL
     assert not (tmp_path / "dst").exists()
-    leftovers = [p for p in tmp_path.iterdir() if p.name not in ("src",)]
-    assert leftovers and all(".tmp-" in p.name for p in leftovers)  # only the hidden temporary folder remains
+    leftovers = list(tmp_path.iterdir())
+    assert len(leftovers) == 1 and ".tmp-" in leftovers[0].name
+    assert (leftovers[0] / "model.safetensors").exists()  # the kill did land mid-save
 
 
 # --- clear one-line errors -------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .base import Section
 from .seed import SeedConfig, TinyModelConfig, TrainPhase
 from .evomerge import EvoMergeConfig
 from .quietstar import QuietStarConfig
+from .bitnet import BitNetConfig
 from .curriculum import CurriculumConfig
 
 STAGE_ORDER = [
@@ -40,6 +41,7 @@ class ForgeConfig(Section):
     seed_stage: SeedConfig = SeedConfig()
     evomerge: EvoMergeConfig = EvoMergeConfig()
     quietstar: QuietStarConfig = QuietStarConfig()
+    bitnet: BitNetConfig = BitNetConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
 
     def stage_list(self) -> list[str]:

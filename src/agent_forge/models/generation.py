@@ -11,7 +11,7 @@ with rows ending at different times), because rows that finish leave the batch a
 seeded sampling without touching the global RNG and returns the sampled ids, which policy-gradient training
 scores.
 
-Exercise: `pytest tests/models/test_generation.py`.
+Exercise: `pytest tests/models/test_generate_batched.py`.
 """
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def generate(
     """Generate a completion for every prompt; the text is cut before the terminator and the first stop string.
 
     Greedy when `temperature == 0`; otherwise samples from the tempered distribution restricted to the top-p
-    nucleus, reproducibly for a given `seed` (and batch size). `n > 1` draws several samples per prompt and
-    returns a flat, prompt-major list: `outputs[i * n + j]` is sample j of prompt i (see `generate_groups`).
+    nucleus, reproducibly for a given `seed` and batch size (`seed=None` draws from torch's global RNG).
+    `n > 1` draws several samples per prompt and returns a flat, prompt-major list: `outputs[i * n + j]` is
+    sample j of prompt i (`generate_groups` returns them grouped).
     `render=False` feeds prompts verbatim (already rendered text).
     """
     fmt = prompt_format(tokenizer)

@@ -59,7 +59,7 @@ def _state_dict_without_undeclared_sharing(model) -> dict[str, torch.Tensor]:
         if tensor.device.type == "meta" or tensor.numel() == 0:
             continue
         groups.setdefault((tensor.device, tensor.untyped_storage().data_ptr()), []).append(name)
-    for (device, storage), names in groups.items():
+    for (_, storage), names in groups.items():
         if len(names) < 2 or (storage == tied and len(names) == 2):
             continue  # alone, or the embeddings the config ties: transformers saves one of them
         for name in names[1:]:

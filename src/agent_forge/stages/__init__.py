@@ -17,6 +17,7 @@ STAGES: dict[str, str] = {
     "seed": "agent_forge.stages.seed:run",
     "evomerge": "agent_forge.stages.evomerge:run",
     "quietstar": "agent_forge.stages.quietstar:run",
+    "bitnet": "agent_forge.stages.bitnet:run",
     "curriculum": "agent_forge.stages.curriculum:run",
 }
 

@@ -2,8 +2,10 @@
 
 Answers are the decimal result written least-significant digit first (132 -> "231"), and every prompt says
 so ("(digits reversed)"), because a small left-to-right transformer can produce carries in that order.
-Levels 1-2 never need a carry or borrow; levels 3-4 are the same additions with carries (the skill a shared
-base trained on levels 1-2 lacks); later levels add borrows, more digits, more addends and multiplication.
+Levels 1-2 add 2- and 3-digit numbers whose columns never carry; levels 3-4 are the same additions with
+carries (the skill a shared base trained on levels 1-2 lacks); later levels add borrows, more digits, more
+addends and multiplication. Levels 1-2 hold to one operation on purpose: a trial with a ~1M-parameter model
+pretrained 900 steps on levels 1-2 of all domains reached only 37% / 5% when level 2 was subtraction.
 Exercise it with:
 
     python -c "import random; from agent_forge.tasks.arithmetic import ArithmeticDomain as D; print(D().sample(3, random.Random(0)))"
@@ -108,20 +110,6 @@ def _no_carry_pair(rng: random.Random, width: int) -> tuple[int, int]:
     return a, b
 
 
-def _no_borrow_pair(rng: random.Random, width: int) -> tuple[int, int]:
-    """top >= bottom, both `width` digits, no column borrows and the result keeps all `width` digits."""
-    top = bottom = 0
-    for col in range(width):
-        if col == width - 1:
-            x = between(rng, 2, 9)
-            y = between(rng, 1, x - 1)
-        else:
-            x = between(rng, 0, 9)
-            y = between(rng, 0, x)
-        top, bottom = top + x * 10**col, bottom + y * 10**col
-    return top, bottom
-
-
 def _with_carry_pair(rng: random.Random, width: int) -> tuple[int, int]:
     while True:
         a, b = _number(rng, width), _number(rng, width)
@@ -140,8 +128,8 @@ class ArithmeticDomain(Domain):
     name = "arithmetic"
 
     _DESCRIPTIONS = {
-        1: "add two numbers of 1-2 digits (same width), no column carries",
-        2: "subtract two 2-3 digit numbers (same width), no borrows",
+        1: "add two 2-digit numbers, no column carries",
+        2: "add two 3-digit numbers, no column carries",
         3: "add two 2-digit numbers with at least one carry",
         4: "add two 3-digit numbers with at least one carry",
         5: "subtract a 3-5 digit number from a 5-digit number with at least one borrow",
@@ -165,9 +153,9 @@ class ArithmeticDomain(Domain):
     @staticmethod
     def _operands(level: int, rng: random.Random) -> tuple[str, list[int]]:
         if level == 1:
-            return "+", list(_no_carry_pair(rng, between(rng, 1, 2)))
+            return "+", list(_no_carry_pair(rng, 2))
         if level == 2:
-            return "-", list(_no_borrow_pair(rng, between(rng, 2, 3)))
+            return "+", list(_no_carry_pair(rng, 3))
         if level == 3:
             return "+", list(_with_carry_pair(rng, 2))
         if level == 4:

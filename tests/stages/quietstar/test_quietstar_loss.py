@@ -35,19 +35,22 @@ def test_nll_and_reward_match_a_direct_computation(tiny_thinker):
         out = _rollout(model, tokens, random_head(32), ids, mask)
         parts = quietstar_loss(out, lm_head, ids, scored, base_nll_weight=0.25, reinforce_weight=1.0)
 
-        # talk NLL: per step k, mean over (row, thought, j) whose target x_{j+1+k} is scored
+        # talk NLL: per step k, mean over (row, thought, slot) whose target x_{j+1+k} is scored
+        assert out.slot_valid.sum(1).tolist() == mask.sum(1).tolist()  # thinks after every real token
         logits = lm_head(out.mixed_hidden)
-        step_means, rewards_raw = [], torch.zeros(2, SHAPE.n_thoughts, ids.shape[1])
+        slots = out.at.shape[1]
+        step_means, rewards_raw = [], torch.zeros(2, SHAPE.n_thoughts, slots)
         for k in range(SHAPE.n_true):
             total, count = 0.0, 0
             for b in range(2):
-                for j in range(ids.shape[1] - 1 - k):
-                    if not scored[b, j + 1 + k]:
+                for p in range(slots):
+                    j = int(out.at[b, p])
+                    if not out.slot_valid[b, p] or j + 1 + k >= ids.shape[1] or not scored[b, j + 1 + k]:
                         continue
                     for t in range(SHAPE.n_thoughts):
-                        lp = torch.log_softmax(logits[b, t, k, j], -1)[ids[b, j + 1 + k]]
+                        lp = torch.log_softmax(logits[b, t, k, p], -1)[ids[b, j + 1 + k]]
                         total, count = total - lp, count + 1
-                        rewards_raw[b, t, j] += lp
+                        rewards_raw[b, t, p] += lp
             step_means.append(total / count)
         talk_nll = sum(step_means) / len(step_means)
         base = model(input_ids=ids, attention_mask=mask).logits
@@ -55,12 +58,17 @@ def test_nll_and_reward_match_a_direct_computation(tiny_thinker):
         assert abs(parts.talk_nll - float(talk_nll)) < 1e-4
         assert abs(parts.base_nll - float(base_nll)) < 1e-4
 
-        # REINFORCE: positive part of (reward - mean over the thoughts at that position) times log p(thought)
+        # REINFORCE: positive part of (reward - mean over the thoughts at that position) times log p(thought),
+        # averaged over the slots that have at least one scored target among the next n_true tokens
         advantage = (rewards_raw - rewards_raw.mean(1, keepdim=True)).clamp(min=0)
-        thinks = scored[:, 1:]
         terms = [
-            -advantage[b, t, j] * out.thought_logprob[b, t, j]
-            for b in range(2) for j in range(ids.shape[1] - 1) if thinks[b, j] for t in range(SHAPE.n_thoughts)
+            -advantage[b, t, p] * out.thought_logprob[b, t, p]
+            for b in range(2) for p in range(slots)
+            if out.slot_valid[b, p] and any(
+                int(out.at[b, p]) + 1 + k < ids.shape[1] and scored[b, int(out.at[b, p]) + 1 + k]
+                for k in range(SHAPE.n_true)
+            )
+            for t in range(SHAPE.n_thoughts)
         ]
         reinforce = sum(terms) / len(terms)
         assert abs(parts.reinforce - float(reinforce)) < 1e-4
@@ -115,9 +123,14 @@ def test_gradients_reach_model_head_and_thought_embeddings(tiny_thinker):
 def test_targets_are_the_next_true_tokens():
     ids = torch.tensor([[10, 11, 12, 13]])
     scored = torch.tensor([[False, True, True, True]])
-    targets, ok = talk_targets(ids, scored, n_true=2)
+    at = torch.tensor([[0, 1, 2, 3]])
+    targets, ok = talk_targets(ids, scored, at, torch.ones_like(at, dtype=torch.bool), n_true=2)
     assert targets[0].tolist() == [[11, 12, 13, 0]] and targets[1].tolist() == [[12, 13, 0, 0]]
     assert ok[0].tolist() == [[True, True, True, False]] and ok[1].tolist() == [[True, True, False, False]]
+    # slots list only some positions; filler slots score nothing
+    at = torch.tensor([[2, 0]])
+    targets, ok = talk_targets(ids, scored, at, torch.tensor([[True, False]]), n_true=2)
+    assert targets[:, 0, 0].tolist() == [13, 0] and ok[:, 0].tolist() == [[True, False], [False, False]]
 
 
 def test_training_on_one_batch_lowers_the_loss(tiny_thinker):

@@ -6,7 +6,7 @@ import torch
 from quietstar_helpers import batch_of, random_head
 
 from agent_forge.stages.quietstar.mixing import MixingHead
-from agent_forge.stages.quietstar.parallel import ThoughtShape, shifted, think_in_parallel
+from agent_forge.stages.quietstar.parallel import ThoughtShape, gather_at, think_in_parallel
 from agent_forge.stages.quietstar.sampling import ThoughtSampler
 
 
@@ -23,9 +23,9 @@ def test_untrained_head_reproduces_base_predictions_exactly(tiny_thinker):
         lm_head = model.get_output_embeddings()
         assert torch.count_nonzero(out.mix_weight) == 0
         for k in range(shape.n_true):
-            # talk step k at position j predicts token j+1+k from the base state at j+k
-            expected = shifted(out.base_hidden, k, dim=1)
-            valid = shifted(mask.bool(), k, dim=1, fill=False)
+            # talk step k after position j predicts token j+1+k from the base state at j+k
+            expected = gather_at(out.base_hidden, out.at + k)
+            valid = gather_at(mask.bool(), out.at + k, fill=False) & out.slot_valid
             for t in range(shape.n_thoughts):
                 assert torch.equal(out.mixed_hidden[:, t, k][valid], expected[valid])
         # and those base states are the model's ordinary predictions

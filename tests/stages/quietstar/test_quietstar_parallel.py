@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agent_forge.stages.quietstar.decoder import decoder_of
-from agent_forge.stages.quietstar.parallel import ThoughtShape, think_in_parallel
+from agent_forge.stages.quietstar.parallel import ThoughtShape, think_in_parallel, thinking_positions
 from agent_forge.stages.quietstar.reference import think_naively
 from agent_forge.stages.quietstar.sampling import ThoughtSampler
 
@@ -33,8 +33,11 @@ def test_parallel_equals_naive_reference(tiny_thinker, temperature, padding_side
     fast, slow = _both(model, head, ids, mask, tokens, shape, sampler)
 
     valid = mask.bool()
-    per_thought = valid[:, None, :].expand(-1, shape.n_thoughts, -1)
-    per_step = valid[:, None, None, :].expand(-1, shape.n_thoughts, shape.n_true, -1)
+    assert torch.equal(fast.at, slow.at) and torch.equal(fast.slot_valid, slow.slot_valid)
+    slots = fast.slot_valid
+    assert torch.equal(slots.sum(1), valid.sum(1))  # by default every real token gets a thought
+    per_thought = slots[:, None, :].expand(-1, shape.n_thoughts, -1)
+    per_step = slots[:, None, None, :].expand(-1, shape.n_thoughts, shape.n_true, -1)
     assert torch.equal(fast.thought_ids[per_thought], slow.thought_ids[per_thought])
     # thoughts are not all identical (the comparison would be vacuous otherwise)
     assert fast.thought_ids[per_thought].unique(dim=0).shape[0] > 1
@@ -46,6 +49,31 @@ def test_parallel_equals_naive_reference(tiny_thinker, temperature, padding_side
         lm_head(fast.mixed_hidden)[per_step], lm_head(slow.mixed_hidden)[per_step], atol=1e-4, rtol=1e-4
     )
     torch.testing.assert_close(fast.thought_logprob[per_thought], slow.thought_logprob[per_thought], atol=1e-4, rtol=1e-4)
+
+
+def test_thinking_only_where_a_target_is_scored_equals_thinking_everywhere(tiny_thinker):
+    """Restricting thoughts to some positions gives, at those positions, what thinking everywhere gives."""
+    model, tokenizer, tokens = tiny_thinker
+    head = random_head(model.config.hidden_size)
+    ids, mask = batch_of(tokenizer, TEXTS)
+    scored = torch.zeros_like(mask, dtype=torch.bool)
+    scored[0, 6:8] = True
+    scored[2, 9:11] = True
+    think = thinking_positions(mask, scored, n_true=2)
+    assert think.sum(1).tolist() == [3, 0, 3]  # positions 4..6 reach targets 6..7 within two tokens
+    shape = ThoughtShape(thought_length=3, n_thoughts=2, n_true=2)
+    greedy = ThoughtSampler(tokens, 0.0)
+    with torch.no_grad():
+        some = think_in_parallel(model, head, ids, mask, tokens=tokens, shape=shape, sampler=greedy, think=think)
+        every = think_in_parallel(model, head, ids, mask, tokens=tokens, shape=shape, sampler=greedy)
+        slow = think_naively(model, head, ids, mask, tokens=tokens, shape=shape, sampler=greedy, think=think)
+    assert some.mixed_hidden.shape[3] == 3 and not some.slot_valid[1].any()
+    for b in (0, 2):
+        for p, j in enumerate(some.at[b].tolist()):
+            assert torch.equal(some.thought_ids[b, :, p], every.thought_ids[b, :, j])
+            torch.testing.assert_close(some.mixed_hidden[b, :, :, p], every.mixed_hidden[b, :, :, j], atol=1e-5, rtol=1e-4)
+            assert torch.equal(some.thought_ids[b, :, p], slow.thought_ids[b, :, p])
+            torch.testing.assert_close(some.mixed_hidden[b, :, :, p], slow.mixed_hidden[b, :, :, p], atol=1e-5, rtol=1e-4)
 
 
 def test_sampled_thoughts_differ_between_the_thoughts_of_one_position(tiny_thinker):

@@ -28,7 +28,7 @@ from torch import nn
 
 from ...errors import ForgeError
 from .convert import MARKER, bitlinear_layers, is_ternary
-from .kernel import ternary_linear
+from .kernel import TernaryMatmul
 from .packing import pack_rows, rows_to_kernel, unpack_rows
 
 PACKED_FILE = "model.safetensors"
@@ -44,14 +44,17 @@ class PackedBitLinear(nn.Module):
         self.out_features = packed.shape[0]
         self.gamma = float(gamma)
         self.act_bits = act_bits
-        self.register_buffer("packed", packed.contiguous(), persistent=False)
-        self.register_buffer("bias", None if bias is None else bias.float().contiguous(), persistent=False)
+        self.matmul = TernaryMatmul(packed, gamma, in_features, bias, act_bits)
+        # registered so that .buffers() and memory accounting see them; the kernel reads these very tensors
+        self.register_buffer("packed", self.matmul.packed, persistent=False)
+        self.register_buffer("bias", self.matmul.bias, persistent=False)
         self.rms_norm = rms_norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.rms_norm is not None:
             x = self.rms_norm(x)
-        return ternary_linear(x, self.packed, self.gamma, self.in_features, self.bias, self.act_bits).to(x.dtype)
+        y = self.matmul(x)
+        return y if y.dtype == x.dtype else y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "

@@ -40,7 +40,7 @@ def chain_t_to_linear_weights(ts: np.ndarray) -> np.ndarray:
     for i in range(n):
         if i > 0:
             weights[i] *= ts[i - 1]
-        for j in range(max(i, 1), n):
+        for j in range(i + 1 if i > 0 else 1, n):
             weights[i] *= 1.0 - ts[j - 1]
     return weights
 

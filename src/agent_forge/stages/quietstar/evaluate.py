@@ -23,7 +23,7 @@ from .decoder import lm_head_of
 from .inference import generate_with_thoughts
 from .loss import talk_logprobs, talk_targets
 from .mixing import MixingHead
-from .parallel import ThoughtShape, think_in_parallel
+from .parallel import ThoughtShape, think_in_parallel, thinking_positions
 from .sampling import ThoughtSampler
 from .tokens import ThoughtTokens
 
@@ -49,9 +49,12 @@ def answer_nll_with_thoughts(
             ids = batch["input_ids"].to(device)
             mask = batch["attention_mask"].to(device)
             scored = (batch["labels"] != -100).to(device)
-            rollout = think_in_parallel(model, head, ids, mask, tokens=tokens, shape=shape, sampler=sampler)
-            targets, ok = talk_targets(ids, scored, n_true=1)
-            logp = talk_logprobs(rollout, lm_head_of(model), targets)[:, 0, 0]  # (B, L)
+            rollout = think_in_parallel(
+                model, head, ids, mask, tokens=tokens, shape=shape, sampler=sampler,
+                think=thinking_positions(mask, scored, n_true=1),
+            )
+            targets, ok = talk_targets(ids, scored, rollout.at, rollout.slot_valid, n_true=1)
+            logp = talk_logprobs(rollout, lm_head_of(model), targets)[:, 0, 0]  # (B, P)
             ok = ok[0]
             per_item += (-(logp * ok).sum(1) / ok.sum(1).clamp(min=1)).tolist()
     finally:

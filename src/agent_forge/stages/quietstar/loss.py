@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .parallel import ThoughtRollout, shifted
+from .parallel import ThoughtRollout, gather_at, shifted
 
 
 @dataclass
@@ -33,15 +33,17 @@ class LossParts:
     mean_mix_weight: float
 
 
-def talk_targets(input_ids: torch.Tensor, loss_mask: torch.Tensor, n_true: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(targets, scored), each (N, B, L): talk step k at position j predicts token j + 1 + k."""
-    targets = torch.stack([shifted(input_ids, k + 1, dim=1, fill=0) for k in range(n_true)])
-    scored = torch.stack([shifted(loss_mask.bool(), k + 1, dim=1, fill=False) for k in range(n_true)])
+def talk_targets(
+    input_ids: torch.Tensor, loss_mask: torch.Tensor, at: torch.Tensor, slot_valid: torch.Tensor, n_true: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(targets, scored), each (N, B, P): talk step k of the slot after position j predicts token j + 1 + k."""
+    targets = torch.stack([gather_at(input_ids, at + k + 1) for k in range(n_true)])
+    scored = torch.stack([gather_at(loss_mask.bool(), at + k + 1, fill=False) & slot_valid for k in range(n_true)])
     return targets, scored
 
 
 def talk_logprobs(rollout: ThoughtRollout, lm_head, targets: torch.Tensor) -> torch.Tensor:
-    """log p(target) under the mixed predictions, (B, K, N, L)."""
+    """log p(target) under the mixed predictions, (B, K, N, P)."""
     logits = lm_head(rollout.mixed_hidden).float()
     index = targets.permute(1, 0, 2)[:, None, :, :, None].expand(*logits.shape[:-1], 1)
     return torch.log_softmax(logits, dim=-1).gather(-1, index).squeeze(-1)
@@ -71,8 +73,8 @@ def quietstar_loss(
 ) -> LossParts:
     """Combine NLL and REINFORCE as described in the module docstring."""
     n_true = rollout.mixed_hidden.shape[2]
-    targets, scored = talk_targets(input_ids, loss_mask, n_true)
-    logp = talk_logprobs(rollout, lm_head, targets)              # (B, K, N, L)
+    targets, scored = talk_targets(input_ids, loss_mask, rollout.at, rollout.slot_valid, n_true)
+    logp = talk_logprobs(rollout, lm_head, targets)              # (B, K, N, P)
     scored_bknl = scored.permute(1, 0, 2).unsqueeze(1).expand_as(logp)
 
     step_nll = [
@@ -80,22 +82,23 @@ def quietstar_loss(
     ]
     talk_nll = torch.stack(step_nll).mean() if step_nll else logp.sum() * 0.0
     base_lp = base_logprobs(rollout.base_hidden, lm_head, input_ids)
-    base_nll = _masked_mean(-base_lp, scored[0])
+    base_nll = _masked_mean(-base_lp, shifted(loss_mask.bool(), 1, dim=1, fill=False))
 
     # reward: log-likelihood of the true continuation given this thought, relative to the other thoughts here
     with torch.no_grad():
-        continuation = (logp * scored_bknl).sum(dim=2)           # (B, K, L)
+        continuation = (logp * scored_bknl).sum(dim=2)           # (B, K, P)
         advantage = continuation - continuation.mean(dim=1, keepdim=True)
         reward = advantage.clamp(min=0.0) if positive_rewards_only else advantage
-    thinks = scored[0].unsqueeze(1).expand_as(reward)             # positions whose next token is scored
-    reinforce = _masked_mean(-reward * rollout.thought_logprob.float(), thinks)
+    rewarded = scored.any(0).unsqueeze(1).expand_as(reward)       # slots with at least one scored target
+    reinforce = _masked_mean(-reward * rollout.thought_logprob.float(), rewarded)
+    thinks = scored[0].unsqueeze(1).expand_as(reward)             # slots whose next token is scored
 
     nll = base_nll_weight * base_nll + (1.0 - base_nll_weight) * talk_nll
     total = nll + reinforce_weight * reinforce
     with torch.no_grad():
-        gain = _masked_mean(logp[:, :, 0] - base_lp.unsqueeze(1), thinks)
+        gain = _masked_mean(logp[:, :, 0] - gather_at(base_lp, rollout.at).unsqueeze(1), thinks)
         weight = _masked_mean(rollout.mix_weight[:, :, 0].float(), thinks)
-        mean_reward = _masked_mean(reward, thinks)
+        mean_reward = _masked_mean(reward, rewarded)
     return LossParts(
         total=total,
         base_nll=float(base_nll.detach()),

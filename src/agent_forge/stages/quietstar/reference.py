@@ -13,7 +13,7 @@ import torch
 
 from .decoder import lm_head_of, new_cache, run_decoder
 from .mixing import MixingHead
-from .parallel import Embed, ThoughtRollout, ThoughtShape, positions_from_mask
+from .parallel import Embed, ThoughtRollout, ThoughtShape, positions_from_mask, thinking_slots
 from .sampling import ThoughtSampler
 from .tokens import ThoughtTokens
 
@@ -32,8 +32,9 @@ def think_naively(
     shape: ThoughtShape,
     sampler: ThoughtSampler,
     embed: Embed | None = None,
+    think: torch.Tensor | None = None,
 ) -> ThoughtRollout:
-    """Same contract as `think_in_parallel`; entries at padding positions are left at zero."""
+    """Same contract as `think_in_parallel`; entries of filler slots are left at zero."""
     embed = embed or model.get_input_embeddings()
     lm_head = lm_head_of(model)
     device = input_ids.device
@@ -41,20 +42,23 @@ def think_naively(
     k_thoughts, t_len, n_true = shape.n_thoughts, shape.thought_length, shape.n_true
     valid = attention_mask.bool()
     positions = positions_from_mask(attention_mask)
+    at, slot_valid = thinking_slots(valid if think is None else think.bool() & valid)
+    slots = at.shape[1]
     vocab = lm_head.weight.shape[0]
+    # the parallel sampler draws noise for every (row, slot) at once; each position reads its own entry
     noises = {
-        step: sampler.noise(step, (batch * k_thoughts, length, vocab), device)
+        step: sampler.noise(step, (batch * k_thoughts, slots, vocab), device)
         for step in range(1, t_len + 1)
         if sampler.temperature > 0
     }
 
     hidden_size = model.config.hidden_size
     base_hidden = torch.zeros(batch, length, hidden_size, device=device)
-    thought_ids = torch.zeros(batch, k_thoughts, length, t_len, dtype=torch.long, device=device)
-    thought_logprob = torch.zeros(batch, k_thoughts, length, device=device)
-    talk_hidden = torch.zeros(batch, k_thoughts, n_true, length, hidden_size, device=device)
+    thought_ids = torch.zeros(batch, k_thoughts, slots, t_len, dtype=torch.long, device=device)
+    thought_logprob = torch.zeros(batch, k_thoughts, slots, device=device)
+    talk_hidden = torch.zeros(batch, k_thoughts, n_true, slots, hidden_size, device=device)
     mixed_hidden = torch.zeros_like(talk_hidden)
-    mix_weight = torch.zeros(batch, k_thoughts, n_true, length, device=device)
+    mix_weight = torch.zeros(batch, k_thoughts, n_true, slots, device=device)
 
     for b in range(batch):
         kept = valid[b].nonzero().flatten()
@@ -66,7 +70,10 @@ def think_naively(
         base_hidden[b, kept] = full
         for t in range(k_thoughts):
             row = b * k_thoughts + t
-            for j in kept.tolist():
+            for p in range(slots):
+                if not slot_valid[b, p]:
+                    continue
+                j = int(at[b, p])
                 prefix = input_ids[b, kept[0] : j + 1].unsqueeze(0)
                 n = prefix.shape[1]
                 cache = new_cache(model)
@@ -83,25 +90,26 @@ def think_naively(
                     )[0, 0]
                     if step <= t_len:
                         logits = lm_head(hidden)
-                        noise = noises[step][row, j] if noises else None
+                        noise = noises[step][row, p] if noises else None
                         chosen = sampler.choose(logits, noise)
                         logp_sum = logp_sum + sampler.log_probs(logits)[chosen]
-                        thought_ids[b, t, j, step - 1] = chosen
+                        thought_ids[b, t, p, step - 1] = chosen
                         token = chosen.view(1, 1)
                     elif step == t_len + 1:
                         token = torch.tensor([[tokens.end_id]], device=device)
                     if step >= t_len + 2:
                         k = step - (t_len + 2)
-                        at = j + k
-                        base_k = base_hidden[b, at] if at < length else torch.zeros_like(hidden)
+                        base_k = base_hidden[b, j + k] if j + k < length else torch.zeros_like(hidden)
                         mixed, w = head(base_k, hidden)
-                        talk_hidden[b, t, k, j] = hidden
-                        mixed_hidden[b, t, k, j] = mixed
-                        mix_weight[b, t, k, j] = w
+                        talk_hidden[b, t, k, p] = hidden
+                        mixed_hidden[b, t, k, p] = mixed
+                        mix_weight[b, t, k, p] = w
                         nxt = j + k + 1
                         token = input_ids[b, nxt].view(1, 1) if nxt < length else torch.zeros(1, 1, dtype=torch.long, device=device)
-                thought_logprob[b, t, j] = logp_sum
+                thought_logprob[b, t, p] = logp_sum
     return ThoughtRollout(
+        at=at,
+        slot_valid=slot_valid,
         thought_ids=thought_ids,
         thought_logprob=thought_logprob,
         base_hidden=base_hidden,

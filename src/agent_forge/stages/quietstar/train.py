@@ -17,7 +17,7 @@ from ...training.supervised import BatchFn, TrainLog, train_supervised
 from .decoder import lm_head_of
 from .loss import LossParts, quietstar_loss
 from .mixing import MixingHead
-from .parallel import ThoughtShape, think_in_parallel
+from .parallel import ThoughtShape, think_in_parallel, thinking_positions
 from .sampling import ThoughtSampler
 from .tokens import ThoughtEmbedding, ThoughtTokens, add_thought_tokens
 
@@ -40,12 +40,14 @@ class QuietStarObjective:
     def __call__(self, model, batch: dict) -> torch.Tensor:
         # a fresh noise stream per step; the step index makes the run reproducible from the seed alone
         sampler = ThoughtSampler(self.tokens, self.temperature, seed=self.seed * 100_003 + len(self.history))
+        scored = batch["labels"] != -100
         rollout = think_in_parallel(
             model, self.head, batch["input_ids"], batch["attention_mask"], tokens=self.tokens, shape=self.shape,
             sampler=sampler, embed=self.embed,
+            think=thinking_positions(batch["attention_mask"], scored, self.shape.n_true),
         )
         parts = quietstar_loss(
-            rollout, lm_head_of(model), batch["input_ids"], batch["labels"] != -100,
+            rollout, lm_head_of(model), batch["input_ids"], scored,
             base_nll_weight=self.base_nll_weight, reinforce_weight=self.reinforce_weight,
             positive_rewards_only=self.positive_rewards_only,
         )

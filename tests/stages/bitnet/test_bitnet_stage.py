@@ -1,0 +1,76 @@
+"""The BitNet stage end to end on a tiny model: outputs, metrics, reload through the loader, determinism."""
+
+import json
+
+import pytest
+import torch
+
+from agent_forge.config import TinyModelConfig, load_config
+from agent_forge.errors import ForgeError
+from agent_forge.models import build_tiny_model, build_tiny_tokenizer, load_model, save_model
+from agent_forge.stages import StageInputs
+from agent_forge.stages.bitnet import is_ternary, load_packed, restore_bitlinear, run
+from agent_forge.tasks import alphabet
+
+SHAPE = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                        num_key_value_heads=2, max_position_embeddings=128)
+QUICK = [
+    "bitnet.train.steps=6", "bitnet.train.batch_size=4", "bitnet.train.warmup_steps=1", "bitnet.domains=[arithmetic]",
+    "bitnet.levels=[1]", "bitnet.eval_items_per_level=6", "bitnet.eval_batch_size=6",
+]
+
+
+@pytest.fixture(scope="module")
+def input_model(tmp_path_factory):
+    tokenizer = build_tiny_tokenizer(alphabet())
+    model = build_tiny_model(tokenizer, SHAPE, seed=0)
+    folder = tmp_path_factory.mktemp("seed") / "model"
+    save_model(model, tokenizer, folder)
+    return folder
+
+
+def _run(folder, stage_dir, *overrides):
+    cfg = load_config(None, [*QUICK, "device=cpu", *overrides])
+    return run(cfg, StageInputs(models={"model": folder}), stage_dir)
+
+
+def test_stage_outputs_a_loadable_ternary_model_and_a_packed_export(input_model, tmp_path):
+    result = _run(input_model, tmp_path)
+    assert set(result.models) == {"model", "packed"}
+    m = result.metrics
+    assert set(m["accuracy"]) == {"full precision", "naive ternary", "warm-up + distillation", "packed inference"}
+    assert m["size"]["bits_per_weight"] <= 2.05
+    assert m["size"]["model_shrink_ratio"] > 1
+    assert m["train"]["lambda_reaches_one_at_step"] == 2  # 30% of 6 steps
+    assert m["packed_max_logit_gap"] < 1e-3
+    assert m["ternary"]["layers"] == 14
+    json.dumps(m)  # metrics must be JSON-serialisable as they are
+
+    # what every later stage does with the output
+    model, tok = load_model(result.models["model"], device="cpu")
+    assert restore_bitlinear(model, result.models["model"]) and is_ternary(model)
+    packed, _ = load_packed(result.models["packed"])
+    batch = tok(["12+34=\n", "abc"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        latent_logits = model(**batch).logits
+        packed_logits = packed(**batch).logits
+    assert torch.allclose(latent_logits, packed_logits, atol=1e-3)
+
+
+def test_stage_is_deterministic_so_a_resumed_run_recomputes_the_same_model(input_model, tmp_path):
+    first = _run(input_model, tmp_path / "a", "bitnet.evaluate_naive=false", "bitnet.export_packed=false")
+    second = _run(input_model, tmp_path / "b", "bitnet.evaluate_naive=false", "bitnet.export_packed=false")
+    a, _ = load_model(first.models["model"], device="cpu")
+    b, _ = load_model(second.models["model"], device="cpu")
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(pa, pb), name
+    assert first.metrics["accuracy"] == second.metrics["accuracy"]
+
+
+def test_stage_errors_are_one_line_forge_errors(input_model, tmp_path):
+    cfg = load_config(None, QUICK)
+    with pytest.raises(ForgeError, match="input_key"):
+        run(cfg, StageInputs(models={"specialist_logic": input_model}), tmp_path / "x")
+    ternary = _run(input_model, tmp_path / "t", "bitnet.evaluate_naive=false", "bitnet.export_packed=false")
+    with pytest.raises(ForgeError, match="already a BitNet"):
+        run(cfg, StageInputs(models={"model": ternary.models["model"]}), tmp_path / "y")
