@@ -58,6 +58,8 @@ class CycleConfig(Section):
     self_awareness_prefix: bool = True
     prefix_probability: float = Field(0.5, ge=0, le=1, description="share of prompts shown with the prefix")
     use_thoughts: bool = True
+    thought_probability: float = Field(0.5, ge=0, le=1, description="share of prompts answered after a thought")
+    thought_tokens: int = Field(8, ge=1, description="longest internal thought, in tokens")
 
 
 class ControllerConfig(Section):

@@ -52,7 +52,7 @@ def test_stage_writes_model_metrics_and_plots(trained_tiny, tmp_path):
 def test_killed_run_resumes_at_the_last_finished_level(trained_tiny, tmp_path):
     source, _, _ = trained_tiny
     stage_dir = tmp_path / "stage"
-    overrides = {"levels": 3, "max_cycles_per_level": 3, "min_cycles_per_level": 3}
+    overrides = {"levels": 2, "max_cycles_per_level": 2, "min_cycles_per_level": 2}
     script = (
         "import sys, json; from pathlib import Path; from agent_forge.config import ForgeConfig;"
         "from agent_forge.stages import StageInputs; from agent_forge.stages.curriculum import run;"
@@ -63,7 +63,7 @@ def test_killed_run_resumes_at_the_last_finished_level(trained_tiny, tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script, cfg_json, str(source), str(stage_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state_file = stage_dir / "resume" / "state.json"
-    deadline = time.time() + 120
+    deadline = time.time() + 300  # a cold interpreter imports torch and transformers first
     try:
         while time.time() < deadline and proc.poll() is None:
             if state_file.is_file() and json.loads(state_file.read_text())["round"] >= 1:
@@ -74,13 +74,13 @@ def test_killed_run_resumes_at_the_last_finished_level(trained_tiny, tmp_path):
     finally:
         proc.wait()
     first = json.loads(state_file.read_text())
-    assert first["round"] < 3
+    assert first["round"] == 1
     result = run(_cfg(**overrides), StageInputs(models={"model": source}), stage_dir)
     m = result.metrics
-    assert m["resumed"] and m["levels_trained"] == 3
+    assert m["resumed"] and m["levels_trained"] == 2
     # the finished levels were kept, not retrained: their logs come from the killed run
     assert m["levels"][: first["round"]] == first["levels"]
-    assert m["cycles"] == 9
+    assert m["cycles"] == 4
 
 
 def test_stage_keeps_a_ternary_model_ternary(trained_tiny, tmp_path):

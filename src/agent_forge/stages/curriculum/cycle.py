@@ -52,7 +52,7 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
     samples = rollout(
         ctx.model, ctx.tokenizer, episodes, n=cc.samples_per_prompt, temperature=cc.temperature,
         max_new_tokens=cc.max_new_tokens, seed=rng.randrange(2**31), thinker=ctx.thinker if use_thoughts else None,
-        think_probability=0.5 if use_thoughts else 0.0, reasoning_weight=cc.reasoning_weight,
+        think_probability=cc.thought_probability if use_thoughts else 0.0, reasoning_weight=cc.reasoning_weight,
     )
     critics = critic_episodes(episodes, samples, rng)
     critic_samples = rollout(

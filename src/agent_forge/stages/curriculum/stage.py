@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 from rich.table import Table
+from tqdm.auto import tqdm
 
 from ...errors import ForgeError
 from ...evaluation import evaluate
@@ -164,7 +165,7 @@ class CurriculumRun:
             trainer.optimizer.load_state_dict(torch.load(self.resume_dir / "optimizer.pt", weights_only=True))
         controller = DifficultyController.from_config(cc.controller)
         mixer = TaskMixer(cc.mix, self.seed, cc.cycle.prefix_probability, cc.cycle.self_awareness_prefix)
-        thinker = Thinker.of(tok) if cc.cycle.use_thoughts else None
+        thinker = Thinker.of(tok, cc.cycle.thought_tokens) if cc.cycle.use_thoughts else None
         ctx = CycleContext(model, tok, trainer, mixer, replay, controller, cc, self.seed, thinker,
                            dict(state.get("recent_accuracy", {})))
         slow = snapshot(model) if cc.sleep.enabled else None
@@ -222,7 +223,8 @@ class CurriculumRun:
         cc = self.cc
         mastered_now: dict[str, float] = {}
         cycles = 0
-        for c in range(cc.max_cycles_per_level):
+        bar = tqdm(range(cc.max_cycles_per_level), desc=f"curriculum level {level}", leave=False, dynamic_ncols=True)
+        for c in bar:
             index = state["cycles"]
             metrics = run_cycle(ctx, index, level, {d: t for d, t in targets.items() if d not in mastered_now} or targets)
             state["cycles"] += 1
@@ -249,8 +251,10 @@ class CurriculumRun:
                     if a >= cc.mastery_threshold:
                         mastered_now.setdefault(d, a)
             state["history"].append(metrics)
+            bar.set_postfix(success=f"{metrics['success']:.2f}", difficulty=f"{metrics['difficulty']:.2f}")
             if len(mastered_now) == len(targets) or time.perf_counter() - start > cc.time_budget_s:
                 break
+        bar.close()
         final = self._validate(ctx, targets)
         for d, a in final.items():
             if a >= cc.mastery_threshold or d in mastered_now:
