@@ -8,7 +8,7 @@ import pytest
 from agent_forge.errors import ForgeError
 from agent_forge.tasks import (
     DOMAINS, LEVELS, SPLITS, KnowledgeBase, Task, corpus_text, iter_tasks, make_mixture, make_tasks, split_of,
-    split_of_task, task_id_for,
+    split_of_task, task_id_for, task_stream,
 )
 
 
@@ -120,6 +120,10 @@ def test_bad_requests_raise_forge_error():
     with pytest.raises(ForgeError, match="at least one"):
         make_mixture([], [1], "train", 5, 0)
     assert make_tasks("logic", 1, "train", 0, 0) == []
+    with pytest.raises(ForgeError, match="split"):
+        iter_tasks(["logic"], [1], "training", 0)  # fails at the call, before the first task is drawn
+    with pytest.raises(ForgeError, match="level"):
+        task_stream("logic", 12, "train", 0)
 
 
 def test_tasks_are_frozen_and_hashable():

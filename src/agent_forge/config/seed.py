@@ -44,6 +44,8 @@ class SeedConfig(Section):
     pretrain: TrainPhase = TrainPhase(steps=900, lr=1e-3)
     finetune: TrainPhase = TrainPhase(steps=350, lr=3e-4)
     replay_fraction: float = Field(0.2, ge=0, le=1)
+    # share of each pretraining batch that is plain fact statements about the generated world (facts domain)
+    statement_fraction: float = Field(0.2, ge=0, lt=1)
     eval_levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4])
     eval_items_per_level: int = Field(50, ge=1)
 

@@ -4,8 +4,11 @@ Answers are the decimal result written least-significant digit first (132 -> "23
 so ("(digits reversed)"), because a small left-to-right transformer can produce carries in that order.
 Levels 1-2 add 2- and 3-digit numbers whose columns never carry; levels 3-4 are the same additions with
 carries (the skill a shared base trained on levels 1-2 lacks); later levels add borrows, more digits, more
-addends and multiplication. Levels 1-2 hold to one operation on purpose: a trial with a ~1M-parameter model
-pretrained 900 steps on levels 1-2 of all domains reached only 37% / 5% when level 2 was subtraction.
+addends and multiplication. Levels 1-2 hold to one operation on purpose. In a trial (0.86M-parameter char
+Llama, 900 steps at batch 64 on levels 1-2 of all four domains) a base trained on an earlier layout
+(level 1: 1-2 digit additions, level 2: no-borrow subtraction) reached 37% / 5% on test levels 1 / 2; with
+levels 1-2 as below it reached 90% / 48% (0% on levels 3-4), and a 350-step specialist fine-tune from it
+reached 100 / 98 / 100 / 98% on levels 1-4.
 Exercise it with:
 
     python -c "import random; from agent_forge.tasks.arithmetic import ArithmeticDomain as D; print(D().sample(3, random.Random(0)))"

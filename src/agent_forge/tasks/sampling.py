@@ -35,10 +35,14 @@ Levels = int | Sequence[int] | Mapping[str, Sequence[int]]
 
 def task_stream(domain: str, level: int, split: str, seed: int, world_seed: int | None = None) -> Iterator[Task]:
     """Infinite stream of tasks of one domain, level and split: distinct instances first, then repeats."""
-    source = get_domain(domain)
+    source = get_domain(domain)  # checked here, not at the first next(), so bad requests fail at the call
     check_level(level)
     check_split(split)
-    world = seed if world_seed is None else world_seed
+    return _stream(source, level, split, seed, seed if world_seed is None else world_seed)
+
+
+def _stream(source, level: int, split: str, seed: int, world: int) -> Iterator[Task]:
+    domain = source.name
     rng = random.Random(f"tasks|{domain}|{level}|{split}|{seed}")
     seen: set[str] = set()
     stale = misses = 0
@@ -121,6 +125,10 @@ def iter_tasks(
     pair_weights = [weights.get(name, 1.0) / per_domain[name] for name, _ in pairs]
     if sum(pair_weights) <= 0:
         raise ForgeError("mixture weights must not all be zero")
+    return _mixture(pairs, pair_weights, split, seed, world_seed)
+
+
+def _mixture(pairs, pair_weights, split: str, seed: int, world_seed: int | None) -> Iterator[Task]:
     rng = random.Random(f"mixture|{split}|{seed}|{pairs}")
     streams: dict[tuple[str, int], Iterator[Task]] = {}
     while True:

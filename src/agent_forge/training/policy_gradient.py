@@ -97,6 +97,10 @@ def policy_gradient_loss(
 class PolicyGradientTrainer:
     """Keeps the optimiser (and its moments) across steps so RL cycles of a stage form one optimisation.
 
+    The learning rate warms up linearly over the first `warmup_steps` steps. Demonstration-only steps
+    (`step([], [], [], [], demonstrations=...)`) let replay and other supervised phases share the same
+    optimiser state instead of restarting Adam.
+
     `ref_model` is frozen by the trainer; `grad_filter` (e.g. Grokfast) runs after backward; `params`
     restricts training to a subset of the model's parameters.
     """
@@ -113,6 +117,7 @@ class PolicyGradientTrainer:
         demo_coef: float = 1.0,
         grad_clip: float = 1.0,
         weight_decay: float = 0.0,
+        warmup_steps: int = 10,
         grad_filter: Callable[[torch.nn.Module], None] | None = None,
         params: Sequence[torch.nn.Parameter] | None = None,
     ):
@@ -128,6 +133,8 @@ class PolicyGradientTrainer:
             for p in ref_model.parameters():
                 p.requires_grad_(False)
         self.lr = lr
+        self.warmup_steps = warmup_steps
+        self.steps_done = 0
         self.kl_coef = kl_coef
         self.normalize_std = normalize_std
         self.demo_coef = demo_coef
@@ -193,7 +200,11 @@ class PolicyGradientTrainer:
     def _update(self, n, encode, rewards, groups, demonstrations, lr) -> PolicyGradientStats:
         if not n and not demonstrations:
             raise ForgeError("a policy-gradient step needs samples or demonstrations")
-        set_lr(self.optimizer, self.lr if lr is None else lr)
+        # a fresh Adam's first steps move every weight by about lr whatever the gradient's size (the second
+        # moment is estimated from one sample); on a small trained model that alone wrecks accuracy, so warm up
+        warm = min(1.0, (self.steps_done + 1) / self.warmup_steps) if self.warmup_steps > 0 else 1.0
+        set_lr(self.optimizer, (self.lr if lr is None else lr) * warm)
+        self.steps_done += 1
         self.model.train()
         advantages = group_advantages(rewards, groups, normalize_std=self.normalize_std)
         # samples with zero advantage carry no policy-gradient signal, only KL: skip them to save compute

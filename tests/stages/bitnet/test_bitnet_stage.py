@@ -1,9 +1,11 @@
 """The BitNet stage end to end on a tiny model: outputs, metrics, reload through the loader, determinism."""
 
 import json
+import shutil
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from agent_forge.config import TinyModelConfig, load_config
 from agent_forge.errors import ForgeError
@@ -35,7 +37,11 @@ def _run(folder, stage_dir, *overrides):
 
 
 def test_stage_outputs_a_loadable_ternary_model_and_a_packed_export(input_model, tmp_path):
-    result = _run(input_model, tmp_path)
+    source = tmp_path / "input"
+    shutil.copytree(input_model, source)
+    save_file({"head.weight": torch.ones(2, 2)}, str(source / "quietstar_head.safetensors"))
+    head_bytes = (source / "quietstar_head.safetensors").read_bytes()
+    result = _run(source, tmp_path / "stage")
     assert set(result.models) == {"model", "packed"}
     m = result.metrics
     assert set(m["accuracy"]) == {"full precision", "naive ternary", "warm-up + distillation", "packed inference"}
@@ -45,6 +51,9 @@ def test_stage_outputs_a_loadable_ternary_model_and_a_packed_export(input_model,
     assert m["packed_max_logit_gap"] < 1e-3
     assert m["ternary"]["layers"] == 14
     json.dumps(m)  # metrics must be JSON-serialisable as they are
+    # files an earlier stage keeps next to its model travel on; the old weights do not
+    assert m["carried_files"] == ["quietstar_head.safetensors"]
+    assert (result.models["model"] / "quietstar_head.safetensors").read_bytes() == head_bytes
 
     # what every later stage does with the output
     model, tok = load_model(result.models["model"], device="cpu")

@@ -5,6 +5,7 @@ import copy
 from agent_forge.stages.curriculum.self_model import measure_calibration, predict_confidence, self_model_round
 from agent_forge.evaluation import fast_exact_match
 from agent_forge.tasks import make_tasks
+from agent_forge.training.policy_gradient import PolicyGradientTrainer
 
 
 def _balanced(model, tok, split, n):
@@ -29,7 +30,10 @@ def test_self_model_round_lowers_calibration_error(trained_tiny):
     train = _balanced(model, tok, "train", 60)
     held_out = _balanced(model, tok, "val", 40)
     before = measure_calibration(model, tok, held_out)
-    info = self_model_round(model, tok, train, temperatures=[0.5, 1.0], steps=40, lr=3e-3, seed=0, max_new_tokens=8)
+    trainer = PolicyGradientTrainer(model, tok, lr=3e-3, warmup_steps=0)
+    step = lambda pairs: trainer.step([], [], [], [], demonstrations=list(pairs)).demo_loss
+    info = self_model_round(model, tok, train, temperatures=[0.5, 1.0], steps=40, seed=0, max_new_tokens=8,
+                            train_step=step)
     after = measure_calibration(model, tok, held_out)
     assert set(info["success_by_temperature"]) == {"0.5", "1.0"}
     assert after["ece"] < before["ece"] - 0.05, (before["ece"], after["ece"])

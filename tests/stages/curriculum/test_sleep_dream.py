@@ -11,6 +11,7 @@ from agent_forge.stages.curriculum.dream import dream
 from agent_forge.stages.curriculum.episodes import sample_train_task
 from agent_forge.stages.curriculum.sleep import average_into, sleep, snapshot
 from agent_forge.tasks import verify
+from agent_forge.training.policy_gradient import PolicyGradientTrainer
 from agent_forge.training.replay import ReplayBuffer
 
 
@@ -58,7 +59,9 @@ def test_sleep_replay_lowers_loss_on_replayed_items(trained_tiny):
     tasks = [Task(f"t{i}", "logic", 2, p, a) for i, (p, a) in enumerate(pairs)]
     before = sum(answer_loglik(model, tok, tasks)) / len(tasks)
     slow = snapshot(model)
-    new_slow, info = sleep(model, tok, replay, slow, steps=15, batch_size=6, lr=3e-3, average=0.2, seed=0)
+    trainer = PolicyGradientTrainer(model, tok, lr=3e-3, warmup_steps=0)
+    step = lambda pairs: trainer.step([], [], [], [], demonstrations=list(pairs)).demo_loss
+    new_slow, info = sleep(model, replay, slow, train_step=step, steps=15, batch_size=6, average=0.2, seed=0)
     after = sum(answer_loglik(model, tok, tasks)) / len(tasks)
     assert after > before + 0.2
     assert info["averaged"] and info["replay_keys"] == 1

@@ -92,3 +92,26 @@ def test_masking_removes_only_the_delimiters(tiny_thinker):
     assert torch.isinf(masked[:, list(tokens.ids)]).all()
     assert masked.argmax(-1).tolist() == [0, 0]
     assert logits[0, tokens.start_id] == 50.0  # the input is not modified
+
+
+def test_tied_output_rows_train_with_the_input_rows_and_match_after_write_back(tiny_thinker):
+    """With tied embeddings a delimiter's input row is its output row: training must score with it too."""
+    model, tokenizer, tokens = tiny_thinker
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    weighted = ThoughtEmbedding(model, tokens)
+    hidden = torch.randn(3, model.config.hidden_size)
+    torch.testing.assert_close(weighted.output_head()(hidden), model.get_output_embeddings()(hidden))
+
+    with torch.no_grad():
+        weighted.scaled.mul_(3.0)
+    logits = weighted.output_head()(hidden)
+    torch.testing.assert_close(logits[:, list(tokens.ids)], hidden @ weighted.vectors.T)
+    logits[:, tokens.start_id].sum().backward()
+    assert weighted.scaled.grad[0].abs().sum() > 0  # the output role trains the same parameter
+
+    ids = torch.tensor([[1, tokens.start_id, 7, tokens.end_id]])
+    with torch.no_grad():
+        trained = weighted.output_head()(model.model(inputs_embeds=weighted(ids)).last_hidden_state)
+        weighted.write_back()
+        plain = model(input_ids=ids).logits
+    torch.testing.assert_close(plain, trained)

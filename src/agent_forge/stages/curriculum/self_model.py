@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from ...evaluation import fast_exact_match
 from ...models import encode_pairs, generate
 from ...tasks import Task, verify
-from ...training.supervised import train_supervised
 from .calibration import expected_calibration_error
 
 YES, NO = "yes", "no"
@@ -67,10 +66,13 @@ def measure_calibration(model, tokenizer, tasks: Sequence[Task], bins: int = 10)
 
 
 def self_model_round(
-    model, tokenizer, tasks: Sequence[Task], *, temperatures: Sequence[float], steps: int, lr: float, seed: int,
-    max_new_tokens: int, grad_filter=None, extra_pairs: Sequence[tuple[str, str]] = (), batch_size: int = 32,
+    model, tokenizer, tasks: Sequence[Task], *, temperatures: Sequence[float], steps: int, seed: int,
+    max_new_tokens: int, train_step: Callable[[Sequence[tuple[str, str]]], float], batch_size: int = 32,
 ) -> dict:
-    """Generate across temperatures, keep verified answers, and train on them plus confidence labels."""
+    """Generate across temperatures, keep verified answers, and train on them plus confidence labels.
+
+    `train_step(pairs)` takes one supervised step and returns its loss.
+    """
     tasks = list(tasks)
     verified: list[tuple[str, str]] = []
     by_temperature = {}
@@ -84,24 +86,20 @@ def self_model_round(
         verified.extend((t.prompt, t.answer) for t, o, good in zip(tasks, outputs, ok) if good)
     greedy_right = fast_exact_match(model, tokenizer, tasks)
     labels = [(confidence_prompt(t.prompt), YES if right else NO) for t, right in zip(tasks, greedy_right)]
-    pool = list(dict.fromkeys(verified)) + list(extra_pairs)
+    pool = list(dict.fromkeys(verified))
     rng = random.Random(seed)
-    log = None
-    if steps > 0 and (pool or labels):
+    losses = []
+    if labels:
         half = max(1, batch_size // 2)
-
-        def next_batch(step: int):
+        for _ in range(steps):
             # half confidence labels, half own verified answers: neither skill crowds out the other
             own = [rng.choice(pool) for _ in range(half)] if pool else []
-            return own + [rng.choice(labels) for _ in range(batch_size - len(own))]
-
-        log = train_supervised(model, tokenizer, next_batch, steps=steps, lr=lr, grad_filter=grad_filter,
-                               desc="self-model", progress=False)
+            losses.append(train_step(own + [rng.choice(labels) for _ in range(batch_size - len(own))]))
     return {
         "verified": len(set(verified)),
         "success_by_temperature": by_temperature,
         "greedy_accuracy": sum(greedy_right) / max(1, len(greedy_right)),
-        "loss": round(log.tail_mean(), 4) if log else None,
+        "loss": round(sum(losses) / len(losses), 4) if losses else None,
         "verified_pairs": list(dict.fromkeys(verified)),
     }
 

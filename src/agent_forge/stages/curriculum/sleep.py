@@ -13,11 +13,13 @@ Exercise: `pytest tests/stages/curriculum/test_sleep_dream.py`.
 from __future__ import annotations
 
 import random
+from typing import Callable, Sequence
 
 import torch
 
 from ...training.replay import ReplayBuffer
-from ...training.supervised import train_supervised
+
+TrainStep = Callable[[Sequence[tuple[str, str]]], float]
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -37,18 +39,19 @@ def average_into(model: torch.nn.Module, slow: dict[str, torch.Tensor], weight: 
 
 
 def sleep(
-    model, tokenizer, replay: ReplayBuffer, slow: dict[str, torch.Tensor] | None, *, steps: int, batch_size: int,
-    lr: float, average: float, seed: int, grad_filter=None,
+    model, replay: ReplayBuffer, slow: dict[str, torch.Tensor] | None, *, train_step: TrainStep, steps: int,
+    batch_size: int, average: float, seed: int,
 ) -> tuple[dict[str, torch.Tensor], dict]:
-    """Replay then average; returns the new slow weights and what was done."""
+    """Replay then average; returns the new slow weights and what was done.
+
+    `train_step(pairs)` takes one supervised step and returns its loss (the stage passes its policy-gradient
+    trainer's demonstration step, so replay shares the optimiser state instead of restarting Adam).
+    """
     rng = random.Random(seed)
     loss = None
     if steps > 0 and len(replay):
-        log = train_supervised(
-            model, tokenizer, lambda step: replay.sample(batch_size, rng), steps=steps, lr=lr,
-            grad_filter=grad_filter, desc="sleep", progress=False,
-        )
-        loss = round(log.tail_mean(), 4)
+        losses = [train_step(replay.sample(batch_size, rng)) for _ in range(steps)]
+        loss = round(sum(losses) / len(losses), 4)
     if slow is not None:
         average_into(model, slow, average)
     return snapshot(model), {"replay_loss": loss, "replay_keys": len(replay.keys()), "averaged": slow is not None}

@@ -160,7 +160,9 @@ class CurriculumRun:
         trainer = PolicyGradientTrainer(
             model, tok, lr=cc.cycle.lr, ref_model=ref_model, kl_coef=cc.cycle.kl_coef,
             normalize_std=cc.cycle.normalize_std, demo_coef=cc.cycle.demo_coef, grad_filter=grokfast,
+            warmup_steps=cc.cycle.warmup_steps,
         )
+        trainer.steps_done = int(state.get("optimizer_steps", 0))
         if resumed and (self.resume_dir / "optimizer.pt").is_file():
             trainer.optimizer.load_state_dict(torch.load(self.resume_dir / "optimizer.pt", weights_only=True))
         controller = DifficultyController.from_config(cc.controller)
@@ -184,6 +186,7 @@ class CurriculumRun:
             state["round"] = level
             state["recent_accuracy"] = ctx.recent_accuracy
             state["elapsed"] = time.perf_counter() - start
+            state["optimizer_steps"] = trainer.steps_done
             self._save_checkpoint(model, tok, trainer, replay, state)
             self.console.print(
                 f"[curriculum] level {level}: targets {targets} mastered {state['mastered']} "
@@ -232,8 +235,9 @@ class CurriculumRun:
             k = c + 1
             if cc.sleep.enabled and k % cc.sleep.every == 0:
                 slow_ref[0], info = sleep(
-                    ctx.model, ctx.tokenizer, ctx.replay, slow_ref[0], steps=cc.sleep.steps, batch_size=cc.sleep.batch_size,
-                    lr=cc.sleep.lr, average=cc.sleep.average, seed=self.seed * 7 + index, grad_filter=None,
+                    ctx.model, ctx.replay, slow_ref[0], train_step=self._train_step(ctx, cc.sleep.lr),
+                    steps=cc.sleep.steps, batch_size=cc.sleep.batch_size, average=cc.sleep.average,
+                    seed=self.seed * 7 + index,
                 )
                 metrics["sleep"] = info
             if cc.dream.enabled and k % cc.dream.every == 0:
@@ -261,13 +265,19 @@ class CurriculumRun:
                 state["mastered"][d] = targets[d]
         if cc.sleep.enabled:
             slow_ref[0], _ = sleep(
-                ctx.model, ctx.tokenizer, ctx.replay, slow_ref[0], steps=cc.sleep.steps, batch_size=cc.sleep.batch_size,
-                lr=cc.sleep.lr, average=cc.sleep.average, seed=self.seed * 13 + level,
+                ctx.model, ctx.replay, slow_ref[0], train_step=self._train_step(ctx, cc.sleep.lr),
+                steps=cc.sleep.steps, batch_size=cc.sleep.batch_size, average=cc.sleep.average,
+                seed=self.seed * 13 + level,
             )
         if cc.self_model.enabled:
             self._self_model(ctx, targets, 10_000 + level)
         return {"level": level, "targets": targets, "cycles": cycles, "val": final,
                 "mastered": {d: state["mastered"][d] for d in targets}}
+
+    @staticmethod
+    def _train_step(ctx: CycleContext, lr: float):
+        """One supervised step through the stage's optimiser (its Adam state is shared with the RL steps)."""
+        return lambda pairs: ctx.trainer.step([], [], [], [], demonstrations=list(pairs), lr=lr).demo_loss
 
     def _validate(self, ctx: CycleContext, targets: dict) -> dict[str, float]:
         return {d: round(level_accuracy(ctx.model, ctx.tokenizer, d, lvl, "val", self.cc.val_items, self.seed), 4)
@@ -284,8 +294,9 @@ class CurriculumRun:
             lvl = max(1, targets[d] - rng.randint(0, 1))
             tasks.append(sample_train_task(d, lvl, rng, self.seed))
         info = self_model_round(
-            ctx.model, ctx.tokenizer, tasks, temperatures=sm.temperatures, steps=sm.steps, lr=sm.lr,
+            ctx.model, ctx.tokenizer, tasks, temperatures=sm.temperatures, steps=sm.steps,
             seed=self.seed * 19 + index, max_new_tokens=self.cc.cycle.max_new_tokens,
+            train_step=self._train_step(ctx, sm.lr),
         )
         info.pop("verified_pairs")
         return info

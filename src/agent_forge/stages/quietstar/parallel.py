@@ -137,16 +137,17 @@ def think_in_parallel(
     shape: ThoughtShape,
     sampler: ThoughtSampler,
     embed: Embed | None = None,
+    lm_head: Callable[[torch.Tensor], torch.Tensor] | None = None,
     think: torch.Tensor | None = None,
 ) -> ThoughtRollout:
     """Sample `shape.n_thoughts` thoughts after every thinking position of every sequence, all in parallel.
 
     `think` (B, L) selects the positions (default: every real token; see `thinking_positions`). `embed` maps
-    ids to input vectors (default: the model's embedding layer; training passes a `ThoughtEmbedding` so the
-    delimiter rows are trained with their gradient weight).
+    ids to input vectors and `lm_head` hidden states to logits (defaults: the model's own; training passes a
+    `ThoughtEmbedding` and its `output_head()` so the delimiter rows train with their gradient weight).
     """
     embed = embed or model.get_input_embeddings()
-    lm_head = lm_head_of(model)
+    lm_head = lm_head or lm_head_of(model)
     batch, length = input_ids.shape
     k_thoughts, t_len = shape.n_thoughts, shape.thought_length
     rows = batch * k_thoughts

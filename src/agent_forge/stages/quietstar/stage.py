@@ -97,10 +97,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
         "quietstar": quietstar,
         "thought_init": trained.init,
         "eval_items": {"val": len(val_tasks), "test_multistep": len(test_tasks)},
-        "example_thoughts": [
-            {"prompt": t.prompt, "reference": t.answer, "answer": a.answer, "thoughts": a.thoughts[:3]}
-            for t, a in list(zip(test_tasks, answers))[:3]
-        ],
+        "example_thoughts": _examples(test_tasks, answers),
         "storage": {"model": "HF folder", "mixing_head": "quietstar_head.safetensors in the same folder"},
     }
     del model
@@ -128,6 +125,16 @@ def _plain_metrics(model, tokenizer, val_tasks, test_tasks, qc) -> dict:
         "val_answer_nll": _r(answer_nll_plain(model, tokenizer, val_tasks, qc.eval_batch_size)),
         "test_multistep_accuracy": _r(sum(scores) / max(1, len(scores))),
     }
+
+
+def _examples(tasks, answers, count: int = 4) -> list[dict]:
+    """A few answers with their first thoughts, spread over the task list (domains and levels differ)."""
+    picks = sorted({round(i * (len(tasks) - 1) / max(1, count - 1)) for i in range(count)}) if tasks else []
+    return [
+        {"prompt": tasks[i].prompt, "reference": tasks[i].answer, "answer": answers[i].answer,
+         "thoughts": answers[i].thoughts[:3]}
+        for i in picks
+    ]
 
 
 def _r(x: float) -> float:

@@ -79,7 +79,10 @@ class ThoughtEmbedding(nn.Module):
     """Input embeddings with the two delimiter rows trained through a `grad_weight`-scaled parameter.
 
     Call it like the embedding layer (`ids -> vectors`). The model's embedding matrix is used for every other
-    id and is not registered here (it stays the model's parameter).
+    id and is not registered here (it stays the model's parameter). When the model ties its LM head to the
+    embeddings (the tiny profile, SmolLM2), a delimiter's input row is also its output row; `output_head()`
+    then scores with the trained rows too, so training sees (and keeps in check) the delimiters' logits
+    exactly as the saved, tied model will have them.
     """
 
     def __init__(self, model, tokens: ThoughtTokens, grad_weight: float = 100.0):
@@ -105,6 +108,22 @@ class ThoughtEmbedding(nn.Module):
             hit = (input_ids == token_id).unsqueeze(-1)
             out = torch.where(hit, vectors[row], out)
         return out
+
+    @property
+    def tied(self) -> bool:
+        model = self._model[0]
+        out = model.get_output_embeddings()
+        return out is not None and out.weight is model.get_input_embeddings().weight
+
+    def output_head(self):
+        """A callable `hidden -> logits` for one forward pass (the patched matrix is built once per call)."""
+        out = self._model[0].get_output_embeddings()
+        if not self.tied:
+            return out
+        ids = torch.tensor(self.tokens.ids, device=out.weight.device)
+        weight = out.weight.index_copy(0, ids, self.vectors.to(out.weight.dtype))
+        bias = getattr(out, "bias", None)
+        return lambda hidden: nn.functional.linear(hidden, weight, bias)
 
     @torch.no_grad()
     def write_back(self) -> None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import torch
 
 from ...training.supervised import BatchFn, TrainLog, train_supervised
-from .decoder import lm_head_of
 from .loss import LossParts, quietstar_loss
 from .mixing import MixingHead
 from .parallel import ThoughtShape, think_in_parallel, thinking_positions
@@ -41,13 +40,14 @@ class QuietStarObjective:
         # a fresh noise stream per step; the step index makes the run reproducible from the seed alone
         sampler = ThoughtSampler(self.tokens, self.temperature, seed=self.seed * 100_003 + len(self.history))
         scored = batch["labels"] != -100
+        lm_head = self.embed.output_head()
         rollout = think_in_parallel(
             model, self.head, batch["input_ids"], batch["attention_mask"], tokens=self.tokens, shape=self.shape,
-            sampler=sampler, embed=self.embed,
+            sampler=sampler, embed=self.embed, lm_head=lm_head,
             think=thinking_positions(batch["attention_mask"], scored, self.shape.n_true),
         )
         parts = quietstar_loss(
-            rollout, lm_head_of(model), batch["input_ids"], scored,
+            rollout, lm_head, batch["input_ids"], scored,
             base_nll_weight=self.base_nll_weight, reinforce_weight=self.reinforce_weight,
             positive_rewards_only=self.positive_rewards_only,
         )

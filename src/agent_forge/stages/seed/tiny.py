@@ -11,19 +11,20 @@ from rich.console import Console
 from ...evaluation import evaluate
 from ...evaluation.table import accuracy_table
 from ...models import build_tiny_model, build_tiny_tokenizer, save_model
-from ...tasks import alphabet, make_tasks
+from ...tasks import DOMAINS, alphabet, make_tasks
 from ...training.supervised import train_supervised
 from .. import StageResult
 from .data import pretrain_batches, specialist_batches
 
 
 def seed_eval_tasks(sc, seed: int) -> list:
-    """Test-split tasks of the specialists' domains at the evaluation levels (never used for training)."""
+    """Test-split tasks of every domain at the evaluation levels (never used for training)."""
+    domains = list(sc.specialists) + [d for d in DOMAINS if d not in sc.specialists]
     return [
         task
-        for domain in sc.specialists
+        for domain in domains
         for level in sc.eval_levels
-        for task in make_tasks(domain, level, "test", sc.eval_items_per_level, seed)
+        for task in make_tasks(domain, level, "test", sc.eval_items_per_level, seed, world_seed=seed)
     ]
 
 
@@ -36,7 +37,8 @@ def build_tiny_seed(cfg, stage_dir: Path, console: Console | None = None) -> Sta
 
     pre = sc.pretrain
     pre_log = train_supervised(
-        base, tokenizer, pretrain_batches(sc.pretrain_levels, pre.batch_size, cfg.seed),
+        base, tokenizer,
+        pretrain_batches(sc.pretrain_levels, pre.batch_size, cfg.seed, cfg.seed, sc.statement_fraction),
         steps=pre.steps, lr=pre.lr, warmup_steps=pre.warmup_steps, weight_decay=pre.weight_decay,
         desc="seed: pretrain base",
     )
@@ -48,7 +50,11 @@ def build_tiny_seed(cfg, stage_dir: Path, console: Console | None = None) -> Sta
         specialist = copy.deepcopy(base)
         logs[domain] = train_supervised(
             specialist, tokenizer,
-            specialist_batches(domain, sc.specialist_levels, sc.pretrain_levels, sc.replay_fraction, ft.batch_size, cfg.seed + 1 + i),
+            specialist_batches(
+                domain, sc.specialist_levels,
+                pretrain_batches(sc.pretrain_levels, ft.batch_size, cfg.seed + 7919 + i, cfg.seed, sc.statement_fraction),
+                sc.replay_fraction, ft.batch_size, cfg.seed + 1 + i, cfg.seed,
+            ),
             steps=ft.steps, lr=ft.lr, warmup_steps=ft.warmup_steps, weight_decay=ft.weight_decay,
             desc=f"seed: specialist {domain}",
         )

@@ -31,7 +31,8 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = 0.9
     # A zero vector has no direction: dividing by 1 keeps the dot at 0 and the result finite.
     norm_x = norm_x if norm_x > eps else 1.0
     norm_y = norm_y if norm_y > eps else 1.0
-    dot = float(torch.dot(x / norm_x, y / norm_y).clamp(-1, 1)) if x.numel() else 1.0
+    # dividing the scalar dot instead of both vectors saves two full-size temporaries (fp32 weights cannot overflow it)
+    dot = max(-1.0, min(1.0, float(torch.dot(x, y)) / (norm_x * norm_y))) if x.numel() else 1.0
     if abs(dot) > dot_threshold:
         coef_a, coef_b = 1.0 - t, t
     else:
@@ -39,7 +40,7 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor, dot_threshold: float = 0.9
         sin_theta = math.sin(theta)
         coef_a = math.sin((1.0 - t) * theta) / sin_theta
         coef_b = math.sin(t * theta) / sin_theta
-    return (coef_a * x + coef_b * y).reshape(a.shape).to(a.dtype)
+    return torch.mul(x, coef_a).add_(y, alpha=coef_b).reshape(a.shape).to(a.dtype)
 
 
 def slerp_chain(tensors: Sequence[torch.Tensor], ts: Sequence[float], dot_threshold: float = 0.9995) -> torch.Tensor:
