@@ -100,3 +100,24 @@ def test_mismatched_lengths_raise_forge_error(tiny):
         trainer.step(["a"], ["b", "c"], [1.0], [0])
     with pytest.raises(ForgeError):
         PolicyGradientTrainer(tiny[0], tiny[1], lr=0)
+
+
+def test_token_steps_score_the_same_tokens_as_text_steps(tiny):
+    from agent_forge.models import prompt_format
+
+    model, tok = tiny
+    trainer = PolicyGradientTrainer(copy.deepcopy(model), tok, lr=1e-3)
+    fmt = prompt_format(tok)
+    prompts, answers = ["12+3=?", "sort 3 1"], ["51", "13"]
+    from_ids = trainer._batch_from_ids(fmt.encode_prompts(prompts), fmt.encode_answers(answers))
+    from_text = encode_pairs(tok, prompts, answers)
+    for key in ("input_ids", "attention_mask", "labels"):
+        assert torch.equal(from_ids[key], from_text[key])
+
+
+def test_grad_filter_runs_between_backward_and_step(tiny):
+    seen = []
+    trainer = PolicyGradientTrainer(copy.deepcopy(tiny[0]), tiny[1], lr=1e-3,
+                                    grad_filter=lambda m: seen.append(any(p.grad is not None for p in m.parameters())))
+    trainer.step(["a=?"] * 2, ["1", "2"], [1, 0], [0, 0])
+    assert seen == [True]

@@ -28,7 +28,7 @@ class BitNetConfig(Section):
     norm_eps: float = Field(1e-6, gt=0)
     act_bits: int = Field(8, ge=2, le=8, description="activation bits; the packed export requires 8")
     # quantization-aware training: lambda warm-up + KL distillation from the full-precision model
-    train: TrainPhase = TrainPhase(steps=300, batch_size=32, lr=1e-3, warmup_steps=10)
+    train: TrainPhase = TrainPhase(steps=500, batch_size=32, lr=2e-3, warmup_steps=10)
     warmup_fraction: float = Field(0.3, ge=0, le=1, description="share of steps over which lambda ramps 0 -> 1")
     warmup_schedule: Literal["linear", "cosine", "step"] = "linear"
     kl_weight: float = Field(1.0, ge=0)

@@ -20,12 +20,17 @@ class AssessmentConfig(Section):
 
 
 class TaskMixConfig(Section):
-    """Relative weights of the four kinds of tasks in a level's batches, and where organic data comes from."""
+    """How a cycle mixes the four kinds of tasks, and where organic data comes from.
 
-    organic: float = Field(0.2, ge=0)
-    synthetic: float = Field(0.5, ge=0)
-    retrieval: float = Field(0.15, ge=0)
-    multi_agent: float = Field(0.15, ge=0)
+    The three rolled-out kinds share a cycle's prompts by relative weight; organic worked solutions are
+    supervised demonstrations, `organic` of them per cycle (they carry most of the signal at levels where
+    no sample succeeds yet).
+    """
+
+    organic: int = Field(8, ge=0, description="organic demonstrations per cycle")
+    synthetic: float = Field(0.6, ge=0)
+    retrieval: float = Field(0.2, ge=0)
+    multi_agent: float = Field(0.2, ge=0)
     # text/JSONL files with {"prompt", "answer"} records (or "prompt<TAB>answer" lines); empty: the task
     # corpora's worked solutions
     organic_paths: list[str] = Field(default_factory=list)
@@ -34,8 +39,8 @@ class TaskMixConfig(Section):
 
     @model_validator(mode="after")
     def _some_weight(self):
-        if self.organic + self.synthetic + self.retrieval + self.multi_agent <= 0:
-            raise ValueError("curriculum.mix: at least one task kind needs a positive weight")
+        if self.synthetic + self.retrieval + self.multi_agent <= 0:
+            raise ValueError("curriculum.mix: at least one rolled-out kind (synthetic, retrieval, multi_agent) needs a positive weight")
         return self
 
 

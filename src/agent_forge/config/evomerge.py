@@ -43,6 +43,7 @@ class EvoMergeConfig(Section):
     vector_methods: list[VectorMethod] = Field(default_factory=lambda: ["task_arithmetic", "ties", "dare_ties", "dare_linear"])
     layer_kinds: list[LayerKind] = Field(default_factory=lambda: ["frankenmerge", "dfs"])
     layers_per_group: int = Field(1, ge=1, description="transformer blocks sharing one set of merge parameters")
+    split_modules: bool = Field(False, description="separate merge parameters for each block's attention and MLP")
     dfs_repeats: int = Field(2, ge=1, description="r: DFS slots = total layers of the pool x r")
     max_depth_factor: float = Field(1.5, gt=0, description="layer-space results have at most this x the source depth")
     cmaes_method: Literal["linear", "slerp", "task_arithmetic", "ties", "dare_ties", "dare_linear"] = "task_arithmetic"

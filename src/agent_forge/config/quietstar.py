@@ -17,12 +17,12 @@ class QuietStarConfig(Section):
     """Stage 1.2: learnable thoughts after every token, trained with NLL + REINFORCE, used when answering."""
 
     # thoughts
-    thought_length: int = Field(6, ge=1, description="sampled tokens per thought, between the two delimiters")
+    thought_length: int = Field(4, ge=1, description="sampled tokens per thought, between the two delimiters")
     n_thoughts: int = Field(2, ge=1, description="thoughts per position; the REINFORCE baseline is their mean")
-    n_true: int = Field(4, ge=1, description="true tokens predicted (teacher-forced) after each thought")
+    n_true: int = Field(3, ge=1, description="true tokens predicted (teacher-forced) after each thought")
     start_token: str = "<|startofthought|>"
     end_token: str = "<|endofthought|>"
-    init_from: str = Field("---", description="text whose first token's embedding starts both delimiters")
+    init_from: str = Field("---", description="text whose (mean) token embedding starts both delimiters")
     embedding_grad_weight: float = Field(100.0, gt=0, description="gradient weight on the delimiter embeddings")
     mixing_head_depth: int = Field(3, ge=1, description="linear layers in the mixing head MLP")
     # objective
@@ -30,12 +30,12 @@ class QuietStarConfig(Section):
     base_nll_weight: float = Field(0.5, ge=0, le=1, description="share of the no-thought next-token NLL")
     reinforce_weight: float = Field(1.0, ge=0)
     positive_rewards_only: bool = True
-    train: TrainPhase = TrainPhase(steps=200, batch_size=16, lr=3e-4, warmup_steps=10)
+    train: TrainPhase = TrainPhase(steps=100, batch_size=16, lr=3e-4, warmup_steps=10)
     # data: the task corpora's training split, plus text files
     domains: list[str] = Field(default_factory=lambda: ["arithmetic", "strings", "logic"])
     levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4])
     worked_fraction: float = Field(
-        0.5, ge=0, le=1, description="share of training examples written out with their worked steps"
+        0.1, ge=0, le=1, description="share of training examples written out with their worked steps"
     )
     text_files: list[str] = Field(default_factory=list, description="extra UTF-8 text files to train on")
     text_chunk_chars: int = Field(200, ge=16)

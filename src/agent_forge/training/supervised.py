@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from ..models import encode_pairs
+from ..utils.progress import progress as progress_bar
 from .optim import make_optimizer, set_lr, warmup_cosine
 
 Pair = tuple[str, str]
@@ -72,8 +72,9 @@ def train_supervised(
     log = TrainLog()
     model.train()
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
-    for step in bar:
+    steps_iter = range(steps)
+    bar = progress_bar(steps_iter, desc=desc) if progress else None
+    for step in bar if bar is not None else steps_iter:
         set_lr(optimizer, lr * warmup_cosine(step, steps, warmup_steps))
         pairs = next_batch(step)
         batch = encode_pairs(tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
@@ -87,7 +88,7 @@ def train_supervised(
             torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
         optimizer.step()
         log.losses.append(float(loss.detach()))
-        if step % 10 == 0:
+        if bar is not None and step % 10 == 0:
             bar.set_postfix(loss=f"{log.tail_mean(10):.3f}")
     model.eval()
     log.seconds = time.perf_counter() - start

@@ -83,3 +83,27 @@ def test_stage_errors_are_one_line_forge_errors(input_model, tmp_path):
     ternary = _run(input_model, tmp_path / "t", "bitnet.evaluate_naive=false", "bitnet.export_packed=false")
     with pytest.raises(ForgeError, match="already a BitNet"):
         run(cfg, StageInputs(models={"model": ternary.models["model"]}), tmp_path / "y")
+
+
+@pytest.mark.slow
+def test_conversion_with_distillation_keeps_nine_tenths_of_a_trained_models_accuracy(tmp_path):
+    from agent_forge.tasks import iter_tasks
+    from agent_forge.training.supervised import train_supervised
+
+    torch.manual_seed(0)
+    tokenizer = build_tiny_tokenizer(alphabet())
+    shape = TinyModelConfig(hidden_size=64, intermediate_size=192, num_hidden_layers=2, num_attention_heads=4,
+                            num_key_value_heads=4, max_position_embeddings=128)
+    model = build_tiny_model(tokenizer, shape, seed=0)
+    stream = iter_tasks(["strings", "logic"], [1, 2], "train", 0)
+    train_supervised(model, tokenizer, lambda step: [(t.prompt, t.answer) for t in (next(stream) for _ in range(32))],
+                     steps=500, lr=2e-3, warmup_steps=20, progress=False)
+    save_model(model, tokenizer, tmp_path / "fp")
+    cfg = load_config(None, ["device=cpu", "bitnet.domains=[strings, logic]", "bitnet.levels=[1, 2]",
+                             "bitnet.train.steps=300"])
+    result = run(cfg, StageInputs(models={"model": tmp_path / "fp"}), tmp_path / "stage")
+    acc = result.metrics["accuracy"]
+    assert acc["full precision"] > 30  # the teacher learned something worth keeping
+    assert acc["naive ternary"] < acc["full precision"]
+    assert acc["warm-up + distillation"] >= 0.9 * acc["full precision"]
+    assert acc["packed inference"] == pytest.approx(acc["warm-up + distillation"], abs=2)

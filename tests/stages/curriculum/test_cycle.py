@@ -15,7 +15,7 @@ from agent_forge.training.policy_gradient import PolicyGradientTrainer
 from agent_forge.training.replay import ReplayBuffer
 
 SMALL = {"domains": ["arithmetic", "logic"], "cycle": {"prompts": 6, "samples_per_prompt": 3, "max_new_tokens": 8},
-         "mix": {"organic": 1, "synthetic": 2, "retrieval": 1, "multi_agent": 2}}
+         "mix": {"organic": 1, "synthetic": 3, "retrieval": 1, "multi_agent": 2}}
 
 
 def _context(model, tok, cfg, thinker=None):
@@ -33,7 +33,7 @@ def test_cycle_updates_the_model_and_reports_metrics(trained_tiny):
     before = [p.detach().clone() for p in model.parameters()]
     metrics = run_cycle(ctx, 0, 1, {"arithmetic": 1, "logic": 1})
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
-    assert metrics["kinds"]["synthetic"] == 2 and metrics["kinds"]["multi_agent"] == 2
+    assert metrics["kinds"]["synthetic"] == 3 and metrics["kinds"]["multi_agent"] == 2
     assert metrics["kinds"]["retrieval"] == 1 and metrics["kinds"]["organic"] == 1
     assert 0.0 <= metrics["success"] <= 1.0 and metrics["kl"] >= 0.0
     # organic demo + every unsolved solver group gets its worked solution

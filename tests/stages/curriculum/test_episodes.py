@@ -18,11 +18,13 @@ TARGETS = {"arithmetic": 3, "logic": 2, "facts": 1}
 
 
 def test_mix_follows_the_configured_weights():
-    mixer = TaskMixer(TaskMixConfig(organic=1, synthetic=2, retrieval=1, multi_agent=0), 0, 0.0, False)
-    assert mixer.counts(8, random.Random(0)) == {"organic": 2, "synthetic": 4, "retrieval": 2, "multi_agent": 0}
+    mixer = TaskMixer(TaskMixConfig(organic=2, synthetic=3, retrieval=1, multi_agent=0), 0, 0.0, False)
+    assert mixer.counts(8, random.Random(0)) == {"organic": 2, "synthetic": 6, "retrieval": 2, "multi_agent": 0}
     episodes, demos = mixer.draw(8, TARGETS, 1.0, 1, {}, random.Random(1))
     kinds = [e.kind for e in episodes]
-    assert kinds.count("synthetic") == 4 and kinds.count("retrieval") == 2 and len(demos) == 2
+    assert kinds.count("synthetic") == 6 and kinds.count("retrieval") == 2 and len(demos) == 2
+    # by default organic demonstrations are the corpora's worked solutions: prompt and reference answer
+    assert all(p and a for p, a in demos)
     # difficulty 1: every synthetic prompt sits at its domain's target level, and all come from the train split
     assert all(e.task.level == TARGETS[e.task.domain] for e in episodes if e.kind == "synthetic")
     assert all(split_of_task(e.task) == "train" for e in episodes)
@@ -68,6 +70,10 @@ def test_organic_files_load_and_bad_ones_fail_clearly(tmp_path):
         load_organic_pairs([str(bad)])
     with pytest.raises(ForgeError, match="not found"):
         load_organic_pairs([str(tmp_path / "missing.jsonl")])
+    # the user's files replace the default worked solutions
+    mixer = TaskMixer(TaskMixConfig(organic=3, organic_paths=[str(jsonl), str(tsv)]), 0, 0.0, False)
+    _, demos = mixer.draw(4, TARGETS, 1.0, 1, {}, random.Random(0))
+    assert len(demos) == 3 and set(demos) <= {("1+1", "2"), ("abc", "cba")}
 
 
 def test_critic_episodes_balance_right_and_wrong_answers():

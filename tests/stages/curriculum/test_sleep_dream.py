@@ -3,7 +3,6 @@
 import copy
 import random
 
-import pytest
 import torch
 
 from agent_forge.models import generate

@@ -26,3 +26,12 @@ def test_out_of_range_layers_and_bad_settings_are_errors():
         LayerGrouping(num_layers=2).group_of("model.layers.3.mlp.up_proj.weight")
     with pytest.raises(ForgeError, match="layers_per_group"):
         LayerGrouping(num_layers=2, layers_per_group=0)
+
+
+def test_split_modules_separates_attention_from_mlp():
+    g = LayerGrouping(num_layers=2, split_modules=True)
+    assert g.num_groups == 6
+    assert g.labels() == ["embed", "layer0.attn", "layer0.mlp", "layer1.attn", "layer1.mlp", "head"]
+    assert g.group_of("model.layers.0.self_attn.o_proj.weight") == g.group_of("model.layers.0.input_layernorm.weight") == 1
+    assert g.group_of("model.layers.0.mlp.down_proj.weight") == g.group_of("model.layers.0.post_attention_layernorm.weight") == 2
+    assert g.group_of("model.layers.1.self_attn.q_proj.weight") == 3 and g.group_of("model.norm.weight") == 5

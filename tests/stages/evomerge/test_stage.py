@@ -75,8 +75,9 @@ def test_stage_saves_a_loadable_champion_with_metrics_lineage_and_plot(seed_outp
     lineage = [json.loads(line) for line in (stage_dir / "lineage.jsonl").read_text().splitlines()]
     assert len(lineage) == m["evaluations"]
     assert m["champion"]["val_fitness"]["score"] == max(r["fitness"]["score"] for r in lineage)
-    # the uniform average and plain task arithmetic take part in the search, so the champion is at least as good
-    assert {r["label"] for r in lineage if r["origin"] == "given"} == {"linear", "task_arithmetic"}
+    # the baselines and the parents themselves take part in the search, so the champion is at least as good
+    given = [r["label"] for r in lineage if r["origin"] == "given"]
+    assert given == ["linear"] + ["task_arithmetic"] * 4  # uniform average, sum of task vectors, each parent
     assert (stage_dir / "evolution.png").stat().st_size > 1000
     # the champion in model/ is the recipe the metrics name: rebuilding it gives the same logits
     from agent_forge.stages.evomerge.recipe import Recipe

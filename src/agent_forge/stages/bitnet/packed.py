@@ -17,16 +17,14 @@ Exercise: ``pytest tests/stages/bitnet/test_bitnet_packed.py``; ``python benchma
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import struct
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from ...errors import ForgeError
+from ...utils.atomic import atomic_directory
 from .convert import MARKER, bitlinear_layers, is_ternary
 from .kernel import TernaryMatmul
 from .packing import pack_rows, rows_to_kernel, unpack_rows
@@ -61,23 +59,6 @@ class PackedBitLinear(nn.Module):
                 f"sub_norm={self.rms_norm is not None}, packed_bytes={self.packed.numel()}")
 
 
-def _atomic_folder(target: Path):
-    """A temp folder next to ``target`` that replaces it on success (so readers never see half an export)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-
-
-def _commit_folder(tmp: Path, target: Path) -> None:
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-
-
 def export_packed(model: nn.Module, tokenizer, folder: str | Path) -> Path:
     """Write the 2-bit packed export of a ternary model (transformers bitnet layout); returns the folder."""
     from safetensors.torch import save_file
@@ -106,11 +87,12 @@ def export_packed(model: nn.Module, tokenizer, folder: str | Path) -> Path:
 
     config = model.config.to_dict() if hasattr(model.config, "to_dict") else dict(model.config)
     config.pop("_name_or_path", None)
+    for key in ("dtype", "torch_dtype"):  # every float tensor is exported in fp32, whatever the model ran in
+        if key in config:
+            config[key] = "float32"
     marker = dict(config.get(MARKER) or getattr(model.config, MARKER))
     marker["packed"] = True
     config[MARKER] = marker
-    config["torch_dtype"] = "float32"
-    config["dtype"] = "float32"
     config["quantization_config"] = {
         "quant_method": "bitnet",
         "linear_class": "bitlinear",
@@ -120,18 +102,13 @@ def export_packed(model: nn.Module, tokenizer, folder: str | Path) -> Path:
         "rms_norm_eps": float(marker["norm_eps"]),
     }
     target = Path(folder)
-    tmp = _atomic_folder(target)
-    try:
+    with atomic_directory(target) as tmp:
         save_file(tensors, str(tmp / PACKED_FILE), metadata={"format": "pt"})
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        _commit_folder(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -192,17 +169,21 @@ def packed_size_report(folder: str | Path) -> dict:
 
 def _skeleton(config):
     """The model with parameters on the meta device (buffers such as rotary tables computed normally)."""
+    import transformers
     from accelerate import init_empty_weights
+    from packaging.version import Version
     from transformers import AutoModelForCausalLM
 
+    # transformers 4.56 renamed `torch_dtype` to `dtype`
+    dtype_kw = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
     with init_empty_weights(include_buffers=False):
-        return AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+        return AutoModelForCausalLM.from_config(config, **{dtype_kw: torch.float32})
 
 
 def load_packed(folder: str | Path):
     """Load a packed export for CPU inference: (model with PackedBitLinear layers, tokenizer)."""
     from safetensors import safe_open
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
     folder = Path(folder)
     file = folder / PACKED_FILE
@@ -245,7 +226,10 @@ def load_packed(folder: str | Path):
     left = [n for n, p in model.named_parameters() if p.device.type == "meta"]
     if left or unexpected:
         raise ForgeError(f"packed export {folder} does not match its config (missing {left[:3]}, unexpected {unexpected[:3]})")
+    model.requires_grad_(False)  # inference only: activations must not track gradients (the kernel needs plain tensors)
     model.eval()
+    if (folder / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(str(folder))
     tokenizer = AutoTokenizer.from_pretrained(str(folder)) if (folder / "tokenizer_config.json").is_file() else None
     return model, tokenizer
 

@@ -25,6 +25,7 @@ from ...tasks import DOMAINS, KnowledgeBase, Task, split_of_task, verify
 from .retrieval import BM25Retriever
 
 KINDS = ("organic", "synthetic", "retrieval", "multi_agent")
+ROLLED_OUT = ("synthetic", "retrieval", "multi_agent")
 
 
 @dataclass
@@ -103,8 +104,8 @@ class TaskMixer:
     """Draws a level's episodes and demonstrations in the configured proportions of the four kinds."""
 
     def __init__(self, mix_cfg, world_seed: int, prefix_probability: float, use_prefix: bool):
-        weights = {k: float(getattr(mix_cfg, k)) for k in KINDS}
-        self.weights = weights
+        self.weights = {k: float(getattr(mix_cfg, k)) for k in ROLLED_OUT}
+        self.organic = int(mix_cfg.organic)
         self.world_seed = world_seed
         self.n_passages = mix_cfg.retrieval_passages
         self.prefix_probability = prefix_probability if use_prefix else 0.0
@@ -119,14 +120,15 @@ class TaskMixer:
         return prompt
 
     def counts(self, n: int, rng: random.Random) -> dict[str, int]:
-        """How many of `n` slots each kind gets (largest remainders, ties broken by the rng)."""
+        """How many of `n` prompts each rolled-out kind gets (largest remainders, ties broken by the rng),
+        plus the fixed number of organic demonstrations."""
         total = sum(self.weights.values())
         exact = {k: n * w / total for k, w in self.weights.items()}
         out = {k: int(v) for k, v in exact.items()}
-        rest = sorted(KINDS, key=lambda k: (-(exact[k] - out[k]), rng.random()))
+        rest = sorted(ROLLED_OUT, key=lambda k: (-(exact[k] - out[k]), rng.random()))
         for k in rest[: n - sum(out.values())]:
             out[k] += 1
-        return out
+        return {"organic": self.organic, **out}
 
     def draw(
         self, n: int, targets: dict[str, int], difficulty: float, curriculum_level: int, accuracy: dict,

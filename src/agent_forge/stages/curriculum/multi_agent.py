@@ -17,7 +17,6 @@ import re
 from dataclasses import replace
 from typing import Sequence
 
-from ...tasks import Task
 from .episodes import Episode
 from .rollout import Sample
 

@@ -209,7 +209,7 @@ class CurriculumRun:
             "config_digest": self._digest(), "round": 0, "elapsed": 0.0, "cycles": 0,
             "profile": profile.to_dict(), "frontier": dict(frontier), "mastered": dict(frontier),
             "eval_levels": eval_levels, "test_before": before["by_domain_level"], "calibration_before": calib,
-            "history": [], "levels": [], "recent_accuracy": {}, "events": [],
+            "history": [], "levels": [], "recent_accuracy": {},
         }
 
     def _seed_replay(self, model, tok, state) -> ReplayBuffer:

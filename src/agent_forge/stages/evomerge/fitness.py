@@ -85,6 +85,7 @@ class FitnessSpec:
     space: SearchSpace
     layers_per_group: int
     device: str = "cpu"
+    split_modules: bool = False
 
     def build(self, loaded: Mapping[str, tuple] | None = None) -> ValidationFitness:
         """The fitness function; `loaded` maps paths to already loaded (model, tokenizer) to avoid reloading."""
@@ -101,7 +102,7 @@ class FitnessSpec:
         spec_models = [get(p) for p in self.specialists]
         model0, tokenizer = spec_models[0]
         base_sd = mergeable_state_dict(get(self.base)[0]) if self.base else mergeable_state_dict(model0)
-        grouping = LayerGrouping(model0.config.num_hidden_layers, self.layers_per_group)
+        grouping = LayerGrouping(model0.config.num_hidden_layers, self.layers_per_group, self.split_modules)
         builder = RecipeBuilder(base_sd, [mergeable_state_dict(m) for m, _ in spec_models], model0.config, self.space,
                                 grouping, device=self.device)
         tasks = domain_tasks(self.domains, self.levels, "val", self.items_per_level, self.seed)

@@ -71,6 +71,18 @@ def plain_task_arithmetic(space: SearchSpace) -> Recipe:
     return Recipe(vector=space.default_step("task_arithmetic", False))
 
 
+def single_specialist(space: SearchSpace, index: int) -> Recipe:
+    """Task arithmetic with weight 1 on one specialist and 0 on the others: that specialist itself.
+
+    Starting the search from each parent means the champion never scores below the best parent on the
+    validation split; the evolution's job is to add the other skills to it.
+    """
+    step = space.default_step("task_arithmetic", False)
+    step.params["weight"][:] = 0.0
+    step.params["weight"][index] = 1.0
+    return Recipe(vector=step)
+
+
 def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = None) -> StageResult:
     console = console or Console()
     ec = cfg.evomerge
@@ -82,7 +94,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
 
     first_model, tokenizer = loaded[next(iter(specialist_paths.values()))]
     num_layers = first_model.config.num_hidden_layers
-    grouping = LayerGrouping(num_layers, ec.layers_per_group)
+    grouping = LayerGrouping(num_layers, ec.layers_per_group, ec.split_modules)
     vector_methods = tuple(ec.vector_methods) if base_path else ()
     if not base_path and not ec.interp_methods:
         raise ForgeError("evomerge: task-vector methods need the specialists' common base (seed_stage.base); "
@@ -96,7 +108,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
     spec = FitnessSpec(base=base_path, specialists=tuple(specialist_paths.values()), domains=domains,
                        levels=tuple(ec.levels), items_per_level=ec.val_items_per_level, seed=cfg.seed,
                        batch_size=ec.batch_size, objective=ec.objective, space=space,
-                       layers_per_group=ec.layers_per_group, device=device)
+                       layers_per_group=ec.layers_per_group, device=device, split_modules=ec.split_modules)
     fitness = spec.build(loaded)
     builder = fitness.builder
 
@@ -106,8 +118,9 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
         template = Recipe(interp=template_step) if ec.cmaes_method in ("linear", "slerp") else Recipe(vector=template_step)
         strategy = CmaStrategy(space, template, ec.population_size, ec.cmaes_sigma, seed)
     else:
-        given = ([uniform_linear(space)] if "linear" in space.interp_methods else []) + \
-                ([plain_task_arithmetic(space)] if "task_arithmetic" in space.vector_methods else [])
+        given = [uniform_linear(space)] if "linear" in space.interp_methods else []
+        if "task_arithmetic" in space.vector_methods:
+            given += [plain_task_arithmetic(space), *(single_specialist(space, i) for i in range(space.num_models))]
         strategy = GeneticStrategy(space, GASettings(
             population_size=ec.population_size, elite=ec.elite, tournament_size=ec.tournament_size,
             crossover_rate=ec.crossover_rate, seed_combinations=ec.seed_combinations,
