@@ -6,7 +6,7 @@ from torch import nn
 
 from agent_forge.stages.bitnet import kernel
 from agent_forge.stages.bitnet.layer import BitLinear
-from agent_forge.stages.bitnet.packing import pack_kernel
+from agent_forge.stages.bitnet.packing import pack_kernel, pack_rows, rows_to_kernel, unpack_kernel
 
 
 def _case(k, n, m, bias=True, seed=0):
@@ -70,3 +70,16 @@ def test_wrong_input_width_is_rejected():
     _, packed, gamma, x = _case(64, 8, 2)
     with pytest.raises(ValueError, match="features"):
         kernel.ternary_linear(x[:, :32], packed, gamma, 64)
+
+
+@pytest.mark.parametrize("n,k", [(4, 1), (8, 130), (192, 576), (12, 256)])
+def test_c_repacking_matches_the_torch_repacking(n, k):
+    codes = torch.randint(-1, 2, (n, k), dtype=torch.int8, generator=torch.Generator().manual_seed(n + k))
+    rows = pack_rows(codes)
+    assert torch.equal(kernel.repack_for_kernel(rows), rows_to_kernel(rows))
+    assert torch.equal(unpack_kernel(kernel.repack_for_kernel(rows), k), codes)
+
+
+def test_an_empty_batch_gives_an_empty_output():
+    _, packed, gamma, _ = _case(64, 8, 1)
+    assert kernel.ternary_linear(torch.zeros(0, 64), packed, gamma, 64).shape == (0, 8)

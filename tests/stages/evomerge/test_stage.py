@@ -45,7 +45,7 @@ def seed_outputs(tmp_path_factory):
 
 
 def _cfg(**evomerge) -> ForgeConfig:
-    settings = dict(population_size=10, generations=2, patience=2, levels=[1], val_items_per_level=4, batch_size=32)
+    settings = dict(population_size=14, generations=2, patience=2, levels=[1], val_items_per_level=4, batch_size=32)
     settings.update(evomerge)
     return ForgeConfig.model_validate({
         "device": "cpu", "stages": ["seed", "evomerge"],
@@ -71,7 +71,7 @@ def test_stage_saves_a_loadable_champion_with_metrics_lineage_and_plot(seed_outp
     assert set(m["test_mean_over_domains"]) == {"champion", "uniform_linear", "base", "specialist_arithmetic",
                                                "specialist_strings", "specialist_logic"}
     assert m["champion"]["recipe"]["interp"] or m["champion"]["recipe"]["vector"]
-    assert len(m["history"]) == 2 and m["evaluations"] >= 10
+    assert len(m["history"]) == 2 and m["evaluations"] >= 14
     lineage = [json.loads(line) for line in (stage_dir / "lineage.jsonl").read_text().splitlines()]
     assert len(lineage) == m["evaluations"]
     assert m["champion"]["val_fitness"]["score"] == max(r["fitness"]["score"] for r in lineage)

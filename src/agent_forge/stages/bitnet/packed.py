@@ -26,8 +26,8 @@ from torch import nn
 from ...errors import ForgeError
 from ...utils.atomic import atomic_directory
 from .convert import MARKER, bitlinear_layers, is_ternary
-from .kernel import TernaryMatmul
-from .packing import pack_rows, rows_to_kernel, unpack_rows
+from .kernel import TernaryMatmul, repack_for_kernel
+from .packing import pack_rows, unpack_rows
 
 PACKED_FILE = "model.safetensors"
 
@@ -167,6 +167,49 @@ def packed_size_report(folder: str | Path) -> dict:
     }
 
 
+_SAFETENSORS_DTYPES = {
+    "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16, "I32": torch.int32, "I64": torch.int64,
+    "F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64, "BOOL": torch.bool,
+}
+
+
+class _TensorReader:
+    """Reads single tensors of a safetensors file into freshly allocated memory (no file mapping).
+
+    A memory-mapped tensor stays tied to the file and its pages show up in resident memory in ways that make
+    the packed model's footprint hard to account for; reading each tensor once into its final buffer keeps the
+    load's peak at the final size plus one layer's temporaries.
+    """
+
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        try:
+            self.header = read_safetensors_header(file)
+        except (OSError, ValueError, struct.error, UnicodeDecodeError) as exc:
+            raise ForgeError(f"corrupted packed weights in {file}: unreadable header ({exc.__class__.__name__})") from None
+        self.header.pop("__metadata__", None)
+        self.data_start = 8 + struct.unpack("<Q", file.open("rb").read(8))[0]
+        size = file.stat().st_size
+        for key, info in self.header.items():
+            if info.get("dtype") not in _SAFETENSORS_DTYPES or self.data_start + info["data_offsets"][1] > size:
+                raise ForgeError(f"corrupted packed weights in {file}: tensor {key!r} is truncated or of unknown type")
+
+    def keys(self):
+        return self.header.keys()
+
+    def get(self, key: str) -> torch.Tensor:
+        info = self.header[key]
+        begin, end = info["data_offsets"]
+        tensor = torch.empty(info["shape"], dtype=_SAFETENSORS_DTYPES[info["dtype"]])
+        view = memoryview(tensor.view(torch.uint8).reshape(-1).numpy()) if tensor.numel() else memoryview(b"")
+        if len(view) != end - begin:
+            raise ForgeError(f"corrupted packed weights in {self.file}: tensor {key!r} has the wrong byte size")
+        with self.file.open("rb") as handle:
+            handle.seek(self.data_start + begin)
+            handle.readinto(view)
+        return tensor
+
+
 def _skeleton(config):
     """The model with parameters on the meta device (buffers such as rotary tables computed normally)."""
     import transformers
@@ -180,9 +223,8 @@ def _skeleton(config):
         return AutoModelForCausalLM.from_config(config, **{dtype_kw: torch.float32})
 
 
-def load_packed(folder: str | Path):
-    """Load a packed export for CPU inference: (model with PackedBitLinear layers, tokenizer)."""
-    from safetensors import safe_open
+def load_packed(folder: str | Path, *, with_tokenizer: bool = True):
+    """Load a packed export for CPU inference: (model with PackedBitLinear layers, tokenizer or None)."""
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
 
     folder = Path(folder)
@@ -199,27 +241,23 @@ def load_packed(folder: str | Path):
     raw.pop("quantization_config", None)  # we build our own layers; transformers' quantizer must not run
     config = AutoConfig.for_model(**{k: v for k, v in raw.items() if k != "transformers_version"})
     model = _skeleton(config)
-    try:
-        handle = safe_open(str(file), framework="pt")
-    except Exception as exc:  # safetensors raises its own error types for truncated or garbled files
-        raise ForgeError(f"corrupted packed weights in {file}: {exc}") from None
-    with handle:
-        keys = set(handle.keys())
-        for name in marker["modules"]:
-            if f"{name}.weight" not in keys or f"{name}.weight_scale" not in keys:
-                raise ForgeError(f"packed export {folder} lacks the packed weight of layer {name!r}")
-            rows_packed = handle.get_tensor(f"{name}.weight")
-            old = model.get_submodule(name)
-            norm = None
-            if marker["sub_norm"]:
-                norm = nn.RMSNorm(old.in_features, eps=marker["norm_eps"])
-                with torch.no_grad():
-                    norm.weight.copy_(handle.get_tensor(f"{name}.rms_norm.weight"))
-            bias = handle.get_tensor(f"{name}.bias") if f"{name}.bias" in keys else None
-            gamma = 1.0 / float(handle.get_tensor(f"{name}.weight_scale").reshape(()))
-            layer = PackedBitLinear(rows_to_kernel(rows_packed), gamma, old.in_features, bias, norm, marker["act_bits"])
-            model.set_submodule(name, layer)
-        rest = {k: handle.get_tensor(k) for k in keys if not k.startswith(tuple(f"{n}." for n in marker["modules"]))}
+    reader = _TensorReader(file)
+    keys = set(reader.keys())
+    for name in marker["modules"]:
+        if f"{name}.weight" not in keys or f"{name}.weight_scale" not in keys:
+            raise ForgeError(f"packed export {folder} lacks the packed weight of layer {name!r}")
+        old = model.get_submodule(name)
+        norm = None
+        if marker["sub_norm"]:
+            norm = nn.RMSNorm(old.in_features, eps=marker["norm_eps"])
+            with torch.no_grad():
+                norm.weight.copy_(reader.get(f"{name}.rms_norm.weight"))
+        bias = reader.get(f"{name}.bias") if f"{name}.bias" in keys else None
+        gamma = 1.0 / float(reader.get(f"{name}.weight_scale").reshape(()))
+        kernel_layout = repack_for_kernel(reader.get(f"{name}.weight"))
+        model.set_submodule(name, PackedBitLinear(kernel_layout, gamma, old.in_features, bias, norm, marker["act_bits"]))
+    prefixes = tuple(f"{n}." for n in marker["modules"])
+    rest = {k: reader.get(k) for k in keys if not k.startswith(prefixes)}
     missing, unexpected = model.load_state_dict(rest, strict=False, assign=True)
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
@@ -230,7 +268,9 @@ def load_packed(folder: str | Path):
     model.eval()
     if (folder / "generation_config.json").is_file():
         model.generation_config = GenerationConfig.from_pretrained(str(folder))
-    tokenizer = AutoTokenizer.from_pretrained(str(folder)) if (folder / "tokenizer_config.json").is_file() else None
+    tokenizer = None
+    if with_tokenizer and (folder / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
     return model, tokenizer
 
 

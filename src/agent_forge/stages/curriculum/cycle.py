@@ -51,7 +51,8 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
     use_thoughts = cc.use_thoughts and ctx.thinker is not None
     samples = rollout(
         ctx.model, ctx.tokenizer, episodes, n=cc.samples_per_prompt, temperature=cc.temperature,
-        max_new_tokens=cc.max_new_tokens, seed=rng.randrange(2**31), thinker=ctx.thinker if use_thoughts else None,
+        max_new_tokens=_answer_budget(ctx.tokenizer, episodes, cc.max_new_tokens), seed=rng.randrange(2**31),
+        thinker=ctx.thinker if use_thoughts else None,
         think_probability=cc.thought_probability if use_thoughts else 0.0, reasoning_weight=cc.reasoning_weight,
     )
     critics = critic_episodes(episodes, samples, rng)
@@ -120,6 +121,18 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
         | {"organic": n_organic, "critic": len(critics)},
         "seconds": round(time.perf_counter() - start, 3),
     }
+
+
+def _answer_budget(tokenizer, episodes, cap: int, margin: int = 4) -> int:
+    """Tokens to generate: the longest reference answer plus a margin, at most `cap`.
+
+    Rows that never emit the terminator run to this limit, so a tight limit saves most of the sampling time
+    at the low levels, whose answers are a few characters long.
+    """
+    if not episodes:
+        return cap
+    longest = max(len(tokenizer(e.task.answer, add_special_tokens=False)["input_ids"]) for e in episodes)
+    return max(1, min(cap, longest + margin))
 
 
 def _is_old(key: str, targets: dict[str, int]) -> bool:

@@ -12,7 +12,6 @@ Exercise: `pytest tests/stages/curriculum/test_self_model.py`.
 
 from __future__ import annotations
 
-import math
 import random
 from typing import Callable, Sequence
 
@@ -103,6 +102,3 @@ def self_model_round(
         "verified_pairs": list(dict.fromkeys(verified)),
     }
 
-
-def safe_round(value: float, digits: int = 4) -> float | None:
-    return None if value is None or math.isnan(value) else round(value, digits)

@@ -10,6 +10,7 @@ Exercise: `agent-forge run --until curriculum`, or `pytest tests/stages/curricul
 from __future__ import annotations
 
 import copy
+import fnmatch
 import io
 import json
 import shutil
@@ -271,7 +272,11 @@ class CurriculumRun:
             )
         if cc.self_model.enabled:
             self._self_model(ctx, targets, 10_000 + level)
-        return {"level": level, "targets": targets, "cycles": cycles, "val": final,
+        calib = measure_calibration(
+            ctx.model, ctx.tokenizer,
+            _calibration_tasks(list(cc.domains), state["frontier"], cc.self_model.calibration_items, self.seed),
+            cc.self_model.ece_bins)
+        return {"level": level, "targets": targets, "cycles": cycles, "val": final, "ece": round(calib["ece"], 4),
                 "mastered": {d: state["mastered"][d] for d in targets}}
 
     @staticmethod
@@ -349,13 +354,19 @@ class CurriculumRun:
         self.console.print(f"[curriculum] ECE {ece_before:.3f} -> {ece_after:.3f}")
 
 
+# files of a Hugging Face model folder that `save_model` rewrites; anything else in the input folder (e.g. the
+# thought mixing head saved by an earlier stage) is carried over unchanged
+_MODEL_FILES = ("model*.safetensors*", "pytorch_model*", "*.bin", "config.json", "generation_config.json",
+                "tokenizer*", "special_tokens_map.json", "chat_template*", "vocab*", "merges.txt", "added_tokens.json")
+
+
 def _carry_extra_files(source: Path, out_dir: Path) -> None:
-    """Copy files of the input folder that saving the model does not write (e.g. a thought mixing head)."""
+    """Copy files of the input folder that are not part of the model itself and that saving did not write."""
     if not source.is_dir():
         return
     for path in source.iterdir():
         target = out_dir / path.name
-        if path.is_file() and not target.exists():
+        if path.is_file() and not target.exists() and not any(fnmatch.fnmatch(path.name, p) for p in _MODEL_FILES):
             shutil.copy2(path, target)
 
 

@@ -1,7 +1,9 @@
 """Stage 1.1 (EvoMerge) entry point: evolve a merge recipe of the seed specialists and save the champion.
 
 Steps: load the base and specialists and refuse unmergeable ones before any work; search recipes (genetic
-algorithm, or CMA-ES) scored on the validation split; save the champion as `model/`; evaluate the champion,
+algorithm, or CMA-ES) scored on the validation split, the genetic algorithm's first generation holding the
+original design's eight combinations, the uniform average, plain task arithmetic and each parent itself (as
+one-hot task arithmetic), so the champion is never worse than a parent on validation; save it as `model/`; evaluate the champion,
 each specialist, the base and the uniform linear average on the test split (never used for selection) and
 print the table; record the champion's recipe, the history and where the lineage and plot are.
 

@@ -1,6 +1,6 @@
 """The packed ternary matmul for CPU: a small C kernel compiled at first use, with a torch fallback.
 
-``ternary_linear(x, packed, gamma, in_features, bias)`` computes a BitNet b1.58 linear layer from weights
+``TernaryMatmul(packed, gamma, in_features, bias)(x)`` (or the one-off ``ternary_linear``) computes a BitNet b1.58 linear layer from weights
 packed 2 bits each in the kernel layout (see ``packing.pack_kernel``): per-token int8 activations times
 ternary weights, accumulated in integers, rescaled once per output. The C source next to this file is
 compiled with ``gcc -O3 -march=native -fopenmp`` into a cache folder keyed by the source, the compiler flags
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from ..packing import unpack_kernel
+from ..packing import kernel_row_bytes, rows_to_kernel, unpack_kernel
 from ..quant import activation_codes
 
 SOURCE = Path(__file__).with_name("ternary_linear.c")
-ABI_VERSION = 2
+ABI_VERSION = 3
 _FLAG_SETS = (
     ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"],
     ["-O3", "-fopenmp", "-fno-math-errno"],
@@ -95,6 +95,8 @@ class _LayerArgs(ctypes.Structure):
 def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.tl_forward.argtypes = [ctypes.POINTER(_LayerArgs), ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     lib.tl_forward.restype = ctypes.c_int
+    lib.tl_rows_to_kernel.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
+    lib.tl_rows_to_kernel.restype = None
     lib.tl_abi_version.restype = ctypes.c_int
     lib.tl_has_avx2.restype = ctypes.c_int
     if lib.tl_abi_version() != ABI_VERSION:
@@ -188,11 +190,27 @@ class TernaryMatmul:
         if x.dtype != torch.float32 or not x.is_contiguous():
             x = x.float().contiguous()
         out = torch.empty(x.shape[:-1] + (self.out_features,))
+        if out.numel() == 0:
+            return out
         status = self._lib.tl_forward(self._args_ref, x.data_ptr(), x.numel() // self.in_features, out.data_ptr(),
                                       torch.get_num_threads())
         if status != 0:
             raise MemoryError("ternary kernel could not allocate its activation buffer")
         return out
+
+
+def repack_for_kernel(rows_packed: torch.Tensor) -> torch.Tensor:
+    """transformers' row layout -> the kernel layout; in C when available (no temporaries), else in torch."""
+    if rows_packed.dtype != torch.uint8 or rows_packed.dim() != 2:
+        raise ValueError(f"expected a 2-D uint8 tensor, got {rows_packed.dtype} {tuple(rows_packed.shape)}")
+    lib = _load()
+    if lib is None:
+        return rows_to_kernel(rows_packed)
+    rows_packed = rows_packed.contiguous()
+    n, k = rows_packed.shape[0] * 4, rows_packed.shape[1]
+    out = torch.empty(n, kernel_row_bytes(k), dtype=torch.uint8)
+    lib.tl_rows_to_kernel(rows_packed.data_ptr(), n, k, out.data_ptr(), out.shape[1])
+    return out
 
 
 def ternary_linear(x: torch.Tensor, packed: torch.Tensor, gamma: float, in_features: int,

@@ -25,7 +25,7 @@
 /* below this many weight x token products a parallel region costs more than it saves */
 #define PARALLEL_MIN_WORK (1L << 20)
 
-int tl_abi_version(void) { return 2; }
+int tl_abi_version(void) { return 3; }
 
 int tl_has_avx2(void) {
 #ifdef __AVX2__
@@ -194,4 +194,25 @@ int tl_forward(const tl_layer *L, const float *x, int64_t m, float *y, int n_thr
         }
     }
     return 0;
+}
+
+/*
+ * Re-pack one matrix from transformers' bitnet row layout ((n / 4, k) bytes; stored row r holds rows
+ * r + i * n / 4 in bit pair i) into this kernel's layout ((n, row_bytes)), with no temporary buffers.
+ * Inputs past k are padded with code 1 (weight 0). n must be a multiple of 4.
+ */
+void tl_rows_to_kernel(const uint8_t *rows, int64_t n, int64_t k, uint8_t *out, int64_t row_bytes) {
+    const int64_t quarter = n / 4;
+    memset(out, 0x55, (size_t)(n * row_bytes)); /* 0b01010101: four zero weights per byte */
+    for (int64_t r = 0; r < n; ++r) {
+        const uint8_t *src = rows + (r % quarter) * k;
+        const int shift = 2 * (int)(r / quarter);
+        uint8_t *dst = out + r * row_bytes;
+        for (int64_t j = 0; j < k; ++j) {
+            const uint8_t code = (src[j] >> shift) & 3;
+            const int64_t byte = (j / BLOCK_INPUTS) * BLOCK_BYTES + (j % BLOCK_BYTES);
+            const int plane = (int)((j % BLOCK_INPUTS) / BLOCK_BYTES);
+            dst[byte] = (uint8_t)((dst[byte] & ~(3 << (2 * plane))) | (code << (2 * plane)));
+        }
+    }
 }
