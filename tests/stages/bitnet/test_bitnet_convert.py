@@ -42,6 +42,13 @@ def test_exclusion_patterns(llama, make_llama):
         convert_to_bitlinear(make_llama(), exclude=["*"])
 
 
+def test_a_head_tied_to_the_embedding_must_stay_excluded(make_llama):
+    model = make_llama(tie=True)
+    with pytest.raises(ForgeError, match="tied"):
+        convert_to_bitlinear(model, exclude=[])
+    assert convert_to_bitlinear(model)  # the default exclusion keeps the head (and so the embedding) fp
+
+
 def test_strength_zero_keeps_the_model_function_and_is_not_ternary(llama, token_ids):
     with torch.no_grad():
         before = llama(token_ids).logits

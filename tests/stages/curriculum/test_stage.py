@@ -91,9 +91,11 @@ def test_stage_keeps_a_ternary_model_ternary(trained_tiny, tmp_path):
     ternary_in = tmp_path / "ternary"
     save_model(model, tok, ternary_in)
     # a file an earlier stage keeps beside its model (e.g. a thought mixing head) travels with the model
-    (ternary_in / "extra_head.safetensors").write_bytes(b"head")
+    from safetensors.torch import load_file, save_file
+
+    save_file({"head": torch.arange(3.0)}, str(ternary_in / "extra_head.safetensors"))
     result = run(_cfg(levels=1), StageInputs(models={"model": ternary_in}), tmp_path / "out")
-    assert (result.models["model"] / "extra_head.safetensors").read_bytes() == b"head"
+    assert torch.equal(load_file(str(result.models["model"] / "extra_head.safetensors"))["head"], torch.arange(3.0))
     assert result.metrics["ternary"] == {"entered_ternary": True, "ternary": True}
     out, _ = load_model(result.models["model"])
     assert restore_bitlinear(out, result.models["model"]) and is_ternary(out)

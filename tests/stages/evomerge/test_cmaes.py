@@ -6,13 +6,12 @@ Run: `python -m pytest tests/stages/evomerge/test_cmaes.py`.
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from agent_forge.stages.evomerge.engine import Evolution, LoopSettings
-from agent_forge.stages.evomerge.population import Fitness, LocalEvaluator
+from agent_forge.stages.evomerge.population import LocalEvaluator
 from agent_forge.stages.evomerge.recipe import Recipe
 
 from .synthetic import SPACE, TARGET, SyntheticFitness

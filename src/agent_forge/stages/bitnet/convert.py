@@ -93,6 +93,10 @@ def convert_to_bitlinear(
     names = convertible_linears(model, exclude)
     if not names:
         raise ForgeError(f"no linear layers to convert to BitLinear (exclusions {exclude} matched all of them)")
+    embedding_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    tied = [n for n in names if id(model.get_submodule(n).weight) in embedding_weights]
+    if tied:
+        raise ForgeError(f"{tied[0]} shares its weight with an input embedding (tied); add it to bitnet.exclude")
     for name in names:
         linear = model.get_submodule(name)
         layer = BitLinear.from_linear(linear, sub_norm=sub_norm, norm_eps=norm_eps, act_bits=act_bits, strength=strength)

@@ -147,9 +147,15 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
 
     console.print(accuracy_table(reports, title="bitnet: test accuracy (%) before and after ternary conversion"))
     fp_acc = reports["full precision"].accuracy
+    retained = round(reports["warm-up + distillation"].accuracy / fp_acc, 4) if fp_acc else None
+    summary = {"accuracy": round(reports["warm-up + distillation"].accuracy, 2), "fp_accuracy": round(fp_acc, 2),
+               "retained": retained}
+    if "size" in metrics:
+        summary["bits_per_weight"] = metrics["size"]["bits_per_weight"]
+    metrics = {"summary": summary, **metrics}
     metrics.update({
         "accuracy": {name: round(r.accuracy, 2) for name, r in reports.items()},
-        "retained_fraction": round(reports["warm-up + distillation"].accuracy / fp_acc, 4) if fp_acc else None,
+        "retained_fraction": retained,
         "eval": {name: r.to_dict() for name, r in reports.items()},
         "train": {
             "steps": bc.train.steps,

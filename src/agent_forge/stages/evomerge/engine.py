@@ -13,6 +13,7 @@ about to be evaluated, RNG state, history, best so far), `evolution.png` (the pl
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,8 +145,6 @@ class Evolution:
         })
 
     def _load(self) -> dict | None:
-        import json
-
         path = self.out_dir / STATE_NAME
         if not path.exists():
             return None

@@ -32,7 +32,6 @@ from ...models import load_model, save_model
 from ...models.compat import check_mergeable
 from ...utils.seeding import derive_seed
 from .. import StageInputs, StageResult
-from .build import mergeable_state_dict
 from .cmaes import CmaStrategy
 from .engine import LINEAGE_NAME, PLOT_NAME, Evolution, LoopSettings
 from .fitness import FitnessSpec, domain_tasks

@@ -115,8 +115,19 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
             "final_loss": round(log.tail_mean(), 4),
         }
         del control
+    metrics = {"summary": _summary(metrics), **metrics}
     console.print(_comparison_table(metrics))
     return StageResult(models={"model": out_dir}, metrics=metrics)
+
+
+def _summary(metrics: dict) -> dict:
+    """The headline numbers `agent-forge status` shows: thinking vs the no-thought control."""
+    q = metrics["quietstar"]
+    summary = {"nll_thinking": q["val_answer_nll"], "acc_thinking": q["test_multistep_accuracy"]}
+    if "no_thoughts" in metrics:
+        summary["nll_no_thoughts"] = metrics["no_thoughts"]["val_answer_nll"]
+        summary["acc_no_thoughts"] = metrics["no_thoughts"]["test_multistep_accuracy"]
+    return summary
 
 
 def _plain_metrics(model, tokenizer, val_tasks, test_tasks, qc) -> dict:
