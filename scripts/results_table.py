@@ -30,10 +30,22 @@ def seed_table(m: dict) -> str:
     return "\n".join(lines) + f"\n\nSpecialist leads in their own domain (mean of levels): {leads}."
 
 
+def evomerge_table(m: dict) -> str:
+    means = m["test_mean_over_domains"]
+    lines = ["| model | test accuracy, mean over " + ", ".join(m["domains"]) + " |", "|---|---|"]
+    lines += [f"| {name} | {value:.1f} |" for name, value in means.items()]
+    champ = m["champion"]
+    return "\n".join(lines) + (
+        f"\n\nChampion: `{champ['label']}` (candidate {champ['id']}, generation {champ['generation']}); "
+        f"{m['evaluations']} evaluations, stopped: {m['stop_reason']}; beats every specialist: "
+        f"{m['beats_every_specialist']}, beats the uniform linear merge: {m['beats_uniform_linear']}."
+    )
+
+
 def main() -> None:
     run = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/tiny")
     manifest = json.loads((run / "manifest.json").read_text())
-    for stage, render in [("seed", seed_table)]:
+    for stage, render in [("seed", seed_table), ("evomerge", evomerge_table)]:
         m = _metrics(run, stage)
         if m is None:
             continue
