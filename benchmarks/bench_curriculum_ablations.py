@@ -96,7 +96,7 @@ def main() -> None:
 
 def _row(m: dict, seconds: float) -> dict:
     def mean(key):
-        vals = [s[key] for s in m["summary"].values() if s[key] is not None]
+        vals = [s[key] for s in m["by_domain"].values() if s[key] is not None]
         return round(sum(vals) / len(vals), 1) if vals else None
 
     return {

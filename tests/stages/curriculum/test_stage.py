@@ -40,6 +40,9 @@ def test_stage_writes_model_metrics_and_plots(trained_tiny, tmp_path):
     assert m["levels_trained"] == 2 and m["cycles"] == len(m["history"]) >= 2
     assert all(m["mastered"][d] >= m["frontier"][d] for d in m["frontier"])
     assert 0.0 <= m["ece_before"] <= 1.0 and 0.0 <= m["ece_after"] <= 1.0
+    assert m["summary"]["domains_improved"] == len(m["domains_improved"])
+    assert m["summary"]["ece"] == f"{m['ece_before']:.3f}->{m['ece_after']:.3f}"
+    assert set(m["by_domain"]) == {"arithmetic", "logic"}
     for key in ("success", "reward", "kl", "difficulty"):
         assert key in m["history"][0]
     model, tok = load_model(result.models["model"])

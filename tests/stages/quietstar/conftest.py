@@ -10,15 +10,6 @@ from agent_forge.models import build_tiny_model, build_tiny_tokenizer
 from agent_forge.stages.quietstar.tokens import add_thought_tokens
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared 2-core machine a second thread mostly waits."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny_thinker():
     """(model, tokenizer, ThoughtTokens) — a fresh tiny Llama with the two delimiters added from '---'."""

@@ -23,14 +23,13 @@ from rich.table import Table
 from tqdm.auto import tqdm
 
 from ...errors import ForgeError
-from ...evaluation import evaluate
-from ...evaluation.teacher_forced import fast_exact_match
+from ...evaluation import evaluate, fast_exact_match
 from ...models import load_model, save_model
 from ...tasks import DOMAINS, make_tasks
 from ...training.grokfast import GrokfastEMA
-from ...utils.atomic import atomic_write_bytes, atomic_write_json
 from ...training.policy_gradient import PolicyGradientTrainer
 from ...training.replay import ReplayBuffer
+from ...utils.atomic import atomic_write_bytes, atomic_write_json
 from .. import StageInputs, StageResult
 from .assessment import assess, level_accuracy
 from .controller import DifficultyController
@@ -97,6 +96,20 @@ def _summaries(levels_eval: dict[str, list[int]], frontier: dict[str, int], befo
             "above_before": mean(before, above), "above_after": mean(after, above),
         }
     return out
+
+
+def _headline(by_domain: dict, improved: list[str], ece_before: float, ece_after: float) -> dict:
+    """The few numbers `agent-forge status` shows: domains that climbed, mean gains in points, ECE."""
+    def mean_gain(before_key, after_key):
+        gains = [s[after_key] - s[before_key] for s in by_domain.values() if s[before_key] is not None]
+        return round(sum(gains) / len(gains), 2) if gains else None
+
+    return {
+        "domains_improved": len(improved),
+        "above_gain": mean_gain("above_before", "above_after"),
+        "mastered_change": mean_gain("mastered_before", "mastered_after"),
+        "ece": f"{ece_before:.3f}->{ece_after:.3f}",
+    }
 
 
 class CurriculumRun:
@@ -336,7 +349,8 @@ class CurriculumRun:
             "frontier": state["frontier"], "mastered": state["mastered"], "domains_improved": improved,
             "levels_trained": state["round"], "cycles": state["cycles"], "seconds": round(seconds, 1),
             "resumed": resumed, "ternary": ternary_report(model, ternary),
-            "test_before": state["test_before"], "test_after": after, "summary": summary,
+            "test_before": state["test_before"], "test_after": after, "by_domain": summary,
+            "summary": _headline(summary, improved, round(calib_before["ece"], 4), round(calib_after["ece"], 4)),
             "ece_before": round(calib_before["ece"], 4), "ece_after": round(calib_after["ece"], 4),
             "profile": state["profile"], "levels": state["levels"], "history": state["history"],
         }

@@ -5,7 +5,7 @@ vocabulary and their trained embeddings in the embedding matrix, so any later st
 `load_model` like every other model and may ignore thinking. The extra file holds the mixing head's tensors;
 its safetensors metadata records the head's shape, the thought length and the delimiter strings, which is
 everything `generate_with_thoughts` needs besides the model. Exercise:
-`pytest tests/stages/quietstar/test_checkpoint.py`.
+`pytest tests/stages/quietstar/test_quietstar_checkpoint.py`.
 """
 
 from __future__ import annotations

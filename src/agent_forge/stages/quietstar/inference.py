@@ -9,7 +9,7 @@ every token, as trained; 0: only before the first). `think=False` is ordinary ge
 masked. Thoughts are never part of the answer; they come back alongside it.
 
 `agent-forge chat --show-thoughts` calls `generate_with_thoughts`. Exercise:
-`pytest tests/stages/quietstar/test_inference.py`.
+`pytest tests/stages/quietstar/test_quietstar_inference.py`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ From a `ThoughtRollout` (paper sec. 4.3-4.4 and the authors' code):
   of that quantity over the thoughts sampled at the same position (the paper's baseline); only its positive
   part is used (the authors' `remove_negative_rewards`). Loss = -reward * log p(thought tokens).
 `loss_mask[b, i]` says whether token i is a scored target (answer tokens in this project's data).
-Exercise: `pytest tests/stages/quietstar/test_loss.py`.
+Exercise: `pytest tests/stages/quietstar/test_quietstar_loss.py`.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ loads) that is exactly the interpolation of the two logit vectors the paper desc
 cost. The last layer starts at zero, so w = 0 and an untrained head predicts exactly as the base model does.
 
 Stored next to the model as `quietstar_head.safetensors` (tensors + shape metadata), see `checkpoint.py`.
-Exercise: `pytest tests/stages/quietstar/test_mixing.py`.
+Exercise: `pytest tests/stages/quietstar/test_quietstar_mixing.py`.
 """
 
 from __future__ import annotations

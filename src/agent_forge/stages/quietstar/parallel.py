@@ -16,8 +16,9 @@ The paper scores every token of its text, so it thinks everywhere; here only ans
 the positions can be restricted (`thinking_positions`) to those with a scored token among the next `n_true`:
 a thought anywhere else has neither NLL nor reward, so leaving it out changes no loss and no gradient, and
 it makes the queries (and each step's keys) a few answer positions instead of the whole prompt.
-`reference.py` computes the same thing one position at a time; `tests/stages/quietstar/
-test_quietstar_parallel.py` checks they agree. Exercise: `python benchmarks/bench_quietstar_parallel.py`.
+`reference.py` computes the same thing one position at a time, and
+`tests/stages/quietstar/test_quietstar_parallel.py` checks they agree.
+Exercise: `python benchmarks/bench_quietstar_parallel.py`.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ For each sequence, thought and position j, the prefix x_1..x_j is run through th
 generated token by token with an ordinary KV cache (start, T sampled tokens, end) and the next true tokens
 are teacher-forced after it. This is what `parallel.think_in_parallel` must equal (same thoughts for the same
 sampler, same mixed predictions within float tolerance); it is also the baseline of
-`benchmarks/bench_quietstar_parallel.py`. Exercise: `pytest tests/stages/quietstar/test_parallel.py`.
+`benchmarks/bench_quietstar_parallel.py`. Exercise: `pytest tests/stages/quietstar/test_quietstar_parallel.py`.
 """
 
 from __future__ import annotations

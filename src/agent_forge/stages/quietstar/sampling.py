@@ -5,7 +5,7 @@ which samples exactly from softmax(logits / temperature). The noise for thought 
 (row, position, vocabulary) generated from `(seed, s)` alone, so the parallel implementation (all positions in
 one call) and the per-position reference (one position at a time) read the same noise for the same position
 and therefore draw the same thoughts. Temperature 0 means greedy. Exercise:
-`pytest tests/stages/quietstar/test_sampling.py`.
+`pytest tests/stages/quietstar/test_quietstar_sampling.py`.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ step moves the embedding `weight` times further. `write_back` copies them into t
 so the saved model is an ordinary HF folder whose vocabulary contains both tokens.
 
 Their logits are masked whenever a token is chosen (thought sampling and answers): the model is never taught
-not to emit them. Exercise: `pytest tests/stages/quietstar/test_tokens.py`.
+not to emit them. Exercise: `pytest tests/stages/quietstar/test_quietstar_tokens.py`.
 """
 
 from __future__ import annotations
