@@ -39,3 +39,9 @@ def test_smoke_pipeline_end_to_end(tmp_path):
     ev = _cli("eval", str(model), "--domains", "strings", "--levels", "1-2", "--n", "5", "--json", str(report), cwd=tmp_path)
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert "by_domain" in json.loads(report.read_text())
+
+    thinker = run_dir / "02-quietstar" / "model"
+    if thinker.is_dir():
+        chat = _cli("chat", str(thinker), "--prompt", "reverse(ab)", "--show-thoughts", "--max-new-tokens", "4", cwd=tmp_path)
+        assert chat.returncode == 0, chat.stderr[-2000:]
+        assert "[thoughts:" in chat.stdout

@@ -310,6 +310,38 @@ def _reply(net, tokenizer, prompt: str, *, max_new_tokens: int, temperature: flo
     return shown
 
 
+def _restore_ternary(net, model: str) -> None:
+    """A BitNet checkpoint stores latent weights; rebuild its ternary layers so chat runs the real model."""
+    from .stages.bitnet import restore_bitlinear
+
+    if Path(model).is_dir():
+        restore_bitlinear(net, model)
+
+
+def _thinking_reply(model: str, device: str, dtype: str):
+    """For a folder with a Quiet-STaR mixing head: a reply function that thinks before each answer token."""
+    from rich.text import Text
+
+    from .stages.quietstar import generate_with_thoughts, has_head, load_quietstar
+
+    if not (Path(model).is_dir() and has_head(model)):
+        return None
+    qs = load_quietstar(model, device=device, dtype=dtype)
+    _restore_ternary(qs.model, model)
+
+    def reply(text: str, *, max_new_tokens: int, temperature: float, seed: int, show_thoughts: bool):
+        answer, thoughts = generate_with_thoughts(
+            qs.model, qs.tokenizer, qs.head, [text], thought_length=qs.thought_length, max_new_tokens=max_new_tokens,
+            temperature=temperature, seed=seed, batch_size=1, progress=False,
+        )[0]
+        shown = Text(answer or "(empty reply)")
+        if show_thoughts:
+            shown.append("  [thoughts: " + " | ".join(t.strip() for t in thoughts) + "]", style="dim italic")
+        return shown
+
+    return reply
+
+
 @app.command()
 def chat(
     model: str = typer.Argument(..., help="A Hugging Face model folder or a .gguf file."),
@@ -328,11 +360,15 @@ def chat(
 
     _existing_model(model)
     configure_threads(threads)
-    net, tokenizer = load_model(model, device=device, dtype=dtype)
     options = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, show_thoughts=show_thoughts)
+    reply = _thinking_reply(model, device, dtype)
+    if reply is None:
+        net, tokenizer = load_model(model, device=device, dtype=dtype)
+        _restore_ternary(net, model)
+        reply = lambda text, **kw: _reply(net, tokenizer, text, **kw)  # noqa: E731
     console = Console(highlight=False)
     if prompt is not None:
-        console.print(_reply(net, tokenizer, prompt, **options))
+        console.print(reply(prompt, **options))
         return
     interactive = sys.stdin.isatty()
     if interactive:
@@ -348,7 +384,7 @@ def chat(
             if text in {"/exit", "/quit"}:
                 break
             if text:
-                console.print(_reply(net, tokenizer, text, **options))
+                console.print(reply(text, **options))
     except KeyboardInterrupt:
         console.print()
 

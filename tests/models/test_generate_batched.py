@@ -121,3 +121,14 @@ def test_prerendered_prompts_and_training_mode(copier, tiny_tokenizer):
     finally:
         copier.eval()
     assert generate(copier, tiny_tokenizer, [], max_new_tokens=8) == []
+
+
+def test_suppressed_tokens_are_never_generated(copier, tiny_tokenizer):
+    import copy
+
+    model = copy.deepcopy(copier)
+    before = generate(model, tiny_tokenizer, ["abc"], max_new_tokens=6)[0]
+    banned = tiny_tokenizer.convert_tokens_to_ids(before[0])
+    model.generation_config.suppress_tokens = [banned]
+    after = generate(model, tiny_tokenizer, ["abc"], max_new_tokens=6)[0]
+    assert before[0] not in after and after != before

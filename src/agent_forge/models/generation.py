@@ -172,7 +172,12 @@ def _decode_batch(
     generated: list[list[int]] = [[] for _ in rows]
     active = list(range(len(rows)))  # the batch row behind each cache slot
     finished: set[int] = set()
+    suppressed = _suppressed_ids(model)
     for step in range(max_new_tokens):
+        if suppressed is not None:
+            # tokens the model must never emit as text (e.g. Quiet-STaR's thought delimiters, whose tied
+            # embedding rows keep their output logits alive)
+            logits = logits.index_fill(-1, suppressed.to(logits.device), float("-inf"))
         tokens = _next_tokens(logits, temperature, top_p, generator)
         keep = []  # cache slots whose row goes on
         for slot, (row, token) in enumerate(zip(active, tokens.tolist())):
@@ -223,6 +228,11 @@ def _cache_keyword(model) -> str:
 def _cache_of(output):
     cache = getattr(output, "cache", None)
     return cache if cache is not None else output.past_key_values
+
+
+def _suppressed_ids(model) -> torch.Tensor | None:
+    ids = getattr(getattr(model, "generation_config", None), "suppress_tokens", None)
+    return torch.tensor(sorted(set(ids)), dtype=torch.long) if ids else None
 
 
 def _next_tokens(logits: torch.Tensor, temperature: float, top_p: float, generator) -> torch.Tensor:
