@@ -42,10 +42,41 @@ def evomerge_table(m: dict) -> str:
     )
 
 
+def quietstar_table(m: dict) -> str:
+    qs, plain, before = m["quietstar"], m.get("no_thoughts", {}), m["input_model"]
+    rows = [
+        ("model entering the stage (no training)", before["val_answer_nll"], before["test_multistep_accuracy"]),
+        ("Quiet-STaR fine-tune, thinking", qs["val_answer_nll"], qs["test_multistep_accuracy"]),
+        ("Quiet-STaR fine-tune, thinking off", qs["val_answer_nll_no_thinking"], qs["test_multistep_accuracy_no_thinking"]),
+    ]
+    if plain:
+        rows.append(("same steps and data, no thoughts", plain["val_answer_nll"], plain["test_multistep_accuracy"]))
+    lines = ["| model | val NLL of answer tokens | test accuracy, multi-step tasks (%) |", "|---|---|---|"]
+    lines += [f"| {name} | {nll:.3f} | {100 * acc:.1f} |" for name, nll, acc in rows]
+    tail = qs.get("train_tail", {})
+    return "\n".join(lines) + (
+        f"\n\nMean mixing weight on the post-thought prediction at the end of training: "
+        f"{tail.get('mean_mix_weight', float('nan')):.4f}; items: {m['eval_items']}."
+    )
+
+
+def bitnet_table(m: dict) -> str:
+    lines = ["| model | test accuracy (%) |", "|---|---|"]
+    lines += [f"| {name} | {value:.2f} |" for name, value in m["accuracy"].items()]
+    size = m["size"]
+    return "\n".join(lines) + (
+        f"\n\nPacked linear weights: {size['bits_per_weight']:.4f} bits per weight (measured from the files); "
+        f"decoder linears {size['linear_shrink_ratio']:.2f}x smaller, model file {size['model_shrink_ratio']:.2f}x "
+        f"smaller ({size['fp32_model_bytes']:,} -> {size['file_bytes']:,} bytes); retained accuracy "
+        f"{100 * m['retained_fraction']:.1f}% of full precision; {100 * m['ternary']['zero_fraction']:.1f}% of the "
+        f"ternary weights are zero; packed inference kernel: {m['kernel']}."
+    )
+
+
 def main() -> None:
     run = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/tiny")
     manifest = json.loads((run / "manifest.json").read_text())
-    for stage, render in [("seed", seed_table), ("evomerge", evomerge_table)]:
+    for stage, render in [("seed", seed_table), ("evomerge", evomerge_table), ("quietstar", quietstar_table), ("bitnet", bitnet_table)]:
         m = _metrics(run, stage)
         if m is None:
             continue
