@@ -73,10 +73,29 @@ def bitnet_table(m: dict) -> str:
     )
 
 
+def curriculum_table(m: dict) -> str:
+    lines = [
+        "| domain | frontier (baseline) | highest mastered after | mastered levels: before -> after | levels above baseline: before -> after |",
+        "|---|---|---|---|---|",
+    ]
+    for domain, d in m["by_domain"].items():
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        lines.append(
+            f"| {domain} | {m['frontier'][domain]} | {m['mastered'][domain]} | "
+            f"{fmt(d['mastered_before'])} -> {fmt(d['mastered_after'])} (L{','.join(map(str, d['mastered_levels'])) or '-'}) | "
+            f"{fmt(d['above_before'])} -> {fmt(d['above_after'])} (L{','.join(map(str, d['above_levels']))}) |"
+        )
+    return "\n".join(lines) + (
+        f"\n\nDomains whose highest mastered level rose: {m['domains_improved'] or 'none'}; expected calibration error of "
+        f"the self-predicted confidence {m['ece_before']:.3f} -> {m['ece_after']:.3f}; {m['levels_trained']} curriculum "
+        f"levels in {m['seconds']:.0f} s; model still ternary: {m['ternary']['ternary']}."
+    )
+
+
 def main() -> None:
     run = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/tiny")
     manifest = json.loads((run / "manifest.json").read_text())
-    for stage, render in [("seed", seed_table), ("evomerge", evomerge_table), ("quietstar", quietstar_table), ("bitnet", bitnet_table)]:
+    for stage, render in [("seed", seed_table), ("evomerge", evomerge_table), ("quietstar", quietstar_table), ("bitnet", bitnet_table), ("curriculum", curriculum_table)]:
         m = _metrics(run, stage)
         if m is None:
             continue
