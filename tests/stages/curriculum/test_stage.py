@@ -64,7 +64,7 @@ def test_killed_run_resumes_at_the_last_finished_level(trained_tiny, tmp_path):
     cfg_json = json.dumps({"device": "cpu", "curriculum": {**SMALL, **overrides}})
     proc = subprocess.Popen([sys.executable, "-c", script, cfg_json, str(source), str(stage_dir)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state_file = stage_dir / "resume" / "state.json"
+    state_file = stage_dir.parent / ".resume" / stage_dir.name / "state.json"
     deadline = time.time() + 300  # a cold interpreter imports torch and transformers first
     try:
         while time.time() < deadline and proc.poll() is None:
@@ -80,6 +80,8 @@ def test_killed_run_resumes_at_the_last_finished_level(trained_tiny, tmp_path):
     result = run(_cfg(**overrides), StageInputs(models={"model": source}), stage_dir)
     m = result.metrics
     assert m["resumed"] and m["levels_trained"] == 2
+    # the pipeline deletes an unfinished stage directory before rerunning it; the checkpoint must not live there
+    assert not (stage_dir / ".resume").exists() and not (stage_dir / "resume").exists()
     # the finished levels were kept, not retrained: their logs come from the killed run
     assert m["levels"][: first["round"]] == first["levels"]
     assert m["cycles"] == 4

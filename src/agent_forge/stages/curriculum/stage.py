@@ -1,7 +1,8 @@
 """The curriculum stage's run: assess, climb the levels with cycles, sleep, dream and self-model, report.
 
 Resumable between levels: after each finished level the model, optimiser state, replay buffer and the run's
-state are written atomically under `<stage_dir>/resume/`; a new run of the stage that finds them continues
+state are written atomically under `<run>/.resume/<stage dir name>/` (the pipeline deletes an unfinished
+stage's own directory before rerunning it, so the checkpoint lives beside it); a new run of the stage that finds them continues
 with the next level (same seed streams), so a killed run loses at most the level in progress.
 
 Exercise: `agent-forge run --until curriculum`, or `pytest tests/stages/curriculum/test_stage.py`.
@@ -42,7 +43,7 @@ from .self_model import measure_calibration, self_model_round
 from .sleep import sleep, snapshot
 from .ternary import ensure_ternary, restore_ternary, ternary_report
 
-RESUME_DIR = "resume"
+RESUME_DIR = ".resume"
 STATE_FILE = "state.json"
 
 
@@ -120,7 +121,8 @@ class CurriculumRun:
         self.cc = cfg.curriculum
         self.source = _check(self.cc, inputs)
         self.stage_dir = Path(stage_dir)
-        self.resume_dir = self.stage_dir / RESUME_DIR
+        # outside the stage directory: the pipeline deletes an unfinished stage's directory before rerunning it
+        self.resume_dir = self.stage_dir.parent / RESUME_DIR / self.stage_dir.name
         self.console = console or Console()
         self.device = None if cfg.device == "auto" else cfg.device
         self.seed = cfg.seed
