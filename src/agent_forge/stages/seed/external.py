@@ -11,8 +11,8 @@ from ...evaluation import evaluate
 from ...evaluation.table import accuracy_table
 from ...models import load_model
 from ...models.compat import check_mergeable
-from ...tasks import make_tasks
 from .. import StageResult
+from .data import seed_eval_tasks
 
 
 def validate_external(cfg, stage_dir: Path, console: Console | None = None) -> StageResult:
@@ -26,10 +26,7 @@ def validate_external(cfg, stage_dir: Path, console: Console | None = None) -> S
             raise ForgeError(f"seed model {name!r} not found: {src}")
     loaded = {name: load_model(str(src), device=None if cfg.device == "auto" else cfg.device) for name, src in sources.items()}
     check_mergeable({n: m for n, (m, _) in loaded.items()}, {n: t for n, (_, t) in loaded.items()})
-    tasks = [
-        task for domain in sc.specialists for level in sc.eval_levels
-        for task in make_tasks(domain, level, "test", sc.eval_items_per_level, cfg.seed)
-    ]
+    tasks = seed_eval_tasks(sc, cfg.seed)
     reports = {name: evaluate(model, tok, tasks, batch_size=16) for name, (model, tok) in loaded.items()}
     console.print(accuracy_table(reports, title="seed (external): test accuracy (%)"))
     # the models stay where the user keeps them; later stages load them from there

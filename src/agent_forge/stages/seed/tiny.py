@@ -11,21 +11,10 @@ from rich.console import Console
 from ...evaluation import evaluate
 from ...evaluation.table import accuracy_table
 from ...models import build_tiny_model, build_tiny_tokenizer, save_model
-from ...tasks import DOMAINS, alphabet, make_tasks
+from ...tasks import alphabet
 from ...training.supervised import train_supervised
 from .. import StageResult
-from .data import pretrain_batches, specialist_batches
-
-
-def seed_eval_tasks(sc, seed: int) -> list:
-    """Test-split tasks of every domain at the evaluation levels (never used for training)."""
-    domains = list(sc.specialists) + [d for d in DOMAINS if d not in sc.specialists]
-    return [
-        task
-        for domain in domains
-        for level in sc.eval_levels
-        for task in make_tasks(domain, level, "test", sc.eval_items_per_level, seed, world_seed=seed)
-    ]
+from .data import pretrain_batches, seed_eval_tasks, specialist_batches
 
 
 def build_tiny_seed(cfg, stage_dir: Path, console: Console | None = None) -> StageResult:
