@@ -5,6 +5,8 @@ Every knob of `agent_forge.stages.curriculum` lives here; `agent-forge run curri
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from .base import Section
@@ -36,6 +38,10 @@ class TaskMixConfig(Section):
     organic_paths: list[str] = Field(default_factory=list)
     retrieval_passages: int = Field(3, ge=1, description="passages in a retrieval prompt (the hit plus distractors)")
     critic_samples: int = Field(2, ge=1, description="critic verdicts sampled per solver answer in multi-agent tasks")
+    # which domain a prompt comes from: "signal" weights each by p(1-p) of its recent success rate p (+ floor),
+    # where a group-baseline gradient has most to learn; "uniform" draws every active domain equally
+    domain_focus: Literal["signal", "uniform"] = "signal"
+    focus_floor: float = Field(0.05, ge=0, description="weight every active domain keeps under domain_focus=signal")
 
     @model_validator(mode="after")
     def _some_weight(self):
@@ -139,7 +145,7 @@ class CurriculumConfig(Section):
     max_cycles_per_level: int = Field(12, ge=1)
     min_cycles_per_level: int = Field(2, ge=1)
     mastery_threshold: float = Field(0.8, gt=0, le=1)
-    val_items: int = Field(24, ge=4, description="validation items per domain for the mastery check")
+    val_items: int = Field(48, ge=4, description="validation items per domain for the mastery check")
     test_items: int = Field(40, ge=4, description="test items per (domain, level) in the final report")
     check_every: int = Field(2, ge=1, description="cycles between validation checks for mastery")
     eval_levels_above: int = Field(3, ge=1, description="test levels reported above each baseline frontier")

@@ -42,7 +42,15 @@ class SeedConfig(Section):
     pretrain_levels: list[int] = Field(default_factory=lambda: [1, 2])
     specialist_levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4])
     pretrain: TrainPhase = TrainPhase(steps=900, lr=1e-3)
-    finetune: TrainPhase = TrainPhase(steps=350, lr=3e-4)
+    # specialists: LoRA adapters (folded back into the weights) or full fine-tunes; lr is the finetune phase's
+    finetune: TrainPhase = TrainPhase(steps=350, lr=2e-3)
+    finetune_method: Literal["lora", "full"] = "lora"
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float = Field(16.0, gt=0)
+    # disentanglement anchor: of each specialist batch, `anchor_items` rows are other domains' tasks on which
+    # the specialist is pulled toward the base by KL (weight `anchor_weight`; 0 turns it off)
+    anchor_items: int = Field(16, ge=0)
+    anchor_weight: float = Field(1.0, ge=0)
     replay_fraction: float = Field(0.2, ge=0, le=1)
     # share of each pretraining batch that is plain fact statements about the generated world (facts domain)
     statement_fraction: float = Field(0.2, ge=0, lt=1)
@@ -51,6 +59,9 @@ class SeedConfig(Section):
 
     @model_validator(mode="after")
     def _check_profile(self):
+        if self.profile == "tiny" and self.anchor_weight > 0 and self.anchor_items >= self.finetune.batch_size:
+            raise ValueError(f"seed.anchor_items ({self.anchor_items}) must be smaller than finetune.batch_size "
+                             f"({self.finetune.batch_size})")
         if self.profile == "external" and len(self.models) != 3:
             raise ValueError(f"seed.models must name exactly three models for the external profile, got {len(self.models)}")
         return self

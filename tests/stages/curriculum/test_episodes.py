@@ -7,7 +7,7 @@ import pytest
 from agent_forge.config.curriculum import TaskMixConfig
 from agent_forge.errors import ForgeError
 from agent_forge.stages.curriculum.episodes import (
-    Episode, TaskMixer, load_organic_pairs, retrieval_prompt, sample_train_task, self_awareness_prefix,
+    Episode, TaskMixer, learning_signal_weights, load_organic_pairs, retrieval_prompt, sample_train_task, self_awareness_prefix,
 )
 from agent_forge.stages.curriculum.multi_agent import critic_episodes, verdict_scorer
 from agent_forge.stages.curriculum.retrieval import BM25Retriever
@@ -85,3 +85,19 @@ def test_critic_episodes_balance_right_and_wrong_answers():
     for c in critics:
         assert c.score(c.task.answer) == 1.0 and c.score("yes no") == 0.0
     assert verdict_scorer("no")("no, it is wrong") == 1.0 and verdict_scorer("no")("yes") == 0.0
+
+
+def test_learning_signal_weights_favour_domains_near_one_half():
+    weights = learning_signal_weights(["arithmetic", "logic", "strings", "facts"],
+                                      {"arithmetic": 0.5, "logic": 1.0, "strings": 0.0}, floor=0.05)
+    assert weights["arithmetic"] == pytest.approx(0.3)
+    assert weights["logic"] == pytest.approx(0.05) and weights["strings"] == pytest.approx(0.05)
+    assert weights["facts"] == pytest.approx(0.3)  # no estimate yet: treated as p = 1/2
+
+
+def test_draw_follows_domain_weights():
+    mixer = TaskMixer(TaskMixConfig(synthetic=1.0, retrieval=0.0, multi_agent=0.0, organic=0), 0, 0.0, False)
+    episodes, _ = mixer.draw(200, {"arithmetic": 2, "logic": 2}, 1.0, 1, {}, random.Random(3),
+                             domain_weights={"arithmetic": 0.9, "logic": 0.1})
+    share = sum(e.task.domain == "arithmetic" for e in episodes) / len(episodes)
+    assert 0.8 < share < 0.97

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ...training.policy_gradient import PolicyGradientTrainer
 from ...training.replay import ReplayBuffer
 from .controller import DifficultyController
-from .episodes import TaskMixer
+from .episodes import TaskMixer, learning_signal_weights
 from .multi_agent import critic_accuracy, critic_episodes
 from .rollout import Thinker, rollout
 
@@ -46,7 +46,11 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
     cc = ctx.cfg.cycle
     start = time.perf_counter()
     rng = random.Random(ctx.seed * 1_000_003 + cycle_index)
-    episodes, demos = ctx.mixer.draw(cc.prompts, targets, ctx.controller.difficulty, level, ctx.recent_accuracy, rng)
+    mix = ctx.cfg.mix
+    weights = (learning_signal_weights(sorted(targets), ctx.recent_accuracy, mix.focus_floor)
+               if mix.domain_focus == "signal" else None)
+    episodes, demos = ctx.mixer.draw(cc.prompts, targets, ctx.controller.difficulty, level, ctx.recent_accuracy, rng,
+                                     domain_weights=weights)
     n_organic = len(demos)
     use_thoughts = cc.use_thoughts and ctx.thinker is not None
     samples = rollout(
@@ -114,6 +118,7 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
         "unsolved_groups": len(unsolved),
         "demonstrations": len(demos),
         "difficulty": round(difficulty, 3),
+        "domain_weights": {d: round(w, 3) for d, w in weights.items()} if weights else None,
         "critic_accuracy": round(critic_accuracy(critic_samples), 4) if critic_samples else None,
         "thought_share": round(len(thought_samples) / max(1, len(samples)), 3),
         "reasoning_bonus": round(sum(s.reasoning for s in thought_samples) / max(1, len(thought_samples)), 4),

@@ -132,15 +132,22 @@ class TaskMixer:
 
     def draw(
         self, n: int, targets: dict[str, int], difficulty: float, curriculum_level: int, accuracy: dict,
-        rng: random.Random,
+        rng: random.Random, domain_weights: dict[str, float] | None = None,
     ) -> tuple[list[Episode], list[tuple[str, str]]]:
         """Episodes to roll out and organic demonstrations for one cycle.
 
         `targets` maps each active domain to the task level it is learning; with probability `1 - difficulty`
-        a synthetic prompt comes from the level below (the edge-of-chaos knob).
+        a synthetic prompt comes from the level below (the edge-of-chaos knob). `domain_weights` sets how
+        often each domain is drawn (uniform when omitted; see `learning_signal_weights`).
         """
         counts = self.counts(n, rng)
         domains = sorted(targets)
+        weights = [max(0.0, (domain_weights or {}).get(d, 1.0)) for d in domains]
+        if sum(weights) <= 0:
+            weights = [1.0] * len(domains)
+
+        def pick_domain() -> str:
+            return rng.choices(domains, weights=weights)[0] if domain_weights else rng.choice(domains)
         episodes: list[Episode] = []
         demos: list[tuple[str, str]] = []
 
@@ -149,11 +156,11 @@ class TaskMixer:
             return target - 1 if target > 1 and rng.random() >= difficulty else target
 
         for _ in range(counts["synthetic"]):
-            domain = rng.choice(domains)
+            domain = pick_domain()
             task = sample_train_task(domain, level_for(domain), rng, self.world_seed)
             episodes.append(Episode(task, self._with_prefix(task.prompt, task, curriculum_level, accuracy, rng), "synthetic"))
         for _ in range(counts["multi_agent"]):
-            domain = rng.choice(domains)
+            domain = pick_domain()
             task = sample_train_task(domain, level_for(domain), rng, self.world_seed)
             episodes.append(Episode(task, self._with_prefix(task.prompt, task, curriculum_level, accuracy, rng), "multi_agent"))
         fact_domain = "facts" if "facts" in targets else None
@@ -166,7 +173,23 @@ class TaskMixer:
             if self.user_pairs:
                 demos.append(rng.choice(self.user_pairs))
             else:
-                domain = rng.choice(domains)
+                domain = pick_domain()
                 task = sample_train_task(domain, targets[domain], rng, self.world_seed)
                 demos.append((task.prompt, task.answer))
         return episodes, demos
+
+
+def learning_signal_weights(domains, recent_accuracy: dict[str, float], floor: float) -> dict[str, float]:
+    """How often to draw each domain: the variance p(1-p) of its recent success rate p, plus a floor.
+
+    A group-baseline policy gradient learns nothing from a group whose samples all succeed or all fail (every
+    advantage is zero), so prompts pay most where success is near one half and least where the domain is
+    solved or out of reach; the floor keeps every domain sampled so its estimate can recover. A domain
+    without an estimate yet counts as p = 1/2.
+    """
+    weights = {}
+    for d in domains:
+        p = recent_accuracy.get(d)
+        p = 0.5 if p is None else min(1.0, max(0.0, p))
+        weights[d] = p * (1.0 - p) + floor
+    return weights

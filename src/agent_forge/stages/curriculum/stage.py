@@ -279,6 +279,8 @@ class CurriculumRun:
         for d, a in final.items():
             if a >= cc.mastery_threshold or d in mastered_now:
                 state["mastered"][d] = targets[d]
+                # its success rate was measured on the level it has just mastered, not the one it starts next
+                ctx.recent_accuracy.pop(d, None)
         if cc.sleep.enabled:
             slow_ref[0], _ = sleep(
                 ctx.model, ctx.replay, slow_ref[0], train_step=self._train_step(ctx, cc.sleep.lr),

@@ -1,4 +1,4 @@
-"""Tiny profile of the seed stage: shared pretraining, then three gentle specialist fine-tunes."""
+"""Tiny profile of the seed stage: shared pretraining, then three specialist fine-tunes built to merge (see composable.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ...models import build_tiny_model, build_tiny_tokenizer, save_model
 from ...tasks import alphabet
 from ...training.supervised import train_supervised
 from .. import StageResult
+from .composable import anchored_batches, anchored_loss, fold_lora, with_lora
 from .data import pretrain_batches, seed_eval_tasks, specialist_batches
 
 
@@ -34,19 +35,27 @@ def build_tiny_seed(cfg, stage_dir: Path, console: Console | None = None) -> Sta
     models = {"base": base}
     logs = {"base": pre_log}
     ft = sc.finetune
+    n_anchor = sc.anchor_items if sc.anchor_weight > 0 else 0
     for i, domain in enumerate(sc.specialists):
         torch.manual_seed(cfg.seed + 1 + i)
         specialist = copy.deepcopy(base)
+        params = None
+        if sc.finetune_method == "lora":
+            specialist, params = with_lora(specialist, sc.lora_rank, sc.lora_alpha)
+        own = specialist_batches(
+            domain, sc.specialist_levels,
+            pretrain_batches(sc.pretrain_levels, ft.batch_size, cfg.seed + 7919 + i, cfg.seed, sc.statement_fraction),
+            sc.replay_fraction, ft.batch_size - n_anchor, cfg.seed + 1 + i, cfg.seed,
+        )
         logs[domain] = train_supervised(
             specialist, tokenizer,
-            specialist_batches(
-                domain, sc.specialist_levels,
-                pretrain_batches(sc.pretrain_levels, ft.batch_size, cfg.seed + 7919 + i, cfg.seed, sc.statement_fraction),
-                sc.replay_fraction, ft.batch_size, cfg.seed + 1 + i, cfg.seed,
-            ),
+            anchored_batches(own, domain, sc.specialist_levels, n_anchor, cfg.seed + 100 + i, cfg.seed),
             steps=ft.steps, lr=ft.lr, warmup_steps=ft.warmup_steps, weight_decay=ft.weight_decay,
+            loss_fn=anchored_loss(base, n_anchor, sc.anchor_weight), params=params,
             desc=f"seed: specialist {domain}",
         )
+        if sc.finetune_method == "lora":
+            specialist = fold_lora(specialist)
         models[f"specialist_{domain}"] = specialist
 
     tasks = seed_eval_tasks(sc, cfg.seed)
