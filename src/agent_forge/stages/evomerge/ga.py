@@ -53,13 +53,16 @@ class GeneticStrategy:
             space.validate(recipe)
 
     def initial(self, rng: np.random.Generator) -> list[Proposal]:
+        size = self.settings.population_size
+        given = [Proposal(r.copy(), [], "given") for r in self.extra_initial][:size]
         proposals = []
         if self.settings.seed_combinations:
-            proposals += [Proposal(r, [], "seed-combination") for r in self.space.seed_recipes(rng)]
-        proposals += [Proposal(r.copy(), [], "given") for r in self.extra_initial]
-        proposals = proposals[: self.settings.population_size]
+            # a small population drops seed combinations before the given recipes (the baselines and parents)
+            combos = [Proposal(r, [], "seed-combination") for r in self.space.seed_recipes(rng)]
+            proposals += combos[: max(0, size - len(given))]
+        proposals += given
         seen = {p.recipe.key() for p in proposals}
-        while len(proposals) < self.settings.population_size:
+        while len(proposals) < size:
             recipe = self.space.random_recipe(rng)
             if recipe.key() not in seen:
                 seen.add(recipe.key())

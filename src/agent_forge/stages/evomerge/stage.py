@@ -2,8 +2,9 @@
 
 Steps: load the base and specialists and refuse unmergeable ones before any work; search recipes (genetic
 algorithm, or CMA-ES) scored on the validation split, the genetic algorithm's first generation holding the
-original design's eight combinations, the uniform average, plain task arithmetic and each parent itself (as
-one-hot task arithmetic), so the champion is never worse than a parent on validation; save it as `model/`; evaluate the champion,
+original design's eight combinations, the uniform average and task arithmetic over every non-empty subset of
+the specialists (each parent itself, the pairs, all of them), so the champion is never worse than a parent on
+validation; save it as `model/`; evaluate the champion,
 each specialist, the base and the uniform linear average on the test split (never used for selection) and
 print the table; record the champion's recipe, the history and where the lineage and plot are.
 
@@ -67,21 +68,23 @@ def uniform_linear(space: SearchSpace) -> Recipe:
     return Recipe(interp=space.default_step("linear", False))
 
 
-def plain_task_arithmetic(space: SearchSpace) -> Recipe:
-    """base + the sum of every specialist's task vector."""
-    return Recipe(vector=space.default_step("task_arithmetic", False))
+def task_vector_subsets(space: SearchSpace) -> list[Recipe]:
+    """Task arithmetic with weight 1 on each non-empty subset of the specialists and 0 on the rest.
 
-
-def single_specialist(space: SearchSpace, index: int) -> Recipe:
-    """Task arithmetic with weight 1 on one specialist and 0 on the others: that specialist itself.
-
-    Starting the search from each parent means the champion never scores below the best parent on the
-    validation split; the evolution's job is to add the other skills to it.
+    The singletons are the parents themselves (so the champion never scores below the best parent on the
+    validation split), the full set is plain task arithmetic, and the subsets between them are the merges
+    that leave out a specialist whose task vector clashes with the others'. Evolution refines from there.
     """
-    step = space.default_step("task_arithmetic", False)
-    step.params["weight"][:] = 0.0
-    step.params["weight"][index] = 1.0
-    return Recipe(vector=step)
+    import itertools
+
+    recipes = []
+    for size in range(1, space.num_models + 1):
+        for subset in itertools.combinations(range(space.num_models), size):
+            step = space.default_step("task_arithmetic", False)
+            step.params["weight"][:] = 0.0
+            step.params["weight"][list(subset)] = 1.0
+            recipes.append(Recipe(vector=step))
+    return recipes
 
 
 def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = None) -> StageResult:
@@ -121,7 +124,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
     else:
         given = [uniform_linear(space)] if "linear" in space.interp_methods else []
         if "task_arithmetic" in space.vector_methods:
-            given += [plain_task_arithmetic(space), *(single_specialist(space, i) for i in range(space.num_models))]
+            given += task_vector_subsets(space)
         strategy = GeneticStrategy(space, GASettings(
             population_size=ec.population_size, elite=ec.elite, tournament_size=ec.tournament_size,
             crossover_rate=ec.crossover_rate, seed_combinations=ec.seed_combinations,
