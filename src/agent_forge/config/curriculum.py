@@ -38,7 +38,8 @@ class TaskMixConfig(Section):
     organic_paths: list[str] = Field(default_factory=list)
     retrieval_passages: int = Field(3, ge=1, description="passages in a retrieval prompt (the hit plus distractors)")
     critic_samples: int = Field(2, ge=1, description="critic verdicts sampled per solver answer in multi-agent tasks")
-    # which domain a prompt comes from: "signal" weights each by p(1-p) of its recent success rate p (+ floor),
+    # which domain a prompt comes from: "signal" weights each by p(1-p), p its validation accuracy at its target
+    # level (+ floor),
     # where a group-baseline gradient has most to learn; "uniform" draws every active domain equally
     domain_focus: Literal["signal", "uniform"] = "signal"
     focus_floor: float = Field(0.05, ge=0, description="weight every active domain keeps under domain_focus=signal")
@@ -75,13 +76,14 @@ class CycleConfig(Section):
 
 
 class ControllerConfig(Section):
-    """Edge-of-chaos difficulty inside a level: keep the success rate in [low, high]."""
+    """Edge-of-chaos difficulty inside a level, one controller per domain: keep its success rate in [low, high]."""
 
     low: float = Field(0.55, ge=0, le=1)
     high: float = Field(0.75, ge=0, le=1)
     step: float = Field(0.15, gt=0, le=1)
     initial: float = Field(0.5, ge=0, le=1)
     smoothing: float = Field(0.5, ge=0, lt=1, description="EMA factor on the observed success rate")
+    min_difficulty: float = Field(0.25, ge=0, le=1, description="least share of prompts at the level being learned")
 
     @model_validator(mode="after")
     def _band(self):

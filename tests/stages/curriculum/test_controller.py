@@ -1,7 +1,7 @@
 """The edge-of-chaos controller moves difficulty toward the target success band."""
 
 from agent_forge.config.curriculum import ControllerConfig
-from agent_forge.stages.curriculum.controller import DifficultyController
+from agent_forge.stages.curriculum.controller import DifficultyController, PerDomainDifficulty
 
 
 def test_too_easy_raises_difficulty_and_too_hard_lowers_it():
@@ -48,3 +48,21 @@ def test_reset_forgets_the_old_level():
     ctl.update(0.1)
     ctl.reset(0.7)
     assert ctl.difficulty == 0.7 and ctl.smoothed_rate is None
+
+
+def test_floor_keeps_a_share_of_prompts_at_the_level_being_learned():
+    ctl = DifficultyController(step=0.2, difficulty=0.5, smoothing=0.0, min_difficulty=0.25)
+    for _ in range(10):
+        ctl.update(0.0)
+    assert ctl.difficulty == 0.25
+
+
+def test_each_domain_moves_its_own_difficulty():
+    ctl = PerDomainDifficulty.from_config(ControllerConfig(step=0.1, smoothing=0.0, initial=0.5, min_difficulty=0.2))
+    for _ in range(3):
+        ctl.update({"arithmetic": 0.95, "logic": 0.05})
+    d = ctl.difficulties(["arithmetic", "logic", "strings"])
+    assert d["arithmetic"] > 0.5 > d["logic"] >= 0.2
+    assert d["strings"] == 0.5  # no samples yet: still at the initial difficulty
+    ctl.reset(0.5)
+    assert ctl.difficulties(["arithmetic"]) == {"arithmetic": 0.5}

@@ -7,7 +7,7 @@ import torch
 
 from agent_forge.config.curriculum import CurriculumConfig
 from agent_forge.models import add_special_tokens
-from agent_forge.stages.curriculum.controller import DifficultyController
+from agent_forge.stages.curriculum.controller import PerDomainDifficulty
 from agent_forge.stages.curriculum.cycle import CycleContext, run_cycle
 from agent_forge.stages.curriculum.episodes import Episode, TaskMixer, sample_train_task
 from agent_forge.stages.curriculum.rollout import END_OF_THOUGHT, START_OF_THOUGHT, Thinker, rollout
@@ -21,7 +21,7 @@ SMALL = {"domains": ["arithmetic", "logic"], "cycle": {"prompts": 6, "samples_pe
 def _context(model, tok, cfg, thinker=None):
     trainer = PolicyGradientTrainer(model, tok, lr=1e-3, ref_model=copy.deepcopy(model), kl_coef=cfg.cycle.kl_coef)
     mixer = TaskMixer(cfg.mix, 0, cfg.cycle.prefix_probability, True)
-    return CycleContext(model, tok, trainer, mixer, ReplayBuffer(), DifficultyController.from_config(cfg.controller),
+    return CycleContext(model, tok, trainer, mixer, ReplayBuffer(), PerDomainDifficulty.from_config(cfg.controller),
                         cfg, 0, thinker)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ...training.policy_gradient import PolicyGradientTrainer
 from ...training.replay import ReplayBuffer
-from .controller import DifficultyController
+from .controller import PerDomainDifficulty
 from .episodes import TaskMixer, learning_signal_weights
 from .multi_agent import critic_accuracy, critic_episodes
 from .rollout import Thinker, rollout
@@ -34,11 +34,13 @@ class CycleContext:
     trainer: PolicyGradientTrainer
     mixer: TaskMixer
     replay: ReplayBuffer
-    controller: DifficultyController
+    controller: PerDomainDifficulty
     cfg: object  # CurriculumConfig
     seed: int
     thinker: Thinker | None = None
     recent_accuracy: dict[str, float] = field(default_factory=dict)
+    # greedy validation accuracy at each domain's current target level (the mastery checks fill it in)
+    target_accuracy: dict[str, float] = field(default_factory=dict)
 
 
 def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str, int]) -> dict:
@@ -47,9 +49,10 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
     start = time.perf_counter()
     rng = random.Random(ctx.seed * 1_000_003 + cycle_index)
     mix = ctx.cfg.mix
-    weights = (learning_signal_weights(sorted(targets), ctx.recent_accuracy, mix.focus_floor)
+    weights = (learning_signal_weights(sorted(targets), ctx.target_accuracy, mix.focus_floor)
                if mix.domain_focus == "signal" else None)
-    episodes, demos = ctx.mixer.draw(cc.prompts, targets, ctx.controller.difficulty, level, ctx.recent_accuracy, rng,
+    difficulty = ctx.controller.difficulties(sorted(targets))
+    episodes, demos = ctx.mixer.draw(cc.prompts, targets, difficulty, level, ctx.recent_accuracy, rng,
                                      domain_weights=weights)
     n_organic = len(demos)
     use_thoughts = cc.use_thoughts and ctx.thinker is not None
@@ -96,11 +99,10 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
     )
     solver = [s for s in samples if episodes[s.group].kind in ("synthetic", "multi_agent", "retrieval")]
     success = sum(s.score for s in solver) / max(1, len(solver))
-    difficulty = ctx.controller.difficulty
-    ctx.controller.update(success)
     by_domain: dict[str, list[float]] = {}
     for s in solver:
         by_domain.setdefault(episodes[s.group].task.domain, []).append(s.score)
+    ctx.controller.update({d: sum(v) / len(v) for d, v in by_domain.items()})
     for domain, scores in by_domain.items():
         rate = sum(scores) / len(scores)
         prev = ctx.recent_accuracy.get(domain)
@@ -117,7 +119,8 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
         "solved_groups": round(stats.solved_groups, 4),
         "unsolved_groups": len(unsolved),
         "demonstrations": len(demos),
-        "difficulty": round(difficulty, 3),
+        "difficulty": round(sum(difficulty.values()) / max(1, len(difficulty)), 3),
+        "difficulty_by_domain": {d: round(v, 3) for d, v in difficulty.items()},
         "domain_weights": {d: round(w, 3) for d, w in weights.items()} if weights else None,
         "critic_accuracy": round(critic_accuracy(critic_samples), 4) if critic_samples else None,
         "thought_share": round(len(thought_samples) / max(1, len(samples)), 3),

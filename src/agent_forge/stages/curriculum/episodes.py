@@ -131,13 +131,13 @@ class TaskMixer:
         return {"organic": self.organic, **out}
 
     def draw(
-        self, n: int, targets: dict[str, int], difficulty: float, curriculum_level: int, accuracy: dict,
+        self, n: int, targets: dict[str, int], difficulty: float | dict[str, float], curriculum_level: int, accuracy: dict,
         rng: random.Random, domain_weights: dict[str, float] | None = None,
     ) -> tuple[list[Episode], list[tuple[str, str]]]:
         """Episodes to roll out and organic demonstrations for one cycle.
 
         `targets` maps each active domain to the task level it is learning; with probability `1 - difficulty`
-        a synthetic prompt comes from the level below (the edge-of-chaos knob). `domain_weights` sets how
+        (one number, or one per domain) a prompt comes from the level below (the edge-of-chaos knob). `domain_weights` sets how
         often each domain is drawn (uniform when omitted; see `learning_signal_weights`).
         """
         counts = self.counts(n, rng)
@@ -153,7 +153,8 @@ class TaskMixer:
 
         def level_for(domain: str) -> int:
             target = targets[domain]
-            return target - 1 if target > 1 and rng.random() >= difficulty else target
+            knob = difficulty[domain] if isinstance(difficulty, dict) else difficulty
+            return target - 1 if target > 1 and rng.random() >= knob else target
 
         for _ in range(counts["synthetic"]):
             domain = pick_domain()
@@ -179,8 +180,8 @@ class TaskMixer:
         return episodes, demos
 
 
-def learning_signal_weights(domains, recent_accuracy: dict[str, float], floor: float) -> dict[str, float]:
-    """How often to draw each domain: the variance p(1-p) of its recent success rate p, plus a floor.
+def learning_signal_weights(domains, accuracy: dict[str, float], floor: float) -> dict[str, float]:
+    """How often to draw each domain: p(1-p) of its accuracy p at the level it is learning, plus a floor.
 
     A group-baseline policy gradient learns nothing from a group whose samples all succeed or all fail (every
     advantage is zero), so prompts pay most where success is near one half and least where the domain is
@@ -189,7 +190,7 @@ def learning_signal_weights(domains, recent_accuracy: dict[str, float], floor: f
     """
     weights = {}
     for d in domains:
-        p = recent_accuracy.get(d)
+        p = accuracy.get(d)
         p = 0.5 if p is None else min(1.0, max(0.0, p))
         weights[d] = p * (1.0 - p) + floor
     return weights

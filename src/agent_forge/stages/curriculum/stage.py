@@ -33,7 +33,7 @@ from ...training.replay import ReplayBuffer
 from ...utils.atomic import atomic_write_bytes, atomic_write_json
 from .. import StageInputs, StageResult
 from .assessment import assess, level_accuracy
-from .controller import DifficultyController
+from .controller import PerDomainDifficulty
 from .cycle import CycleContext, run_cycle
 from .dream import dream
 from .episodes import TaskMixer, sample_train_task
@@ -181,7 +181,7 @@ class CurriculumRun:
         trainer.steps_done = int(state.get("optimizer_steps", 0))
         if resumed and (self.resume_dir / "optimizer.pt").is_file():
             trainer.optimizer.load_state_dict(torch.load(self.resume_dir / "optimizer.pt", weights_only=True))
-        controller = DifficultyController.from_config(cc.controller)
+        controller = PerDomainDifficulty.from_config(cc.controller)
         mixer = TaskMixer(cc.mix, self.seed, cc.cycle.prefix_probability, cc.cycle.self_awareness_prefix)
         thinker = Thinker.of(tok, cc.cycle.thought_tokens) if cc.cycle.use_thoughts else None
         ctx = CycleContext(model, tok, trainer, mixer, replay, controller, cc, self.seed, thinker,
@@ -239,13 +239,21 @@ class CurriculumRun:
         return replay
 
     def _train_level(self, ctx: CycleContext, state, level: int, targets: dict, start: float, slow_ref: list) -> dict:
+        """One curriculum level: cycles until every domain has mastered its target or the level's budget is spent.
+
+        A domain that reaches the mastery threshold at a check advances at once (its next task level becomes its
+        target for the rest of this level), so a domain that learns fast does not wait for the slow ones.
+        """
         cc = self.cc
-        mastered_now: dict[str, float] = {}
+        started_with = dict(targets)
+        targets = dict(targets)
+        # validation accuracy at each domain's current target: where the level's prompts are worth most
+        ctx.target_accuracy.clear()
         cycles = 0
         bar = tqdm(range(cc.max_cycles_per_level), desc=f"curriculum level {level}", leave=False, dynamic_ncols=True)
         for c in bar:
             index = state["cycles"]
-            metrics = run_cycle(ctx, index, level, {d: t for d, t in targets.items() if d not in mastered_now} or targets)
+            metrics = run_cycle(ctx, index, level, targets)
             state["cycles"] += 1
             cycles += 1
             k = c + 1
@@ -267,20 +275,19 @@ class CurriculumRun:
             if k >= cc.min_cycles_per_level and k % cc.check_every == 0:
                 acc = self._validate(ctx, targets)
                 metrics["val"] = acc
+                ctx.target_accuracy.update(acc)
                 for d, a in acc.items():
                     if a >= cc.mastery_threshold:
-                        mastered_now.setdefault(d, a)
+                        self._advance(ctx, state, targets, d)
             state["history"].append(metrics)
             bar.set_postfix(success=f"{metrics['success']:.2f}", difficulty=f"{metrics['difficulty']:.2f}")
-            if len(mastered_now) == len(targets) or time.perf_counter() - start > cc.time_budget_s:
+            if not targets or time.perf_counter() - start > cc.time_budget_s:
                 break
         bar.close()
         final = self._validate(ctx, targets)
         for d, a in final.items():
-            if a >= cc.mastery_threshold or d in mastered_now:
-                state["mastered"][d] = targets[d]
-                # its success rate was measured on the level it has just mastered, not the one it starts next
-                ctx.recent_accuracy.pop(d, None)
+            if a >= cc.mastery_threshold:
+                self._advance(ctx, state, targets, d)
         if cc.sleep.enabled:
             slow_ref[0], _ = sleep(
                 ctx.model, ctx.replay, slow_ref[0], train_step=self._train_step(ctx, cc.sleep.lr),
@@ -288,13 +295,26 @@ class CurriculumRun:
                 seed=self.seed * 13 + level,
             )
         if cc.self_model.enabled:
-            self._self_model(ctx, targets, 10_000 + level)
+            self._self_model(ctx, targets or started_with, 10_000 + level)
         calib = measure_calibration(
             ctx.model, ctx.tokenizer,
             _calibration_tasks(list(cc.domains), state["frontier"], cc.self_model.calibration_items, self.seed),
             cc.self_model.ece_bins)
-        return {"level": level, "targets": targets, "cycles": cycles, "val": final, "ece": round(calib["ece"], 4),
-                "mastered": {d: state["mastered"][d] for d in targets}}
+        return {"level": level, "targets": started_with, "cycles": cycles, "val": final, "ece": round(calib["ece"], 4),
+                "mastered": {d: state["mastered"][d] for d in started_with}}
+
+    @staticmethod
+    def _advance(ctx: CycleContext, state: dict, targets: dict, domain: str) -> None:
+        """Record `domain`'s target as mastered and move it to the next task level (or retire it after 10)."""
+        state["mastered"][domain] = targets[domain]
+        # the success rates and difficulty were measured on the level just mastered, not the one it starts next
+        ctx.recent_accuracy.pop(domain, None)
+        ctx.target_accuracy.pop(domain, None)
+        ctx.controller.forget(domain)
+        if targets[domain] < 10:
+            targets[domain] += 1
+        else:
+            del targets[domain]
 
     @staticmethod
     def _train_step(ctx: CycleContext, lr: float):
