@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -243,3 +244,27 @@ def test_override_of_one_key_keeps_the_rest_of_its_section(tmp_path, monkeypatch
     defaults = ForgeConfig().seed_stage.finetune
     assert (finetune["lr"], finetune["warmup_steps"]) == (defaults.lr, defaults.warmup_steps)
     assert defaults.lr != TrainPhase(steps=1).lr  # a fresh section would have lost the finetune defaults
+
+
+def test_eval_scores_a_bitnet_checkpoint_as_the_ternary_model(tmp_path):
+    """The saved latent weights only mean something through BitLinear: eval must rebuild those layers."""
+    from agent_forge.evaluation import evaluate
+    from agent_forge.models import load_model, save_model
+    from agent_forge.stages.bitnet import convert_to_bitlinear
+    from agent_forge.tasks import make_tasks
+
+    plain = build_and_save_tiny(tmp_path / "plain")
+    model, tok = load_model(str(plain))
+    with torch.no_grad():  # latent weights far from ternary, so plain linears and BitLinear disagree clearly
+        for p in model.parameters():
+            p.mul_(3.0)
+    convert_to_bitlinear(model)
+    save_model(model, tok, tmp_path / "ternary")
+    tasks = [t for d in ("arithmetic", "logic") for lvl in (1, 2) for t in make_tasks(d, lvl, "val", 6, 0)]
+    expected = evaluate(model, tok, tasks)
+    result = runner.invoke(app, ["eval", str(tmp_path / "ternary"), "-d", "arithmetic,logic", "-l", "1-2", "--n", "6",
+                                 "--split", "val", "--json", str(tmp_path / "out.json")])
+    assert result.exit_code == 0, result.output
+    got = json.loads((tmp_path / "out.json").read_text())
+    assert got["mean_loglik"] == pytest.approx(expected.mean_loglik, abs=1e-4)
+    assert got["by_domain_level"] == expected.to_dict()["by_domain_level"]

@@ -239,6 +239,8 @@ def eval_command(
     console = Console()
     try:
         net, tokenizer = load_model(model, device=device, dtype=dtype)
+        # a BitNet checkpoint holds latent weights: scored as plain linears it answers nothing right
+        _restore_ternary(net, model)
         tasks = [t for d in domain_list for lvl in level_list for t in make_tasks(d, lvl, split, n, seed)]
         console.print(f"{model}: {len(tasks)} {split} tasks, method {method}", markup=False)
         report = evaluate(net, tokenizer, tasks, method=method, batch_size=batch_size)
@@ -311,7 +313,7 @@ def _reply(net, tokenizer, prompt: str, *, max_new_tokens: int, temperature: flo
 
 
 def _restore_ternary(net, model: str) -> None:
-    """A BitNet checkpoint stores latent weights; rebuild its ternary layers so chat runs the real model."""
+    """A BitNet checkpoint stores latent weights; rebuild its ternary layers so eval and chat run the real model."""
     from .stages.bitnet import restore_bitlinear
 
     if Path(model).is_dir():
