@@ -29,7 +29,7 @@ class TaskMixConfig(Section):
     no sample succeeds yet).
     """
 
-    organic: int = Field(16, ge=0, description="organic demonstrations per cycle")
+    organic: int = Field(48, ge=0, description="organic demonstrations per cycle")
     synthetic: float = Field(0.6, ge=0)
     retrieval: float = Field(0.2, ge=0)
     multi_agent: float = Field(0.2, ge=0)
