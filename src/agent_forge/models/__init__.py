@@ -7,7 +7,7 @@ from .device import default_device, default_dtype, resolve_device, resolve_dtype
 from .loading import check_gguf_file, check_safetensors_file, load_model
 from .generation import completion_text, generate, generate_groups, generate_token_ids
 from .prompting import IGNORE_INDEX, PromptFormat, encode_pairs, pad_id, prompt_format
-from .saving import save_model
+from .saving import carry_extra_files, save_model
 from .special_tokens import add_special_tokens
 from .tiny import build_tiny_model, build_tiny_tokenizer
 

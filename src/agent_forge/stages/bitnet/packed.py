@@ -131,9 +131,14 @@ def _unconverted_linear_names(model: nn.Module) -> list[str]:
 
 def read_safetensors_header(path: str | Path) -> dict:
     """The JSON header of a safetensors file: per tensor dtype, shape and data offsets (no tensor data read)."""
+    return _read_header(path)[0]
+
+
+def _read_header(path: str | Path) -> tuple[dict, int]:
+    """The header and the byte offset where tensor data starts (data offsets are relative to it)."""
     with open(path, "rb") as handle:
         (length,) = struct.unpack("<Q", handle.read(8))
-        return json.loads(handle.read(length))
+        return json.loads(handle.read(length)), 8 + length
 
 
 def packed_size_report(folder: str | Path) -> dict:
@@ -184,11 +189,10 @@ class _TensorReader:
     def __init__(self, file: Path) -> None:
         self.file = file
         try:
-            self.header = read_safetensors_header(file)
+            self.header, self.data_start = _read_header(file)
         except (OSError, ValueError, struct.error, UnicodeDecodeError) as exc:
             raise ForgeError(f"corrupted packed weights in {file}: unreadable header ({exc.__class__.__name__})") from None
         self.header.pop("__metadata__", None)
-        self.data_start = 8 + struct.unpack("<Q", file.open("rb").read(8))[0]
         size = file.stat().st_size
         for key, info in self.header.items():
             if info.get("dtype") not in _SAFETENSORS_DTYPES or self.data_start + info["data_offsets"][1] > size:

@@ -12,7 +12,6 @@ Run: ``agent-forge run --config configs/tiny.yaml`` with ``bitnet`` in ``stages`
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from rich.console import Console
 from ...errors import ForgeError
 from ...evaluation import evaluate
 from ...evaluation.table import accuracy_table
-from ...models import load_model, save_model
+from ...models import carry_extra_files, load_model, save_model
 from ...tasks import iter_tasks, make_tasks
 from .. import StageInputs, StageResult
 from .convert import bitlinear_layers, is_ternary_checkpoint
@@ -42,27 +41,6 @@ def _train_batches(bc, seed: int):
     stream = iter_tasks(list(bc.domains), list(bc.levels), "train", seed)
     size = bc.train.batch_size
     return lambda step: [(t.prompt, t.answer) for t in (next(stream) for _ in range(size))]
-
-
-def _is_model_weights(name: str) -> bool:
-    return (name.startswith(("model", "pytorch_model")) and name.endswith((".safetensors", ".bin"))) or name.endswith(
-        ".index.json")
-
-
-def carry_sidecar_files(source: Path, dest: Path) -> list[str]:
-    """Copy files an earlier stage kept next to its model (e.g. a head file) that ``save_model`` did not write.
-
-    The model's own weights are never copied (the ternary ones replace them); the files are kept as they
-    are, in full precision.
-    """
-    carried = []
-    if not source.is_dir():
-        return carried
-    for file in sorted(source.iterdir()):
-        if file.is_file() and not (dest / file.name).exists() and not _is_model_weights(file.name):
-            shutil.copy2(file, dest / file.name)
-            carried.append(file.name)
-    return carried
 
 
 def _weight_bytes(folder: Path) -> int:
@@ -125,7 +103,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
 
     outputs = {MODEL_KEY: stage_dir / MODEL_KEY}
     save_model(student, tokenizer, outputs[MODEL_KEY])
-    metrics: dict = {"carried_files": carry_sidecar_files(source, outputs[MODEL_KEY])}
+    metrics: dict = {"carried_files": carry_extra_files(source, outputs[MODEL_KEY])}
     if bc.export_packed:
         outputs[PACKED_KEY] = stage_dir / PACKED_KEY
         export_packed(student.float().cpu(), tokenizer, outputs[PACKED_KEY])

@@ -102,9 +102,9 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
     by_domain: dict[str, list[float]] = {}
     for s in solver:
         by_domain.setdefault(episodes[s.group].task.domain, []).append(s.score)
-    ctx.controller.update({d: sum(v) / len(v) for d, v in by_domain.items()})
-    for domain, scores in by_domain.items():
-        rate = sum(scores) / len(scores)
+    rates = {d: sum(scores) / len(scores) for d, scores in by_domain.items()}
+    ctx.controller.update(rates)
+    for domain, rate in rates.items():
         prev = ctx.recent_accuracy.get(domain)
         ctx.recent_accuracy[domain] = rate if prev is None else 0.7 * prev + 0.3 * rate
     thought_samples = [s for s in samples if s.thought is not None]

@@ -142,12 +142,12 @@ class TaskMixer:
         """
         counts = self.counts(n, rng)
         domains = sorted(targets)
-        weights = [max(0.0, (domain_weights or {}).get(d, 1.0)) for d in domains]
-        if sum(weights) <= 0:
-            weights = [1.0] * len(domains)
+        weights = [max(0.0, domain_weights.get(d, 1.0)) for d in domains] if domain_weights else None
+        if weights is not None and sum(weights) <= 0:
+            weights = [1.0] * len(domains)  # all zero: every domain alike
 
         def pick_domain() -> str:
-            return rng.choices(domains, weights=weights)[0] if domain_weights else rng.choice(domains)
+            return rng.choices(domains, weights=weights)[0] if weights else rng.choice(domains)
         episodes: list[Episode] = []
         demos: list[tuple[str, str]] = []
 

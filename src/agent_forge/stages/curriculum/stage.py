@@ -11,7 +11,6 @@ Exercise: `agent-forge run --until curriculum`, or `pytest tests/stages/curricul
 from __future__ import annotations
 
 import copy
-import fnmatch
 import io
 import json
 import shutil
@@ -25,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ...errors import ForgeError
 from ...evaluation import evaluate, fast_exact_match
-from ...models import load_model, save_model
+from ...models import carry_extra_files, load_model, save_model
 from ...tasks import DOMAINS, make_tasks
 from ...training.grokfast import GrokfastEMA
 from ...training.policy_gradient import PolicyGradientTrainer
@@ -258,12 +257,7 @@ class CurriculumRun:
             cycles += 1
             k = c + 1
             if cc.sleep.enabled and k % cc.sleep.every == 0:
-                slow_ref[0], info = sleep(
-                    ctx.model, ctx.replay, slow_ref[0], train_step=self._train_step(ctx, cc.sleep.lr),
-                    steps=cc.sleep.steps, batch_size=cc.sleep.batch_size, average=cc.sleep.average,
-                    seed=self.seed * 7 + index,
-                )
-                metrics["sleep"] = info
+                metrics["sleep"] = self._sleep(ctx, slow_ref, seed=self.seed * 7 + index)
             if cc.dream.enabled and k % cc.dream.every == 0:
                 metrics["dream"] = dream(
                     ctx.model, ctx.tokenizer, targets, ctx.replay, prompts=cc.dream.prompts, samples=cc.dream.samples,
@@ -289,11 +283,7 @@ class CurriculumRun:
             if a >= cc.mastery_threshold:
                 self._advance(ctx, state, targets, d)
         if cc.sleep.enabled:
-            slow_ref[0], _ = sleep(
-                ctx.model, ctx.replay, slow_ref[0], train_step=self._train_step(ctx, cc.sleep.lr),
-                steps=cc.sleep.steps, batch_size=cc.sleep.batch_size, average=cc.sleep.average,
-                seed=self.seed * 13 + level,
-            )
+            self._sleep(ctx, slow_ref, seed=self.seed * 13 + level)
         if cc.self_model.enabled:
             self._self_model(ctx, targets or started_with, 10_000 + level)
         calib = measure_calibration(
@@ -315,6 +305,13 @@ class CurriculumRun:
             targets[domain] += 1
         else:
             del targets[domain]
+
+    def _sleep(self, ctx: CycleContext, slow_ref: list, seed: int) -> dict:
+        """One sleep with the stage's settings; `slow_ref[0]` (the slow weights) is replaced by the new ones."""
+        sc = self.cc.sleep
+        slow_ref[0], info = sleep(ctx.model, ctx.replay, slow_ref[0], train_step=self._train_step(ctx, sc.lr),
+                                  steps=sc.steps, batch_size=sc.batch_size, average=sc.average, seed=seed)
+        return info
 
     @staticmethod
     def _train_step(ctx: CycleContext, lr: float):
@@ -358,7 +355,7 @@ class CurriculumRun:
         if ternary:
             ensure_ternary(model)
         save_model(model, tok, out_dir)
-        _carry_extra_files(self.source, out_dir)
+        carry_extra_files(self.source, out_dir)
         if cc.plots:
             plots = self.stage_dir / "plots"
             plots.mkdir(parents=True, exist_ok=True)
@@ -390,22 +387,6 @@ class CurriculumRun:
                             ("mastered_before", "mastered_after", "above_before", "above_after")])
         self.console.print(table)
         self.console.print(f"[curriculum] ECE {ece_before:.3f} -> {ece_after:.3f}")
-
-
-# files of a Hugging Face model folder that `save_model` rewrites; anything else in the input folder (e.g. the
-# thought mixing head saved by an earlier stage) is carried over unchanged
-_MODEL_FILES = ("model*.safetensors*", "pytorch_model*", "*.bin", "config.json", "generation_config.json",
-                "tokenizer*", "special_tokens_map.json", "chat_template*", "vocab*", "merges.txt", "added_tokens.json")
-
-
-def _carry_extra_files(source: Path, out_dir: Path) -> None:
-    """Copy files of the input folder that are not part of the model itself and that saving did not write."""
-    if not source.is_dir():
-        return
-    for path in source.iterdir():
-        target = out_dir / path.name
-        if path.is_file() and not target.exists() and not any(fnmatch.fnmatch(path.name, p) for p in _MODEL_FILES):
-            shutil.copy2(path, target)
 
 
 def run(cfg, inputs: StageInputs, stage_dir: Path) -> StageResult:
