@@ -6,8 +6,13 @@ answer tokens, batch 32, through the curriculum's own optimiser with its warm-up
 spends its budget on rollouts, several domains and consolidation, so a level that this probe cannot lift
 within a few hundred steps will not be mastered by the curriculum within its time budget either.
 A ternary model saved by the bitnet stage is trained as ternary (latent weights, straight-through).
+`--worked N` shows N of each batch's items in the worked-steps form Quiet-STaR trained (`<prompt> (show steps)`
+answered by `<steps> => <answer>`), as an auxiliary task in the manner of distilling step-by-step;
+`--statements N` fills N of each batch with the knowledge base's fact sentences (what pretraining read), the
+knowledge a closed-book `facts` question needs.
 
     python scripts/probe_learnability.py runs/tiny/03-bitnet/model --domain logic --level 5 --steps 160
+    python scripts/probe_learnability.py runs/tiny/03-bitnet/model --domain facts --level 1 --statements 16 --lr 1e-3
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from agent_forge.models import load_model
 from agent_forge.stages.curriculum.assessment import level_accuracy
 from agent_forge.stages.curriculum.episodes import sample_train_task
 from agent_forge.stages.curriculum.ternary import restore_ternary
+from agent_forge.stages.quietstar.data import worked_pair
+from agent_forge.tasks import knowledge_base_for
 from agent_forge.training.policy_gradient import PolicyGradientTrainer
+
+BATCH = 32
 
 
 def main() -> None:
@@ -34,21 +43,33 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--worked", type=int, default=0, help="items per batch shown with their worked steps")
+    ap.add_argument("--statements", type=int, default=0, help="knowledge-base sentences per batch (plain text)")
     args = ap.parse_args()
+    if args.worked + args.statements > BATCH:
+        ap.error(f"--worked plus --statements must be at most the batch size {BATCH}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model, tok = load_model(str(args.model))
     ternary = restore_ternary(model, args.model)
     rng = random.Random(args.seed)
 
+    statements = knowledge_base_for(args.seed).statements()
+
     def batch(step: int):
-        return [(t.prompt, t.answer) for t in (sample_train_task(args.domain, args.level, rng, args.seed) for _ in range(32))]
+        # a statement is an answer to the empty prompt: the loss covers the whole sentence
+        pairs = [("", rng.choice(statements)) for _ in range(args.statements)]
+        for i in range(BATCH - args.statements):
+            task = sample_train_task(args.domain, args.level, rng, args.seed)
+            worked = worked_pair(task) if i < args.worked else None
+            pairs.append(worked or (task.prompt, task.answer))
+        return pairs
 
     def val() -> float:
         return level_accuracy(model, tok, args.domain, args.level, "val", 48, args.seed)
 
     print(f"{args.model} ({'ternary' if ternary else 'full precision'}): {args.domain} level {args.level}, "
-          f"lr {args.lr}; step 0: val {val():.3f}")
+          f"lr {args.lr}, worked {args.worked}, statements {args.statements}; step 0: val {val():.3f}")
     trainer = PolicyGradientTrainer(model, tok, lr=args.lr, kl_coef=0.0, warmup_steps=10)
     for step in range(1, args.steps + 1):
         trainer.step([], [], [], [], demonstrations=batch(step))
