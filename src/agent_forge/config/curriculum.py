@@ -150,6 +150,8 @@ class CurriculumConfig(Section):
     min_cycles_per_level: int = Field(2, ge=1)
     mastery_threshold: float = Field(0.8, gt=0, le=1)
     val_items: int = Field(48, ge=4, description="validation items per domain for the mastery check")
+    confirm_mastery: bool = Field(
+        True, description="a check that reaches the threshold must be confirmed on val_items fresh validation items")
     test_items: int = Field(40, ge=4, description="test items per (domain, level) in the final report")
     check_every: int = Field(2, ge=1, description="cycles between validation checks for mastery")
     eval_levels_above: int = Field(3, ge=1, description="test levels reported above each baseline frontier")

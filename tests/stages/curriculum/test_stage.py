@@ -116,3 +116,39 @@ def test_bad_inputs_fail_with_one_line(tmp_path, trained_tiny):
         run(_cfg(), StageInputs(models={}), tmp_path / "b")
     with pytest.raises(ForgeError, match="not found"):
         run(_cfg(), StageInputs(models={"model": tmp_path / "nope"}), tmp_path / "c")
+
+
+def _check_and_fresh(model, tok, n: int):
+    """A (domain, level) where the tiny model scores higher on the check's items than on the fresh ones."""
+    from agent_forge.stages.curriculum.assessment import fresh_level_accuracy, level_accuracy
+
+    for domain in ("arithmetic", "logic"):
+        for level in (1, 2, 3):
+            check = level_accuracy(model, tok, domain, level, "val", n, 0)
+            fresh = fresh_level_accuracy(model, tok, domain, level, n, 0)
+            if check > fresh:
+                return domain, level, check, fresh
+    pytest.fail("no level where the check beats the fresh items")
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+def test_a_mastery_crossing_must_hold_on_fresh_items(trained_tiny, tmp_path, confirm):
+    """A threshold between the check's score and the fresh items' score advances only without confirmation."""
+    from agent_forge.stages.curriculum.controller import PerDomainDifficulty
+    from agent_forge.stages.curriculum.cycle import CycleContext
+    from agent_forge.stages.curriculum.stage import CurriculumRun
+
+    source, model, tok = trained_tiny
+    domain, level, check, fresh = _check_and_fresh(model, tok, SMALL["val_items"])
+    cfg = _cfg(mastery_threshold=(check + fresh) / 2, confirm_mastery=confirm)
+    stage = CurriculumRun(cfg, StageInputs(models={"model": source}), tmp_path / "stage")
+    ctx = CycleContext(model, tok, None, None, None, PerDomainDifficulty.from_config(cfg.curriculum.controller),
+                       cfg.curriculum, 0)
+    state, targets, metrics = {"mastered": {domain: level - 1}}, {domain: level}, {}
+    stage._advance_mastered(ctx, state, targets, {domain: check}, metrics)
+    if confirm:
+        assert state["mastered"][domain] == level - 1 and targets == {domain: level}
+        assert metrics["confirm"] == {domain: round(fresh, 4)}
+    else:
+        assert state["mastered"][domain] == level and targets == {domain: level + 1}
+        assert "confirm" not in metrics

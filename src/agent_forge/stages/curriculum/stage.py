@@ -31,7 +31,7 @@ from ...training.policy_gradient import PolicyGradientTrainer
 from ...training.replay import ReplayBuffer
 from ...utils.atomic import atomic_write_bytes, atomic_write_json
 from .. import StageInputs, StageResult
-from .assessment import assess, level_accuracy
+from .assessment import assess, fresh_level_accuracy, level_accuracy
 from .controller import PerDomainDifficulty
 from .cycle import CycleContext, run_cycle
 from .dream import dream
@@ -270,18 +270,14 @@ class CurriculumRun:
                 acc = self._validate(ctx, targets)
                 metrics["val"] = acc
                 ctx.target_accuracy.update(acc)
-                for d, a in acc.items():
-                    if a >= cc.mastery_threshold:
-                        self._advance(ctx, state, targets, d)
+                self._advance_mastered(ctx, state, targets, acc, metrics)
             state["history"].append(metrics)
             bar.set_postfix(success=f"{metrics['success']:.2f}", difficulty=f"{metrics['difficulty']:.2f}")
             if not targets or time.perf_counter() - start > cc.time_budget_s:
                 break
         bar.close()
         final = self._validate(ctx, targets)
-        for d, a in final.items():
-            if a >= cc.mastery_threshold:
-                self._advance(ctx, state, targets, d)
+        self._advance_mastered(ctx, state, targets, final, {})
         if cc.sleep.enabled:
             self._sleep(ctx, slow_ref, seed=self.seed * 13 + level)
         if cc.self_model.enabled:
@@ -292,6 +288,20 @@ class CurriculumRun:
             cc.self_model.ece_bins)
         return {"level": level, "targets": started_with, "cycles": cycles, "val": final, "ece": round(calib["ece"], 4),
                 "mastered": {d: state["mastered"][d] for d in started_with}}
+
+    def _advance_mastered(self, ctx: CycleContext, state: dict, targets: dict, acc: dict, metrics: dict) -> None:
+        """Advance every domain whose check reached the mastery threshold and, when `confirm_mastery` is on,
+        held it on fresh validation items (recorded under `metrics["confirm"]`)."""
+        cc = self.cc
+        for d, a in acc.items():
+            if a < cc.mastery_threshold:
+                continue
+            if cc.confirm_mastery:
+                second = round(fresh_level_accuracy(ctx.model, ctx.tokenizer, d, targets[d], cc.val_items, self.seed), 4)
+                metrics.setdefault("confirm", {})[d] = second
+                if second < cc.mastery_threshold:
+                    continue
+            self._advance(ctx, state, targets, d)
 
     @staticmethod
     def _advance(ctx: CycleContext, state: dict, targets: dict, domain: str) -> None:
