@@ -146,7 +146,7 @@ class CurriculumConfig(Section):
 
     domains: list[str] = Field(default_factory=lambda: ["arithmetic", "strings", "logic", "facts"])
     levels: int = Field(10, ge=1, le=10, description="curriculum levels above the baseline")
-    max_cycles_per_level: int = Field(12, ge=1)
+    max_cycles_per_level: int = Field(15, ge=1)
     min_cycles_per_level: int = Field(2, ge=1)
     mastery_threshold: float = Field(0.8, gt=0, le=1)
     val_items: int = Field(48, ge=4, description="validation items per domain for the mastery check")
@@ -157,7 +157,7 @@ class CurriculumConfig(Section):
     eval_levels_above: int = Field(3, ge=1, description="test levels reported above each baseline frontier")
     replay_capacity: int = Field(256, ge=1, description="verified pairs kept per (domain, level) for replay")
     replay_seed_items: int = Field(48, ge=0, description="train items per mastered level checked to seed replay")
-    time_budget_s: float = Field(420.0, gt=0, description="stop starting new levels after this many seconds")
+    time_budget_s: float = Field(540.0, gt=0, description="stop starting new cycles after this many seconds")
     assessment: AssessmentConfig = AssessmentConfig()
     mix: TaskMixConfig = TaskMixConfig()
     cycle: CycleConfig = CycleConfig()
