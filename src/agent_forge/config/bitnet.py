@@ -32,11 +32,7 @@ class BitNetConfig(Section):
     warmup_fraction: float = Field(0.3, ge=0, le=1, description="share of steps over which lambda ramps 0 -> 1")
     warmup_schedule: Literal["linear", "cosine", "step"] = "linear"
     kl_weight: float = Field(1.0, ge=0)
-    # The conversion runs before the heavy training of stage 2 and should carry over what the teacher knows.
-    # At weight 1 the task loss turned the 500 QAT steps into training of their own (logic level 4: 18% ->
-    # 88%, above the teacher), which left the curriculum no learnable level in that domain; at 0.1 it still
-    # anchors exact answers while the KL term does the conversion.
-    task_weight: float = Field(0.1, ge=0, description="weight of the answer cross-entropy (the task loss)")
+    task_weight: float = Field(1.0, ge=0, description="weight of the answer cross-entropy (the task loss)")
     temperature: float = Field(1.0, gt=0)
     kl_positions: Literal["all", "answer"] = "all"
     grad_clip: float = Field(1.0, ge=0)
