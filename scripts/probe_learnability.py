@@ -56,7 +56,7 @@ def main() -> None:
 
     statements = knowledge_base_for(args.seed).statements()
 
-    def batch(step: int):
+    def batch():
         # a statement is an answer to the empty prompt: the loss covers the whole sentence
         pairs = [("", rng.choice(statements)) for _ in range(args.statements)]
         for i in range(BATCH - args.statements):
@@ -72,9 +72,10 @@ def main() -> None:
           f"lr {args.lr}, worked {args.worked}, statements {args.statements}; step 0: val {val():.3f}")
     trainer = PolicyGradientTrainer(model, tok, lr=args.lr, kl_coef=0.0, warmup_steps=10)
     for step in range(1, args.steps + 1):
-        trainer.step([], [], [], [], demonstrations=batch(step))
+        trainer.step([], [], [], [], demonstrations=batch())
         if step % 20 == 0 or step == args.steps:
             print(f"step {step}: val {val():.3f}", flush=True)
+
 
 if __name__ == "__main__":
     main()

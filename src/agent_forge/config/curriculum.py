@@ -38,9 +38,8 @@ class TaskMixConfig(Section):
     organic_paths: list[str] = Field(default_factory=list)
     retrieval_passages: int = Field(3, ge=1, description="passages in a retrieval prompt (the hit plus distractors)")
     critic_samples: int = Field(2, ge=1, description="critic verdicts sampled per solver answer in multi-agent tasks")
-    # which domain a prompt comes from: "signal" weights each by p(1-p), p its validation accuracy at its target
-    # level (+ floor),
-    # where a group-baseline gradient has most to learn; "uniform" draws every active domain equally
+    # which domain a prompt comes from: "signal" weights each by p(1-p) (+ floor), p its validation accuracy at
+    # its target level, where a group-baseline gradient has most to learn; "uniform" draws every domain equally
     domain_focus: Literal["signal", "uniform"] = "signal"
     focus_floor: float = Field(0.05, ge=0, description="weight every active domain keeps under domain_focus=signal")
 

@@ -30,8 +30,9 @@ class Profile:
         }
 
 
-def level_accuracy(model, tokenizer, domain: str, level: int, split: str, n: int, seed: int) -> float:
-    tasks = make_tasks(domain, level, split, n, seed)
+def level_accuracy(model, tokenizer, domain: str, level: int, split: str, n: int, seed: int, skip: int = 0) -> float:
+    """Greedy exact-match accuracy on `n` tasks of the (domain, level, split, seed) stream, after its first `skip`."""
+    tasks = make_tasks(domain, level, split, skip + n, seed)[skip:]
     hits = fast_exact_match(model, tokenizer, tasks)
     return sum(hits) / max(1, len(hits))
 
@@ -45,9 +46,7 @@ def fresh_level_accuracy(model, tokenizer, domain: str, level: int, n: int, seed
     selection bias. A split smaller than 2n repeats items (the facts world has few questions per level), and
     then the confirmation is no stricter than the check.
     """
-    tasks = make_tasks(domain, level, "val", 2 * n, seed)[n:]
-    hits = fast_exact_match(model, tokenizer, tasks)
-    return sum(hits) / max(1, len(hits))
+    return level_accuracy(model, tokenizer, domain, level, "val", n, seed, skip=n)
 
 
 def assess(model, tokenizer, domains: list[str], *, items_per_level: int, threshold: float, patience: int, seed: int) -> Profile:
