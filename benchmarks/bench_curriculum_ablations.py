@@ -1,5 +1,6 @@
 """Ablations of the curriculum stage: the full loop next to runs without sleep/dream, without self-modeling,
-with Grokfast (off by default, so its ablation switches it on) and without thoughts, all from the same
+with Grokfast (off by default, so its ablation switches it on), without thoughts and without the extra
+supervised steps on organic demonstrations (`cycle.demo_steps=0`), all from the same
 entering model with the same seed and a small config of a fixed number of cycles.
 
 For each variant it prints the domains whose mastered level rose above the baseline, the mean test accuracy
@@ -37,6 +38,7 @@ VARIANTS = {
     # Grokfast is off by default (it destabilised RL here), so its ablation switches it on
     "with grokfast": {"grokfast": {"enabled": True}},
     "no thoughts": {"cycle": {"use_thoughts": False}},
+    "no demo steps": {"cycle": {"demo_steps": 0}},
 }
 
 

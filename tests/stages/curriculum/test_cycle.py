@@ -6,16 +6,25 @@ import random
 import torch
 
 from agent_forge.config.curriculum import CurriculumConfig
-from agent_forge.models import add_special_tokens
+from agent_forge.models import add_special_tokens, encode_pairs
 from agent_forge.stages.curriculum.controller import PerDomainDifficulty
 from agent_forge.stages.curriculum.cycle import CycleContext, run_cycle
 from agent_forge.stages.curriculum.episodes import Episode, TaskMixer, sample_train_task
+from agent_forge.tasks import make_tasks
 from agent_forge.stages.curriculum.rollout import END_OF_THOUGHT, START_OF_THOUGHT, Thinker, rollout
 from agent_forge.training.policy_gradient import PolicyGradientTrainer
 from agent_forge.training.replay import ReplayBuffer
+from agent_forge.training.supervised import answer_cross_entropy
 
 SMALL = {"domains": ["arithmetic", "logic"], "cycle": {"prompts": 6, "samples_per_prompt": 3, "max_new_tokens": 8},
          "mix": {"organic": 1, "synthetic": 3, "retrieval": 1, "multi_agent": 2}}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
 
 
 def _context(model, tok, cfg, thinker=None):
@@ -38,6 +47,24 @@ def test_cycle_updates_the_model_and_reports_metrics(trained_tiny):
     assert 0.0 <= metrics["success"] <= 1.0 and metrics["kl"] >= 0.0
     # organic demo + every unsolved solver group gets its worked solution
     assert metrics["demonstrations"] >= 1 + metrics["unsolved_groups"]
+
+
+def test_demo_steps_add_supervised_steps_that_teach_the_target_level(trained_tiny):
+    """Extra organic steps per cycle: one optimiser step each, and the target level's loss falls further."""
+    _, model, tok = trained_tiny
+    held_out = [(t.prompt, t.answer) for t in make_tasks("arithmetic", 2, "val", 32, 0)]
+    losses, steps = {}, {}
+    for n in (0, 3):
+        cfg = CurriculumConfig.model_validate(_merge(SMALL, {"domains": ["arithmetic"], "cycle": {"demo_steps": n}}))
+        ctx = _context(copy.deepcopy(model), tok, cfg)
+        ctx.controller.reset(1.0)  # every demonstration at the target level
+        for c in range(2):
+            run_cycle(ctx, c, 1, {"arithmetic": 2})
+        steps[n] = ctx.trainer.steps_done
+        with torch.no_grad():
+            losses[n] = float(answer_cross_entropy(ctx.model, encode_pairs(tok, *map(list, zip(*held_out)))))
+    assert steps == {0: 2, 3: 8}
+    assert losses[3] < losses[0] - 0.05, losses
 
 
 def test_rollout_with_thoughts_puts_the_thought_between_prompt_and_answer(trained_tiny):

@@ -36,6 +36,17 @@ def test_difficulty_zero_draws_the_level_below():
     assert {e.task.level for e in episodes} == {2}
 
 
+def test_organic_demonstrations_follow_the_difficulty_knob():
+    mixer = TaskMixer(TaskMixConfig(organic=40), 0, 0.0, False)
+    below = mixer.demonstrations({"arithmetic": 3}, random.Random(3), difficulty=0.0)
+    at_target = mixer.demonstrations({"arithmetic": 3}, random.Random(3), difficulty=1.0)
+    mixed = mixer.demonstrations({"arithmetic": 3}, random.Random(3), difficulty=0.5)
+    assert len(below) == len(at_target) == len(mixed) == 40
+    # arithmetic level 2 adds 3-digit numbers, level 3 2-digit ones with carries: the operands tell them apart
+    digits = lambda pairs: {len(p.split("+")[0]) for p, _ in pairs}
+    assert digits(below) == {3} and digits(at_target) == {2} and digits(mixed) == {2, 3}
+
+
 def test_prefix_says_who_where_and_how_well():
     mixer = TaskMixer(TaskMixConfig(organic=0, synthetic=1, retrieval=0, multi_agent=0), 0, 1.0, True)
     episodes, _ = mixer.draw(4, {"logic": 2}, 1.0, 3, {"logic": 0.5}, random.Random(0))

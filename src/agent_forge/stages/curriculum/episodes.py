@@ -141,21 +141,11 @@ class TaskMixer:
         often each domain is drawn (uniform when omitted; see `learning_signal_weights`).
         """
         counts = self.counts(n, rng)
-        domains = sorted(targets)
-        weights = [max(0.0, domain_weights.get(d, 1.0)) for d in domains] if domain_weights else None
-        if weights is not None and sum(weights) <= 0:
-            weights = [1.0] * len(domains)  # all zero: every domain alike
-
-        def pick_domain() -> str:
-            return rng.choices(domains, weights=weights)[0] if weights else rng.choice(domains)
+        pick_domain = _domain_picker(targets, domain_weights, rng)
         episodes: list[Episode] = []
         demos: list[tuple[str, str]] = []
 
-        def level_for(domain: str) -> int:
-            target = targets[domain]
-            knob = difficulty[domain] if isinstance(difficulty, dict) else difficulty
-            return target - 1 if target > 1 and rng.random() >= knob else target
-
+        level_for = _level_picker(targets, difficulty, rng)
         for _ in range(counts["synthetic"]):
             domain = pick_domain()
             task = sample_train_task(domain, level_for(domain), rng, self.world_seed)
@@ -170,14 +160,47 @@ class TaskMixer:
             task = sample_train_task("facts", level, rng, self.world_seed)
             prompt = retrieval_prompt(task, self.retriever, rng, self.n_passages)
             episodes.append(Episode(task, prompt, "retrieval"))
-        for _ in range(counts["organic"]):
+        demos.extend(self.demonstrations(targets, rng, domain_weights, counts["organic"], difficulty))
+        return episodes, demos
+
+    def demonstrations(
+        self, targets: dict[str, int], rng: random.Random, domain_weights: dict[str, float] | None = None,
+        n: int | None = None, difficulty: float | dict[str, float] = 1.0,
+    ) -> list[tuple[str, str]]:
+        """`n` (default: the configured `organic`) organic demonstrations: the user's pairs, or worked solutions
+        drawn like the rolled-out prompts: domains by `domain_weights`, the level below the target with
+        probability `1 - difficulty`. Those below-target demonstrations rehearse the level the domain has just
+        mastered, which training on the next one alone wipes out (arithmetic 1 fell from 0.83 to 0.06-0.37
+        within a few cycles of starting level 2 on the tiny run)."""
+        pick_domain = _domain_picker(targets, domain_weights, rng)
+        level_for = _level_picker(targets, difficulty, rng)
+        demos = []
+        for _ in range(self.organic if n is None else n):
             if self.user_pairs:
                 demos.append(rng.choice(self.user_pairs))
             else:
                 domain = pick_domain()
-                task = sample_train_task(domain, targets[domain], rng, self.world_seed)
+                task = sample_train_task(domain, level_for(domain), rng, self.world_seed)
                 demos.append((task.prompt, task.answer))
-        return episodes, demos
+        return demos
+
+
+def _domain_picker(targets: dict[str, int], domain_weights: dict[str, float] | None, rng: random.Random):
+    """A function drawing one of `targets`' domains by `domain_weights` (uniformly when omitted or all zero)."""
+    domains = sorted(targets)
+    weights = [max(0.0, domain_weights.get(d, 1.0)) for d in domains] if domain_weights else None
+    if weights is not None and sum(weights) <= 0:
+        weights = [1.0] * len(domains)
+    return lambda: rng.choices(domains, weights=weights)[0] if weights else rng.choice(domains)
+
+
+def _level_picker(targets: dict[str, int], difficulty: float | dict[str, float], rng: random.Random):
+    """A function giving a domain's task level: its target, or the level below with probability 1 - difficulty."""
+    def level_for(domain: str) -> int:
+        target = targets[domain]
+        knob = difficulty[domain] if isinstance(difficulty, dict) else difficulty
+        return target - 1 if target > 1 and rng.random() >= knob else target
+    return level_for
 
 
 def learning_signal_weights(domains, accuracy: dict[str, float], floor: float) -> dict[str, float]:
