@@ -6,6 +6,8 @@ multi-agent solvers' answers, and makes one group-baseline policy-gradient step 
 model that entered the stage. The same step carries demonstrations: the organic worked solutions, one
 verified sample per solved group (STaR-style), the reference answer of every group where no sample succeeded
 (reward alone cannot lift a task whose pass@k is zero), and a few verified items replayed from earlier levels.
+Then `cycle.demo_steps` supervised steps follow, each on fresh organic demonstrations and replayed items: one
+update per rollout batch learned a learnable level far more slowly than supervision on the same data does.
 The success rate of the solver episodes drives the edge-of-chaos controller.
 
 Exercise: `pytest tests/stages/curriculum/test_cycle.py`.
