@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -139,4 +140,7 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    # a shell without job control starts background jobs with SIGINT ignored, and Python keeps it ignored;
+    # the Ctrl-C test needs the interpreter's KeyboardInterrupt however the test run itself was launched
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.exit(main(sys.argv[1:]))
