@@ -10,21 +10,14 @@ from agent_forge.models import add_special_tokens, encode_pairs
 from agent_forge.stages.curriculum.controller import PerDomainDifficulty
 from agent_forge.stages.curriculum.cycle import CycleContext, run_cycle
 from agent_forge.stages.curriculum.episodes import Episode, TaskMixer, sample_train_task
-from agent_forge.tasks import make_tasks
 from agent_forge.stages.curriculum.rollout import END_OF_THOUGHT, START_OF_THOUGHT, Thinker, rollout
+from agent_forge.tasks import make_tasks
 from agent_forge.training.policy_gradient import PolicyGradientTrainer
 from agent_forge.training.replay import ReplayBuffer
 from agent_forge.training.supervised import answer_cross_entropy
 
 SMALL = {"domains": ["arithmetic", "logic"], "cycle": {"prompts": 6, "samples_per_prompt": 3, "max_new_tokens": 8},
          "mix": {"organic": 1, "synthetic": 3, "retrieval": 1, "multi_agent": 2}}
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 def _context(model, tok, cfg, thinker=None):
@@ -55,7 +48,8 @@ def test_demo_steps_add_supervised_steps_that_teach_the_target_level(trained_tin
     held_out = [(t.prompt, t.answer) for t in make_tasks("arithmetic", 2, "val", 32, 0)]
     losses, steps = {}, {}
     for n in (0, 3):
-        cfg = CurriculumConfig.model_validate(_merge(SMALL, {"domains": ["arithmetic"], "cycle": {"demo_steps": n}}))
+        cfg = CurriculumConfig.model_validate(
+            {**SMALL, "domains": ["arithmetic"], "cycle": {**SMALL["cycle"], "demo_steps": n}})
         ctx = _context(copy.deepcopy(model), tok, cfg)
         ctx.controller.reset(1.0)  # every demonstration at the target level
         for c in range(2):

@@ -100,7 +100,8 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
         [s.reward for s in everything], [s.group for s in everything], demonstrations=demos,
     )
     for _ in range(cc.demo_steps):
-        extra = ctx.mixer.demonstrations(targets, rng, weights, difficulty=difficulty) + ctx.replay.sample(cc.replay_old, rng, old_keys)
+        extra = ctx.mixer.demonstrations(targets, rng, weights, difficulty=difficulty)
+        extra += ctx.replay.sample(cc.replay_old, rng, old_keys)
         if extra:
             ctx.trainer.step([], [], [], [], demonstrations=extra)
     solver = [s for s in samples if episodes[s.group].kind in ("synthetic", "multi_agent", "retrieval")]
