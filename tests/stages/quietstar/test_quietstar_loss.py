@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from quietstar_helpers import batch_of, random_head
 
-from agent_forge.stages.quietstar.loss import quietstar_loss, talk_targets
+from agent_forge.stages.quietstar.loss import quietstar_loss, talk_targets, thought_advantage
 from agent_forge.stages.quietstar.mixing import MixingHead
 from agent_forge.stages.quietstar.parallel import ThoughtShape, think_in_parallel
 from agent_forge.stages.quietstar.sampling import ThoughtSampler
@@ -106,11 +106,20 @@ def test_gradients_reach_model_head_and_thought_embeddings(tiny_thinker):
     lm_head = model.get_output_embeddings()
 
     # at initialisation (w = 0) the thoughts cannot matter yet: only the head's last layer learns, which is
-    # what lets thoughts start to count after the first step
+    # what lets thoughts start to count after the first step. Exact zero by construction (see
+    # thought_advantage), on every CPU.
     fresh_head, embed = MixingHead(32), ThoughtEmbedding(model, tokens, grad_weight=100.0)
     quietstar_loss(_rollout(model, tokens, fresh_head, ids, mask, embed=embed), lm_head, ids, mask.bool()).total.backward()
     assert fresh_head.output.weight.grad.abs().sum() > 0
     assert embed.scaled.grad.abs().sum() == 0
+
+    # the same check fails once the zero-init is broken, even slightly: the assertion above can catch a leak
+    model.zero_grad()
+    nudged, embed = MixingHead(32), ThoughtEmbedding(model, tokens, grad_weight=100.0)
+    with torch.no_grad():
+        nudged.output.weight.fill_(1e-3)
+    quietstar_loss(_rollout(model, tokens, nudged, ids, mask, embed=embed), lm_head, ids, mask.bool()).total.backward()
+    assert embed.scaled.grad.abs().sum() > 0
 
     model.zero_grad()
     head, embed = random_head(32), ThoughtEmbedding(model, tokens, grad_weight=100.0)
@@ -118,6 +127,20 @@ def test_gradients_reach_model_head_and_thought_embeddings(tiny_thinker):
     assert embed.scaled.grad[0].abs().sum() > 0 and embed.scaled.grad[1].abs().sum() > 0
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_equal_rewards_give_exactly_zero_advantage():
+    # equal floats whose mean does not round back to them (-5.6292 * 3 / 3 in float32): the plain
+    # "reward minus mean" baseline leaves a residue of one ulp, which REINFORCE turns into a gradient
+    continuation = torch.tensor(-5.629199028015137).expand(1, 3, 1).clone()
+    assert (continuation - continuation.mean(dim=1, keepdim=True)).abs().max() > 0
+    live = torch.ones(1, 3, 2, 1)
+    assert thought_advantage(continuation, live).abs().max() == 0
+    # unequal rewards keep the usual centred advantage
+    continuation = torch.tensor([[[1.0], [2.0], [6.0]]])
+    assert torch.allclose(thought_advantage(continuation, live), torch.tensor([[[-2.0], [-1.0], [3.0]]]))
+    # slots where every thought is mixed in with weight exactly 0 have no advantage
+    assert thought_advantage(continuation, torch.zeros(1, 3, 2, 1)).abs().max() == 0
 
 
 def test_targets_are_the_next_true_tokens():

