@@ -66,8 +66,8 @@ def measure(variant: str, folder: str, threads: int, new_tokens: int, prompt_len
     torch.set_num_threads(threads)
     from transformers import AutoModelForCausalLM
 
-    from agent_forge.stages.bitnet import load_packed
-    from agent_forge.stages.bitnet.kernel import kernel_description
+    from agent_forge.models.formats.ternary import load_packed
+    from agent_forge.models.formats.ternary.kernel import kernel_description
 
     kernel = kernel_description()  # compiles/loads the kernel before the baseline, as imports are
     _reset_peak()
@@ -108,9 +108,9 @@ def layer_table(model, threads: int, prompt_len: int) -> list[dict]:
     """Time one linear layer of every distinct shape: fp32 nn.Linear vs the packed kernel, 1 and many tokens."""
     import torch
 
-    from agent_forge.stages.bitnet import bitlinear_layers
-    from agent_forge.stages.bitnet.kernel import TernaryMatmul
-    from agent_forge.stages.bitnet.packing import pack_kernel
+    from agent_forge.models.formats.ternary import bitlinear_layers
+    from agent_forge.models.formats.ternary.kernel import TernaryMatmul
+    from agent_forge.models.formats.ternary.packing import pack_kernel
 
     torch.set_num_threads(threads)
     clock = _clock(threads)
@@ -147,7 +147,7 @@ def _build(args, workdir: Path):
     import torch
 
     torch.manual_seed(0)
-    from agent_forge.stages.bitnet import convert_to_bitlinear, export_packed
+    from agent_forge.models.formats.ternary import convert_to_bitlinear, export_packed
 
     if args.model or args.gguf:
         from agent_forge.models import load_model
@@ -173,7 +173,7 @@ def _build(args, workdir: Path):
     # the fp32 variant: the same ternary function stored and computed the ordinary way
     from torch import nn
 
-    from agent_forge.stages.bitnet import bitlinear_layers
+    from agent_forge.models.formats.ternary import bitlinear_layers
 
     for layer_name, layer in bitlinear_layers(model).items():
         dense = nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)

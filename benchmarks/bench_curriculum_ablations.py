@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from agent_forge.config import ForgeConfig, TinyModelConfig
-from agent_forge.models import add_special_tokens, build_tiny_model, build_tiny_tokenizer, load_model, save_model
+from agent_forge.models import add_special_tokens, build_tiny_model, build_tiny_tokenizer, load_agent, save_model
 from agent_forge.stages import StageInputs
 from agent_forge.stages.curriculum import run
 from agent_forge.stages.curriculum.rollout import END_OF_THOUGHT, START_OF_THOUGHT
@@ -52,10 +52,8 @@ def _merge(base: dict, extra: dict) -> dict:
 def entering_model(path: str | None, workdir: Path, steps: int) -> Path:
     """The model every variant starts from, with thought tokens."""
     if path:
-        model, tok = load_model(path)
-        from agent_forge.stages.bitnet import restore_bitlinear
-
-        restore_bitlinear(model, path)
+        agent = load_agent(path)  # a ternary checkpoint comes back ternary
+        model, tok = agent.model, agent.tokenizer
     else:
         tok = build_tiny_tokenizer(alphabet())
         model = build_tiny_model(tok, TinyModelConfig(), seed=0)

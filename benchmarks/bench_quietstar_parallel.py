@@ -23,11 +23,11 @@ import torch
 
 from agent_forge.config.seed import TinyModelConfig
 from agent_forge.models import build_tiny_model, build_tiny_tokenizer, load_model
-from agent_forge.stages.quietstar.mixing import MixingHead
+from agent_forge.models.formats.thoughts.mixing import MixingHead
 from agent_forge.stages.quietstar.parallel import ThoughtShape, think_in_parallel
 from agent_forge.stages.quietstar.reference import think_naively
-from agent_forge.stages.quietstar.sampling import ThoughtSampler
-from agent_forge.stages.quietstar.tokens import add_thought_tokens
+from agent_forge.inference.thought_sampling import ThoughtSampler
+from agent_forge.models.formats.thoughts.tokens import add_thought_tokens
 from agent_forge.tasks import alphabet
 
 

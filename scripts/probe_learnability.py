@@ -27,10 +27,9 @@ from pathlib import Path
 
 import torch
 
-from agent_forge.models import load_model
 from agent_forge.stages.curriculum.assessment import level_accuracy
 from agent_forge.stages.curriculum.episodes import sample_train_task
-from agent_forge.stages.curriculum.ternary import restore_ternary
+from agent_forge.models import load_agent
 from agent_forge.stages.quietstar.data import worked_pair
 from agent_forge.tasks import knowledge_base_for
 from agent_forge.training.policy_gradient import PolicyGradientTrainer
@@ -60,8 +59,8 @@ def main() -> None:
         ap.error(f"--worked plus --statements must be at most the batch size {BATCH}")
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    model, tok = load_model(str(args.model))
-    ternary = restore_ternary(model, args.model)
+    agent = load_agent(args.model)
+    model, tok, ternary = agent.model, agent.tokenizer, agent.ternary
     rng = random.Random(args.seed)
 
     statements = knowledge_base_for(args.seed).statements()

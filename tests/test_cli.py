@@ -17,7 +17,8 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from agent_forge.cli import app, parse_levels, parse_names, split_thoughts
+from agent_forge.cli import app, parse_levels, parse_names
+from agent_forge.inference import split_thoughts
 from agent_forge.config import ForgeConfig, TinyModelConfig, TrainPhase
 from agent_forge.errors import ForgeError
 from agent_forge.pipeline import Manifest
@@ -250,7 +251,7 @@ def test_eval_scores_a_bitnet_checkpoint_as_the_ternary_model(tmp_path):
     """The saved latent weights only mean something through BitLinear: eval must rebuild those layers."""
     from agent_forge.evaluation import evaluate
     from agent_forge.models import load_model, save_model
-    from agent_forge.stages.bitnet import convert_to_bitlinear
+    from agent_forge.models.formats.ternary import convert_to_bitlinear
     from agent_forge.tasks import make_tasks
 
     plain = build_and_save_tiny(tmp_path / "plain")

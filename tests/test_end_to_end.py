@@ -1,12 +1,9 @@
-"""Drive the real console script on configs/smoke.yaml: run, re-run (no-op), status, eval of the result."""
+"""Drive the real console script on the packaged smoke config: run, re-run (no-op), status, eval of the result."""
 
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).parents[1]
 
 
 def _cli(*args, cwd):
@@ -17,7 +14,7 @@ def _cli(*args, cwd):
 
 
 def test_smoke_pipeline_end_to_end(tmp_path):
-    run = _cli("run", "--config", str(ROOT / "configs" / "smoke.yaml"), f"run_root={tmp_path}", cwd=tmp_path)
+    run = _cli("run", "--config", "smoke", f"run_root={tmp_path}", cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     run_dir = tmp_path / "smoke"
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -27,7 +24,7 @@ def test_smoke_pipeline_end_to_end(tmp_path):
         stage_dirs = list(run_dir.glob(f"*-{name}"))
         assert len(stage_dirs) == 1 and (stage_dirs[0] / "metrics.json").is_file()
 
-    again = _cli("run", "--config", str(ROOT / "configs" / "smoke.yaml"), f"run_root={tmp_path}", cwd=tmp_path)
+    again = _cli("run", "--config", "smoke", f"run_root={tmp_path}", cwd=tmp_path)
     assert again.returncode == 0
     assert json.loads((run_dir / "manifest.json").read_text())["stages"] == stages
 

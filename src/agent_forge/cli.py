@@ -36,7 +36,6 @@ except ImportError:  # pragma: no cover - older typer uses click itself
 
 USER_ERROR = 2
 INTERRUPTED = 130
-THOUGHT_START, THOUGHT_END = "<|startofthought|>", "<|endofthought|>"
 
 
 def _fail(message: str, code: int = USER_ERROR) -> None:
@@ -96,12 +95,11 @@ def _main(
 # ---------------------------------------------------------------------------------------------------- run
 
 
-def default_config_path() -> Path | None:
-    """`configs/tiny.yaml` of the working directory, else of the source tree this package runs from, else None."""
-    for candidate in (Path("configs") / "tiny.yaml", Path(__file__).resolve().parents[2] / "configs" / "tiny.yaml"):
-        if candidate.is_file():
-            return candidate
-    return None
+def default_config_path() -> Path:
+    """The packaged `tiny` config (`agent_forge/configs/tiny.yaml`), what `run` uses without --config."""
+    from .config import DEFAULT_CONFIG, resolve_config
+
+    return resolve_config(DEFAULT_CONFIG)
 
 
 @app.command()
@@ -109,7 +107,9 @@ def run(
     overrides: Optional[list[str]] = typer.Argument(
         None, help="Config overrides key.path=value, e.g. name=try2 seed_stage.pretrain.steps=10."
     ),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (default: configs/tiny.yaml)."),
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", help="YAML file, or a packaged config's name: tiny (the default), smoke, ..."
+    ),
     until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
     resume: bool = typer.Option(False, "--resume", help="Continue an unfinished run, redoing any half-finished stage."),
 ) -> None:
@@ -120,13 +120,13 @@ def run(
     An unfinished run, or one made with a different config, is only continued with --resume, which keeps the
     finished stages and redoes any half-finished one; otherwise choose a new name=... .
     """
-    from .config import load_config
+    from .config import load_config, resolve_config
     from .pipeline import run_pipeline, status_table
 
-    config = config or default_config_path()
-    cfg = load_config(config, list(overrides or []))
+    config_path = resolve_config(config) if config else default_config_path()
+    cfg = load_config(config_path, list(overrides or []))
     console = Console()
-    console.print(f"config: {config or 'built-in defaults (the tiny profile)'}", markup=False)
+    console.print(f"config: {config_path}", markup=False)
     try:
         run_dir = run_pipeline(cfg, until=until, resume=resume, console=console)
     except KeyboardInterrupt:
@@ -231,19 +231,18 @@ def eval_command(
         raise ForgeError(f"unknown domain(s) {', '.join(unknown)}; known: {', '.join(DOMAINS)}")
 
     from .evaluation import evaluate
-    from .models import load_model
+    from .models import load_agent
     from .tasks import make_tasks
     from .utils import configure_threads
 
     configure_threads(threads)
     console = Console()
     try:
-        net, tokenizer = load_model(model, device=device, dtype=dtype)
-        # a BitNet checkpoint holds latent weights: scored as plain linears it answers nothing right
-        _restore_ternary(net, model)
+        # every extension restored: a BitNet checkpoint is scored ternary, a packed export through its kernel
+        agent = load_agent(model, device=device, dtype=dtype)
         tasks = [t for d in domain_list for lvl in level_list for t in make_tasks(d, lvl, split, n, seed)]
         console.print(f"{model}: {len(tasks)} {split} tasks, method {method}", markup=False)
-        report = evaluate(net, tokenizer, tasks, method=method, batch_size=batch_size)
+        report = evaluate(agent.model, agent.tokenizer, tasks, method=method, batch_size=batch_size)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(INTERRUPTED) from None
@@ -265,83 +264,37 @@ def eval_command(
 # ----------------------------------------------------------------------------------------------------- chat
 
 
-def split_thoughts(text: str) -> list[tuple[str, bool]]:
-    """Cut generated text into (piece, is_thought) around `<|startofthought|> ... <|endofthought|>` spans.
-
-    An unclosed thought (generation stopped inside it) runs to the end of the text.
-    """
-    pieces: list[tuple[str, bool]] = []
-    rest = text
-    while THOUGHT_START in rest:
-        before, _, after = rest.partition(THOUGHT_START)
-        thought, closed, rest = after.partition(THOUGHT_END)
-        if before:
-            pieces.append((before, False))
-        pieces.append((thought, True))
-        if not closed:
-            rest = ""
-    if rest:
-        pieces.append((rest, False))
-    return pieces
-
-
-def _strip_special(text: str, tokenizer) -> str:
+def _strip_special(text: str, tokenizer, keep: tuple[str, ...]) -> str:
     for token in getattr(tokenizer, "all_special_tokens", []):
-        if token and token not in (THOUGHT_START, THOUGHT_END):
+        if token and token not in keep:
             text = text.replace(token, "")
     return text
 
 
-def _reply(net, tokenizer, prompt: str, *, max_new_tokens: int, temperature: float, seed: int, show_thoughts: bool) -> Any:
+def render_reply(reply, agent, show_thoughts: bool) -> Any:
+    """A reply as rich text: thoughts dimmed (when shown), special tokens removed, never an empty line."""
     from rich.text import Text
 
-    from .models import generate
+    from .inference import split_thoughts
 
-    raw = generate(
-        net, tokenizer, [prompt], max_new_tokens=max_new_tokens, temperature=temperature, batch_size=1,
-        seed=seed, skip_special_tokens=False, progress=False,
-    )[0]
     shown = Text()
-    for piece, is_thought in split_thoughts(_strip_special(raw, tokenizer)):
-        if not is_thought:
-            shown.append(piece)
-        elif show_thoughts:
-            shown.append(f"[thought: {piece.strip()}] ", style="dim italic")
+    if agent.thinks:
+        shown.append(reply.text)
+        if show_thoughts and reply.thoughts:
+            shown.append("  [thoughts: " + " | ".join(t.strip() for t in reply.thoughts) + "]", style="dim italic")
+    else:
+        # a model without a head may still write delimiter spans of its own: show them as thoughts
+        from .models.formats.thoughts import END_OF_THOUGHT, START_OF_THOUGHT
+
+        text = _strip_special(reply.text, agent.tokenizer, keep=(START_OF_THOUGHT, END_OF_THOUGHT))
+        for piece, is_thought in split_thoughts(text):
+            if not is_thought:
+                shown.append(piece)
+            elif show_thoughts:
+                shown.append(f"[thought: {piece.strip()}] ", style="dim italic")
     if not shown.plain.strip():
         shown = Text("(empty reply)", style="dim")  # the model ended its turn at once; say so rather than print nothing
     return shown
-
-
-def _restore_ternary(net, model: str) -> None:
-    """A BitNet checkpoint stores latent weights; rebuild its ternary layers so eval and chat run the real model."""
-    from .stages.bitnet import restore_bitlinear
-
-    if Path(model).is_dir():
-        restore_bitlinear(net, model)
-
-
-def _thinking_reply(model: str, device: str, dtype: str):
-    """For a folder with a Quiet-STaR mixing head: a reply function that thinks before each answer token."""
-    from rich.text import Text
-
-    from .stages.quietstar import generate_with_thoughts, has_head, load_quietstar
-
-    if not (Path(model).is_dir() and has_head(model)):
-        return None
-    qs = load_quietstar(model, device=device, dtype=dtype)
-    _restore_ternary(qs.model, model)
-
-    def reply(text: str, *, max_new_tokens: int, temperature: float, seed: int, show_thoughts: bool):
-        answer, thoughts = generate_with_thoughts(
-            qs.model, qs.tokenizer, qs.head, [text], thought_length=qs.thought_length, max_new_tokens=max_new_tokens,
-            temperature=temperature, seed=seed, batch_size=1, progress=False,
-        )[0]
-        shown = Text(answer or "(empty reply)")
-        if show_thoughts:
-            shown.append("  [thoughts: " + " | ".join(t.strip() for t in thoughts) + "]", style="dim italic")
-        return shown
-
-    return reply
 
 
 @app.command()
@@ -357,20 +310,23 @@ def chat(
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads; 0 keeps torch's default."),
 ) -> None:
     """Talk to a model: one reply per line typed (each line is answered on its own); /exit or EOF quits."""
-    from .models import load_model
+    from .inference import answer
+    from .models import load_agent
     from .utils import configure_threads
 
     _existing_model(model)
     configure_threads(threads)
-    options = dict(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, show_thoughts=show_thoughts)
-    reply = _thinking_reply(model, device, dtype)
-    if reply is None:
-        net, tokenizer = load_model(model, device=device, dtype=dtype)
-        _restore_ternary(net, model)
-        reply = lambda text, **kw: _reply(net, tokenizer, text, **kw)  # noqa: E731
+    agent = load_agent(model, device=device, dtype=dtype)
+
+    def reply(text: str):
+        # raw text (special tokens kept) so that delimiter spans of a model without a head can be shown
+        result = answer(agent, [text], max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=1,
+                        keep_special_tokens=True)
+        return render_reply(result[0], agent, show_thoughts)
+
     console = Console(highlight=False)
     if prompt is not None:
-        console.print(reply(prompt, **options))
+        console.print(reply(prompt))
         return
     interactive = sys.stdin.isatty()
     if interactive:
@@ -386,7 +342,7 @@ def chat(
             if text in {"/exit", "/quit"}:
                 break
             if text:
-                console.print(reply(text, **options))
+                console.print(reply(text))
     except KeyboardInterrupt:
         console.print()
 

@@ -194,18 +194,3 @@ def test_unsupported_architecture_and_bad_config(tiny_model, tiny_tokenizer, tmp
     assert "not a causal language model" in _one_line_error(folder)
     (folder / "config.json").write_text("{not json")
     assert "cannot read" in _one_line_error(folder)
-
-
-def test_carry_extra_files_copies_side_files_but_never_model_files(tmp_path):
-    from agent_forge.models import carry_extra_files
-
-    source, dest = tmp_path / "in", tmp_path / "out"
-    source.mkdir()
-    dest.mkdir()
-    for name in ("model.safetensors", "config.json", "vocab.json", "quietstar_head.safetensors", "notes.txt"):
-        (source / name).write_text(f"from source: {name}")
-    (dest / "notes.txt").write_text("already here")
-    assert carry_extra_files(source, dest) == ["quietstar_head.safetensors"]
-    assert (dest / "notes.txt").read_text() == "already here"
-    assert not (dest / "model.safetensors").exists() and not (dest / "vocab.json").exists()
-    assert carry_extra_files(tmp_path / "model.gguf", dest) == []

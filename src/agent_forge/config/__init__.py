@@ -1,7 +1,8 @@
 """The whole run's configuration: one pydantic section per stage, loaded from YAML with CLI overrides.
 
-`load_config(path, overrides)` is what the CLI calls; `agent-forge run --config configs/tiny.yaml seed.pretrain.steps=10`
-exercises it. Every shipped YAML in `configs/` is validated by `tests/config/test_configs.py`.
+`load_config(path, overrides)` is what the CLI calls; `agent-forge run --config tiny seed.pretrain.steps=10`
+exercises it. `path` is a YAML file, or the name of a config packaged in `agent_forge/configs/` (`tiny`,
+`smoke`, ...; see `resolve_config`). Every packaged YAML is validated by `tests/config/test_configs.py`.
 """
 
 from __future__ import annotations
@@ -105,13 +106,61 @@ def _expand_env(node):
     return node
 
 
+PACKAGED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+DEFAULT_CONFIG = "tiny"
+
+
+def packaged_configs() -> dict[str, Path]:
+    """The configs shipped inside the package, by name (file name without `.yaml`)."""
+    return {p.stem: p for p in sorted(PACKAGED_CONFIG_DIR.glob("*.yaml"))}
+
+
+def _is_config_name(spec: str) -> bool:
+    """`smoke` is a name; `./smoke`, `dir/smoke`, `smoke.yaml` are paths."""
+    separators = {os.sep, "/"} | ({os.altsep} if os.altsep else set())
+    return bool(spec) and not any(sep in spec for sep in separators) and not spec.endswith((".yaml", ".yml"))
+
+
+def _config_not_found(shown: str) -> ForgeError:
+    path = Path(shown)
+    hint = ""
+    if path.suffix in (".yaml", ".yml") and path.stem in packaged_configs():
+        hint = f" (the packaged config of that name is --config {path.stem})"
+    return ForgeError(f"config file not found: {shown}{hint}")
+
+
+def resolve_config(spec: Path | str) -> Path:
+    """A config argument -> the YAML file it means.
+
+    A `Path` is always a file path. A string that is an existing file is used as is; a bare name (no path
+    separator, no `.yaml`/`.yml`) that is not a file names a packaged config (`tiny`, `smoke`, ...),
+    ForgeError if there is none of that name; any other string is a path, ForgeError if no such file.
+    Strings are judged as typed: `Path("./smoke")` would drop the `./` that marks a path.
+    """
+    if isinstance(spec, Path):
+        return spec
+    text = spec
+    path = Path(text)
+    if path.is_file():
+        return path
+    if not _is_config_name(text):
+        raise _config_not_found(text)
+    packaged = packaged_configs()
+    if text not in packaged:
+        raise ForgeError(f"no config named {text!r} (packaged: {', '.join(packaged) or 'none'})")
+    return packaged[text]
+
+
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> ForgeConfig:
-    """Read YAML (or start from defaults), apply `a.b=value` overrides, validate; ForgeError on bad input."""
+    """Read YAML (or start from defaults), apply `a.b=value` overrides, validate; ForgeError on bad input.
+
+    `path` is a file or a packaged config's name (see `resolve_config`); None starts from the built-in defaults.
+    """
     tree: dict = {}
     if path is not None:
-        path = Path(path)
+        path = resolve_config(path)
         if not path.is_file():
-            raise ForgeError(f"config file not found: {path}")
+            raise _config_not_found(str(path))
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
@@ -138,4 +187,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
         raise ForgeError(_format_validation_error(err)) from None
 
 
-__all__ = ["ForgeConfig", "SeedConfig", "TinyModelConfig", "TrainPhase", "STAGE_ORDER", "load_config", "Section"]
+__all__ = [
+    "ForgeConfig", "SeedConfig", "TinyModelConfig", "TrainPhase", "STAGE_ORDER", "load_config", "Section",
+    "DEFAULT_CONFIG", "PACKAGED_CONFIG_DIR", "packaged_configs", "resolve_config",
+]

@@ -2,7 +2,7 @@
 
 Defaults are the tiny profile's: a genetic algorithm over per-layer-group recipes, scored by validation exact
 match (the evaluation fast path) with log-likelihood breaking ties. Exercise:
-`agent-forge run --config configs/tiny.yaml evomerge.generations=3`.
+`agent-forge run --config tiny evomerge.generations=3`.
 """
 
 from typing import Literal

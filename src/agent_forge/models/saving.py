@@ -16,9 +16,7 @@ Exercise: `pytest tests/models/test_save_load.py`.
 from __future__ import annotations
 
 import copy
-import fnmatch
 import os
-import shutil
 from pathlib import Path
 
 import torch
@@ -28,14 +26,23 @@ from .prompting import pad_id, prompt_format
 
 
 def save_model(model, tokenizer, path: str | os.PathLike) -> Path:
-    """Write `model` and `tokenizer` to the HF folder `path` (replacing it atomically); return the path."""
+    """Write `model` and `tokenizer` to the HF folder `path` (replacing it atomically); return the path.
+
+    A model with extensions (ternary marker, thought head, ...) is saved with `save_agent`, which calls this
+    module's `write_model_files` and adds the extensions' files inside the same atomic write.
+    """
     path = Path(path)
     with atomic_directory(path) as temp:
-        state = _state_dict_without_undeclared_sharing(model)
-        model.save_pretrained(temp, state_dict=state)
-        tokenizer.save_pretrained(temp)
-        _generation_config(model, tokenizer).save_pretrained(temp)
+        write_model_files(model, tokenizer, temp)
     return path
+
+
+def write_model_files(model, tokenizer, folder: Path) -> None:
+    """Weights (safetensors), config, tokenizer and generation config into an existing (temporary) folder."""
+    state = _state_dict_without_undeclared_sharing(model)
+    model.save_pretrained(folder, state_dict=state)
+    tokenizer.save_pretrained(folder)
+    _generation_config(model, tokenizer).save_pretrained(folder)
 
 
 def _generation_config(model, tokenizer):
@@ -77,27 +84,3 @@ def _declared_tie_storage(model) -> int | None:
     if inputs is None or outputs is None or inputs.weight is not outputs.weight:
         return None
     return inputs.weight.untyped_storage().data_ptr()
-
-
-# files of a Hugging Face model folder (weights, config, tokenizer): `save_model` writes its own, so an input
-# folder's copies must never be carried into an output folder
-_MODEL_FILES = ("model*.safetensors*", "pytorch_model*", "*.bin", "config.json", "generation_config.json",
-                "tokenizer*", "special_tokens_map.json", "chat_template*", "vocab*", "merges.txt", "added_tokens.json")
-
-
-def carry_extra_files(source: str | os.PathLike, dest: str | os.PathLike) -> list[str]:
-    """Copy files an earlier stage kept next to its model (e.g. Quiet-STaR's mixing head) into `dest`.
-
-    Model files are never copied (the new model replaces them), nor anything `dest` already has; returns the
-    names copied. A `source` that is not a folder (a .gguf file) has nothing to carry.
-    """
-    source, dest = Path(source), Path(dest)
-    if not source.is_dir():
-        return []
-    carried = []
-    for file in sorted(source.iterdir()):
-        if (file.is_file() and not (dest / file.name).exists()
-                and not any(fnmatch.fnmatch(file.name, pattern) for pattern in _MODEL_FILES)):
-            shutil.copy2(file, dest / file.name)
-            carried.append(file.name)
-    return carried

@@ -24,7 +24,7 @@ Rules (the user-facing side is in `agent-forge run --help`):
 - A stage raising ForgeError is marked "failed" and the error is re-raised as one line; Ctrl-C marks the
   running stage "failed" ("interrupted") and re-raises KeyboardInterrupt. Both are resumable.
 
-Exercise: `agent-forge run --config configs/smoke.yaml` or `python -m pytest tests/pipeline`.
+Exercise: `agent-forge run --config smoke` or `python -m pytest tests/pipeline`.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from agent_forge.errors import ForgeError
-from agent_forge.stages.bitnet import (
+from agent_forge.models.formats.ternary import (
     BitLinear,
     bitlinear_layers,
     convert_to_bitlinear,

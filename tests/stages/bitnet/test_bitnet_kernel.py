@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from agent_forge.stages.bitnet import kernel
-from agent_forge.stages.bitnet.layer import BitLinear
-from agent_forge.stages.bitnet.packing import pack_kernel, pack_rows, rows_to_kernel, unpack_kernel
+from agent_forge.models.formats.ternary import kernel
+from agent_forge.models.formats.ternary.layer import BitLinear
+from agent_forge.models.formats.ternary.packing import pack_kernel, pack_rows, rows_to_kernel, unpack_kernel
 
 
 def _case(k, n, m, bias=True, seed=0):

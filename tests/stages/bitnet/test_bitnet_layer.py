@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from agent_forge.stages.bitnet.layer import BitLinear
+from agent_forge.models.formats.ternary.layer import BitLinear
 
 
 def _layer(sub_norm=False, bias=True, seed=0):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agent_forge.errors import ForgeError
-from agent_forge.stages.bitnet import (
+from agent_forge.models.formats.ternary import (
     PackedBitLinear,
     bitlinear_layers,
     convert_to_bitlinear,
@@ -15,7 +15,7 @@ from agent_forge.stages.bitnet import (
     packed_size_report,
     set_quant_strength,
 )
-from agent_forge.stages.bitnet.packed import unpack_export_codes
+from agent_forge.models.formats.ternary.packed import unpack_export_codes
 
 
 def _ternary(make_llama, **kwargs):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from agent_forge.errors import ForgeError
-from agent_forge.stages.bitnet.packing import (
+from agent_forge.models.formats.ternary.packing import (
     kernel_row_bytes,
     pack_kernel,
     pack_rows,

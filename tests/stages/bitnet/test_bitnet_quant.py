@@ -2,7 +2,7 @@
 
 import torch
 
-from agent_forge.stages.bitnet.quant import (
+from agent_forge.models.formats.ternary.quant import (
     absmean_scale,
     activation_codes,
     quantize_activation,

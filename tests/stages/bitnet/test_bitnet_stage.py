@@ -1,17 +1,31 @@
 """The BitNet stage end to end on a tiny model: outputs, metrics, reload through the loader, determinism."""
 
 import json
-import shutil
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from agent_forge.config import TinyModelConfig, load_config
 from agent_forge.errors import ForgeError
-from agent_forge.models import build_tiny_model, build_tiny_tokenizer, load_model, save_model
+from agent_forge.models import (
+    build_tiny_model,
+    build_tiny_tokenizer,
+    load_agent,
+    load_model,
+    save_agent,
+    save_model,
+    with_thoughts,
+)
+from agent_forge.models.formats.thoughts import (
+    END_OF_THOUGHT,
+    START_OF_THOUGHT,
+    HeadInfo,
+    MixingHead,
+    add_thought_tokens,
+)
 from agent_forge.stages import StageInputs
-from agent_forge.stages.bitnet import is_ternary, load_packed, restore_bitlinear, run
+from agent_forge.models.formats.ternary import is_ternary
+from agent_forge.stages.bitnet import run
 from agent_forge.tasks import alphabet
 
 SHAPE = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
@@ -36,10 +50,19 @@ def _run(folder, stage_dir, *overrides):
     return run(cfg, StageInputs(models={"model": folder}), stage_dir)
 
 
+def _thinking_input(input_model, folder):
+    """The input model with thought tokens and a (non-trivial) mixing head, as the quietstar stage leaves it."""
+    agent = load_agent(input_model)
+    tokens, _ = add_thought_tokens(agent.model, agent.tokenizer)
+    head = MixingHead(agent.model.config.hidden_size)
+    with torch.no_grad():
+        head.output.weight.fill_(0.01)
+    save_agent(with_thoughts(agent, head, tokens, HeadInfo(2, START_OF_THOUGHT, END_OF_THOUGHT)), folder)
+    return folder
+
+
 def test_stage_outputs_a_loadable_ternary_model_and_a_packed_export(input_model, tmp_path):
-    source = tmp_path / "input"
-    shutil.copytree(input_model, source)
-    save_file({"head.weight": torch.ones(2, 2)}, str(source / "quietstar_head.safetensors"))
+    source = _thinking_input(input_model, tmp_path / "input")
     head_bytes = (source / "quietstar_head.safetensors").read_bytes()
     result = _run(source, tmp_path / "stage")
     assert set(result.models) == {"model", "packed"}
@@ -52,14 +75,21 @@ def test_stage_outputs_a_loadable_ternary_model_and_a_packed_export(input_model,
     assert m["packed_max_logit_gap"] < 1e-3
     assert m["ternary"]["layers"] == 14
     json.dumps(m)  # metrics must be JSON-serialisable as they are
-    # files an earlier stage keeps next to its model travel on; the old weights do not
-    assert m["carried_files"] == ["quietstar_head.safetensors"]
+    # the extensions of the entering agent travel on, explicitly (the head file is written again, unchanged)
+    assert m["extensions"] == ["thoughts"]
     assert (result.models["model"] / "quietstar_head.safetensors").read_bytes() == head_bytes
+    assert (result.models["packed"] / "quietstar_head.safetensors").read_bytes() == head_bytes
 
-    # what every later stage does with the output
-    model, tok = load_model(result.models["model"], device="cpu")
-    assert restore_bitlinear(model, result.models["model"]) and is_ternary(model)
-    packed, _ = load_packed(result.models["packed"])
+    # what every later stage does with the output: one call, and it is ternary and thinks
+    agent = load_agent(result.models["model"], device="cpu")
+    model, tok = agent.model, agent.tokenizer
+    assert is_ternary(model) and agent.ternary and agent.thinks
+    packed_agent = load_agent(result.models["packed"])
+    assert packed_agent.packed and packed_agent.ternary and packed_agent.thinks
+    packed = packed_agent.model
+    # plain transformers still reads the latent folder (as an ordinary, non-ternary model)
+    plain, _ = load_model(result.models["model"], device="cpu")
+    assert not is_ternary(plain)
     batch = tok(["12+34=\n", "abc"], return_tensors="pt", padding=True)
     with torch.no_grad():
         latent_logits = model(**batch).logits

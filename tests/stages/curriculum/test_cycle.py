@@ -10,7 +10,9 @@ from agent_forge.models import add_special_tokens, encode_pairs
 from agent_forge.stages.curriculum.controller import PerDomainDifficulty
 from agent_forge.stages.curriculum.cycle import CycleContext, run_cycle
 from agent_forge.stages.curriculum.episodes import Episode, TaskMixer, sample_train_task
-from agent_forge.stages.curriculum.rollout import END_OF_THOUGHT, START_OF_THOUGHT, Thinker, rollout
+from agent_forge.models import Agent
+from agent_forge.models.formats.thoughts import END_OF_THOUGHT, START_OF_THOUGHT
+from agent_forge.stages.curriculum.rollout import Thinker, rollout
 from agent_forge.tasks import make_tasks
 from agent_forge.training.policy_gradient import PolicyGradientTrainer
 from agent_forge.training.replay import ReplayBuffer
@@ -65,8 +67,8 @@ def test_rollout_with_thoughts_puts_the_thought_between_prompt_and_answer(traine
     _, model, tok = trained_tiny
     model, tok = copy.deepcopy(model), copy.deepcopy(tok)
     add_special_tokens(model, tok, [START_OF_THOUGHT, END_OF_THOUGHT])
-    thinker = Thinker.of(tok, length=4)
-    assert thinker is not None and Thinker.of(trained_tiny[2]) is None
+    thinker = Thinker.of(Agent(model, tok), length=4)
+    assert thinker is not None and Thinker.of(Agent(trained_tiny[1], trained_tiny[2])) is None
     rng = random.Random(0)
     tasks = [sample_train_task("arithmetic", 1, rng, 0) for _ in range(3)]
     episodes = [Episode(t, t.prompt, "synthetic") for t in tasks]

@@ -88,22 +88,25 @@ def test_killed_run_resumes_at_the_last_finished_level(trained_tiny, tmp_path):
 
 
 def test_stage_keeps_a_ternary_model_ternary(trained_tiny, tmp_path):
-    from agent_forge.stages.bitnet import convert_to_bitlinear, is_ternary, restore_bitlinear
+    from agent_forge.models import Agent, load_agent, save_agent, with_thoughts
+    from agent_forge.models.formats.ternary import convert_to_bitlinear, is_ternary
+    from agent_forge.models.formats.thoughts import HeadInfo, MixingHead, add_thought_tokens
 
     source, _, _ = trained_tiny
     model, tok = load_model(source)
+    tokens, _ = add_thought_tokens(model, tok)
     convert_to_bitlinear(model)
     ternary_in = tmp_path / "ternary"
-    save_model(model, tok, ternary_in)
-    # a file an earlier stage keeps beside its model (e.g. a thought mixing head) travels with the model
-    from safetensors.torch import load_file, save_file
-
-    save_file({"head": torch.arange(3.0)}, str(ternary_in / "extra_head.safetensors"))
+    head = MixingHead(model.config.hidden_size)
+    save_agent(with_thoughts(Agent(model, tok), head, tokens, HeadInfo(2, "<|startofthought|>", "<|endofthought|>")), ternary_in)
+    head_bytes = (ternary_in / "quietstar_head.safetensors").read_bytes()
     result = run(_cfg(levels=1), StageInputs(models={"model": ternary_in}), tmp_path / "out")
-    assert torch.equal(load_file(str(result.models["model"] / "extra_head.safetensors"))["head"], torch.arange(3.0))
+    # the agent's extensions travel with the model: the thought head (unchanged by the curriculum) and ternary
+    assert (result.models["model"] / "quietstar_head.safetensors").read_bytes() == head_bytes
     assert result.metrics["ternary"] == {"entered_ternary": True, "ternary": True}
-    out, _ = load_model(result.models["model"])
-    assert restore_bitlinear(out, result.models["model"]) and is_ternary(out)
+    agent = load_agent(result.models["model"])
+    out = agent.model
+    assert is_ternary(out) and agent.thinks
     before = dict(load_model(ternary_in)[0].named_parameters())
     changed = [n for n, p in out.named_parameters() if "proj" in n and not torch.equal(p, before[n])]
     assert changed, "training should have moved the latent weights"

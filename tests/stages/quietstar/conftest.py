@@ -7,7 +7,7 @@ import torch
 from quietstar_helpers import ALPHABET, TINY
 
 from agent_forge.models import build_tiny_model, build_tiny_tokenizer
-from agent_forge.stages.quietstar.tokens import add_thought_tokens
+from agent_forge.models.formats.thoughts.tokens import add_thought_tokens
 
 
 @pytest.fixture

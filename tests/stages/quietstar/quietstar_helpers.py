@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from agent_forge.config.seed import TinyModelConfig
-from agent_forge.stages.quietstar.mixing import MixingHead
+from agent_forge.models.formats.thoughts.mixing import MixingHead
 
 ALPHABET = "0123456789+-*=()?;:>, abcdefghijklmnopqrstuvwxyz\n"
 TINY = TinyModelConfig(

@@ -6,11 +6,11 @@ import torch
 from quietstar_helpers import random_head
 
 from agent_forge.models import generate, prompt_format
-from agent_forge.stages.quietstar.inference import generate_with_thoughts
-from agent_forge.stages.quietstar.mixing import MixingHead
+from agent_forge.inference.thinking import generate_with_thoughts
+from agent_forge.models.formats.thoughts.mixing import MixingHead
 from agent_forge.stages.quietstar.parallel import ThoughtShape, think_in_parallel
-from agent_forge.stages.quietstar.sampling import ThoughtSampler
-from agent_forge.stages.quietstar.tokens import mask_thought_logits
+from agent_forge.inference.thought_sampling import ThoughtSampler
+from agent_forge.models.formats.thoughts.tokens import mask_thought_logits
 
 PROMPTS = ["12+34", "max 9 1 4", "a=1; b=2; a?"]
 

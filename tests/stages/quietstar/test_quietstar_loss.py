@@ -6,10 +6,10 @@ import torch
 from quietstar_helpers import batch_of, random_head
 
 from agent_forge.stages.quietstar.loss import quietstar_loss, talk_targets, thought_advantage
-from agent_forge.stages.quietstar.mixing import MixingHead
+from agent_forge.models.formats.thoughts.mixing import MixingHead
 from agent_forge.stages.quietstar.parallel import ThoughtShape, think_in_parallel
-from agent_forge.stages.quietstar.sampling import ThoughtSampler
-from agent_forge.stages.quietstar.tokens import ThoughtEmbedding
+from agent_forge.inference.thought_sampling import ThoughtSampler
+from agent_forge.stages.quietstar.embedding import ThoughtEmbedding
 
 SHAPE = ThoughtShape(thought_length=3, n_thoughts=3, n_true=2)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from quietstar_helpers import batch_of, random_head
 
-from agent_forge.stages.quietstar.mixing import MixingHead
+from agent_forge.models.formats.thoughts.mixing import MixingHead
 from agent_forge.stages.quietstar.parallel import ThoughtShape, gather_at, think_in_parallel
-from agent_forge.stages.quietstar.sampling import ThoughtSampler
+from agent_forge.inference.thought_sampling import ThoughtSampler
 
 
 def test_untrained_head_reproduces_base_predictions_exactly(tiny_thinker):

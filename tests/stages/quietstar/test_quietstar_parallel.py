@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent_forge.stages.quietstar.decoder import decoder_of
+from agent_forge.inference.decoder import decoder_of
 from agent_forge.stages.quietstar.parallel import ThoughtShape, think_in_parallel, thinking_positions
 from agent_forge.stages.quietstar.reference import think_naively
-from agent_forge.stages.quietstar.sampling import ThoughtSampler
+from agent_forge.inference.thought_sampling import ThoughtSampler
 
 from quietstar_helpers import batch_of, random_head
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from agent_forge.stages.quietstar.sampling import ThoughtSampler
-from agent_forge.stages.quietstar.tokens import ThoughtTokens
+from agent_forge.inference.thought_sampling import ThoughtSampler
+from agent_forge.models.formats.thoughts.tokens import ThoughtTokens
 
 TOKENS = ThoughtTokens(start_id=4, end_id=5)
 

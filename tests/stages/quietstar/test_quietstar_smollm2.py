@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from agent_forge.models import load_model
-from agent_forge.stages.quietstar.inference import generate_with_thoughts
+from agent_forge.inference.thinking import generate_with_thoughts
 from agent_forge.stages.quietstar.loss import quietstar_loss
-from agent_forge.stages.quietstar.mixing import MixingHead
+from agent_forge.models.formats.thoughts.mixing import MixingHead
 from agent_forge.stages.quietstar.parallel import ThoughtShape, think_in_parallel
 from agent_forge.stages.quietstar.reference import think_naively
-from agent_forge.stages.quietstar.sampling import ThoughtSampler
-from agent_forge.stages.quietstar.tokens import ThoughtEmbedding, add_thought_tokens
+from agent_forge.inference.thought_sampling import ThoughtSampler
+from agent_forge.models.formats.thoughts.tokens import add_thought_tokens
+from agent_forge.stages.quietstar.embedding import ThoughtEmbedding
 
 pytestmark = pytest.mark.slow
 

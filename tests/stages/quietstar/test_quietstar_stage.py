@@ -14,7 +14,9 @@ from agent_forge.config import load_config
 from agent_forge.errors import ForgeError
 from agent_forge.models import build_tiny_model, build_tiny_tokenizer, load_model, save_model
 from agent_forge.stages import STAGES, StageInputs, resolve_stage
-from agent_forge.stages.quietstar import generate_with_thoughts, load_quietstar, run
+from agent_forge.inference import generate_with_thoughts
+from agent_forge.models import load_agent
+from agent_forge.stages.quietstar import run
 from agent_forge.tasks import alphabet
 
 OVERRIDES = [
@@ -49,9 +51,9 @@ def test_stage_trains_compares_and_saves_a_loadable_model(input_model, tmp_path)
     # later stages load the folder with the ordinary loader; thinking needs the head file next to it
     model, tokenizer = load_model(out, device="cpu", dtype="float32")
     assert "<|startofthought|>" in tokenizer.get_vocab()
-    qs = load_quietstar(out, device="cpu", dtype="float32")
-    answers = generate_with_thoughts(qs.model, qs.tokenizer, qs.head, ["12+34 (digits reversed)"],
-                                     thought_length=qs.thought_length, max_new_tokens=4, progress=False)
+    qs = load_agent(out, device="cpu", dtype="float32")
+    answers = generate_with_thoughts(qs.model, qs.tokenizer, qs.thoughts.head, ["12+34 (digits reversed)"],
+                                     thought_length=qs.thoughts.thought_length, max_new_tokens=4, progress=False)
     assert len(answers[0].thoughts) >= 1
     # training moved the head off its exact-base initialisation
     assert load_file(str(out / "quietstar_head.safetensors"))["mlp.4.weight"].abs().sum() > 0

@@ -8,14 +8,14 @@ from quietstar_helpers import ALPHABET, TINY
 
 from agent_forge.errors import ForgeError
 from agent_forge.models import build_tiny_model, build_tiny_tokenizer
-from agent_forge.stages.quietstar.tokens import (
+from agent_forge.models.formats.thoughts.tokens import (
     END_OF_THOUGHT,
     START_OF_THOUGHT,
-    ThoughtEmbedding,
     add_thought_tokens,
     mask_thought_logits,
     thought_tokens_of,
 )
+from agent_forge.stages.quietstar.embedding import ThoughtEmbedding
 
 
 def test_delimiters_start_from_the_em_dash_embedding():

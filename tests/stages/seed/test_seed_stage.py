@@ -14,7 +14,7 @@ from agent_forge.stages import StageInputs
 from agent_forge.stages.seed import run as run_seed
 from agent_forge.tasks import alphabet
 
-SMOKE = Path(__file__).parents[3] / "configs" / "smoke.yaml"
+SMOKE = "smoke"  # the packaged config (agent_forge/configs/smoke.yaml)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from torch import nn
 from ...errors import ForgeError
 from ...training.distill import train_distill
 from ...training.supervised import BatchFn, TrainLog
-from .convert import convert_to_bitlinear, set_quant_strength
+from ...models.formats.ternary import convert_to_bitlinear, set_quant_strength
 
 # lambda as a function of progress through the warm-up, t in [0, 1]
 WARMUP_SCHEDULES: dict[str, Callable[[float], float]] = {

@@ -7,7 +7,7 @@ packed CPU inference reproduces the ternary model and measure its accuracy and s
 function of its inputs and seed, so the pipeline's resume (recompute a stage that is not marked done) is exact.
 Files an earlier stage keeps next to its model (Quiet-STaR's mixing head) are carried over unchanged.
 
-Run: ``agent-forge run --config configs/tiny.yaml`` with ``bitnet`` in ``stages``.
+Run: ``agent-forge run --config tiny`` with ``bitnet`` in ``stages``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from rich.console import Console
 from ...errors import ForgeError
 from ...evaluation import evaluate
 from ...evaluation.table import accuracy_table
-from ...models import carry_extra_files, load_model, save_model
+from ...models import Agent, load_agent, save_agent
+from ...models.formats.ternary import bitlinear_layers, kernel_description, load_packed, packed_size_report
 from ...tasks import iter_tasks, make_tasks
 from .. import StageInputs, StageResult
-from .convert import bitlinear_layers, is_ternary_checkpoint
-from .kernel import kernel_description
-from .packed import export_packed, load_packed, packed_size_report
 from .qat import convert_with_distillation, naive_ternary
 
 MODEL_KEY = "model"
@@ -79,8 +77,9 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
         )
     source = Path(inputs.models[bc.input_key])
     device = None if cfg.device == "auto" else cfg.device
-    teacher, tokenizer = load_model(str(source), device=device, dtype=None if cfg.dtype == "auto" else cfg.dtype)
-    if is_ternary_checkpoint(teacher.config):
+    entering = load_agent(source, device=device, dtype=None if cfg.dtype == "auto" else cfg.dtype)
+    teacher, tokenizer = entering.model, entering.tokenizer
+    if entering.ternary:
         raise ForgeError(f"{source} is already a BitNet ternary model; nothing to convert")
     tasks = _eval_tasks(bc, cfg.seed)
     reports = {"full precision": evaluate(teacher, tokenizer, tasks, batch_size=bc.eval_batch_size)}
@@ -102,11 +101,14 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
     reports["warm-up + distillation"] = evaluate(student, tokenizer, tasks, batch_size=bc.eval_batch_size)
 
     outputs = {MODEL_KEY: stage_dir / MODEL_KEY}
-    save_model(student, tokenizer, outputs[MODEL_KEY])
-    metrics: dict = {"carried_files": carry_extra_files(source, outputs[MODEL_KEY])}
+    # the student carries every extension of the agent that entered (e.g. the Quiet-STaR head), explicitly
+    leaving = Agent(student, tokenizer, extensions=dict(entering.extensions))
+    save_agent(leaving, outputs[MODEL_KEY])
+    metrics: dict = {"extensions": sorted(leaving.extensions)}
     if bc.export_packed:
         outputs[PACKED_KEY] = stage_dir / PACKED_KEY
-        export_packed(student.float().cpu(), tokenizer, outputs[PACKED_KEY])
+        cpu_agent = Agent(student.float().cpu(), tokenizer, extensions=dict(entering.extensions))
+        save_agent(cpu_agent, outputs[PACKED_KEY], packed=True)
         packed_model, _ = load_packed(outputs[PACKED_KEY])
         reports["packed inference"] = evaluate(packed_model, tokenizer, tasks, batch_size=bc.eval_batch_size)
         size = packed_size_report(outputs[PACKED_KEY])

@@ -19,11 +19,10 @@ from typing import Sequence
 
 import torch
 
-from ...models import completion_text, generate_token_ids, pad_id, prompt_format
+from ...models import Agent, completion_text, generate_token_ids, pad_id, prompt_format
+from ...models.formats.thoughts import END_OF_THOUGHT, START_OF_THOUGHT, thought_tokens_of
 from .episodes import Episode
 
-START_OF_THOUGHT = "<|startofthought|>"
-END_OF_THOUGHT = "<|endofthought|>"
 
 
 @dataclass
@@ -52,12 +51,20 @@ class Thinker:
     length: int = 8
 
     @classmethod
-    def of(cls, tokenizer, length: int = 8) -> "Thinker | None":
-        """The Thinker of a tokenizer that has both delimiters, else None (a model without thought tokens)."""
-        vocab = tokenizer.get_vocab()
-        if START_OF_THOUGHT in vocab and END_OF_THOUGHT in vocab:
-            return cls(vocab[START_OF_THOUGHT], vocab[END_OF_THOUGHT], length)
-        return None
+    def of(cls, agent: Agent, length: int = 8) -> "Thinker | None":
+        """The Thinker of an agent with thought delimiters, else None (a model without thought tokens).
+
+        The delimiters are the ones the agent's head file names (Quiet-STaR may have been configured with
+        other strings), else the standard ones if its vocabulary has them.
+        """
+        if agent.thoughts is not None:
+            tokens = agent.thoughts.tokens
+        else:
+            vocab = agent.tokenizer.get_vocab()
+            if START_OF_THOUGHT not in vocab or END_OF_THOUGHT not in vocab:
+                return None
+            tokens = thought_tokens_of(agent.tokenizer)
+        return cls(tokens.start_id, tokens.end_id, length)
 
 
 def _strip_stops(ids: Sequence[int], stop_ids: Sequence[int], drop: Sequence[int] = ()) -> list[int]:

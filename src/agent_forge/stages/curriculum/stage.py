@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ...errors import ForgeError
 from ...evaluation import evaluate, fast_exact_match
-from ...models import carry_extra_files, load_model, save_model
+from ...models import Agent, load_agent, save_agent
 from ...tasks import DOMAINS, make_tasks
 from ...training.grokfast import GrokfastEMA
 from ...training.policy_gradient import PolicyGradientTrainer
@@ -40,7 +40,7 @@ from .plots import plot_calibration, plot_cycles, plot_levels
 from .rollout import Thinker
 from .self_model import measure_calibration, self_model_round
 from .sleep import sleep, snapshot
-from .ternary import ensure_ternary, restore_ternary, ternary_report
+from .ternary import ensure_ternary, ternary_report
 
 RESUME_DIR = ".resume"
 STATE_FILE = "state.json"
@@ -60,9 +60,9 @@ def _check(cc, inputs: StageInputs) -> Path:
     return source
 
 
-def _load(source: Path, device: str | None):
-    model, tok = load_model(str(source), device=device)
-    return model, tok, restore_ternary(model, source)
+def _load(source: Path, device: str | None) -> Agent:
+    """The agent with every extension restored: a ternary model trains its latent weights through the STE."""
+    return load_agent(source, device=device)
 
 
 def _test_tasks(domains, levels: dict[str, list[int]], n: int, seed: int):
@@ -129,7 +129,7 @@ class CurriculumRun:
     # --- persistence between levels ---------------------------------------------------------------
     def _save_checkpoint(self, model, tok, trainer, replay: ReplayBuffer, state: dict) -> None:
         self.resume_dir.mkdir(parents=True, exist_ok=True)
-        save_model(model, tok, self.resume_dir / "model")
+        save_agent(self.agent, self.resume_dir / "model")
         buffer = io.BytesIO()
         torch.save(trainer.optimizer.state_dict(), buffer)
         atomic_write_bytes(self.resume_dir / "optimizer.pt", buffer.getvalue())
@@ -161,13 +161,15 @@ class CurriculumRun:
         torch.manual_seed(self.seed)
         state = self._load_state()
         resumed = state is not None
-        model, tok, ternary = _load(self.source, self.device)
+        self.agent = _load(self.source, self.device)
+        model, tok, ternary = self.agent.model, self.agent.tokenizer, self.agent.ternary
         ref_model = copy.deepcopy(model)  # the model that entered the stage: KL anchor and baseline
         domains = list(cc.domains)
         if state is None:
             state = self._fresh_state(model, tok, domains)
         else:
-            model, tok, _ = _load(self.resume_dir / "model", self.device)
+            self.agent = _load(self.resume_dir / "model", self.device)
+            model, tok = self.agent.model, self.agent.tokenizer
             self.console.print(f"[curriculum] resuming after level {state['round']}")
         replay = (ReplayBuffer.from_state(json.loads((self.resume_dir / "replay.json").read_text()))
                   if resumed else self._seed_replay(model, tok, state))
@@ -182,7 +184,7 @@ class CurriculumRun:
             trainer.optimizer.load_state_dict(torch.load(self.resume_dir / "optimizer.pt", weights_only=True))
         controller = PerDomainDifficulty.from_config(cc.controller)
         mixer = TaskMixer(cc.mix, self.seed, cc.cycle.prefix_probability, cc.cycle.self_awareness_prefix)
-        thinker = Thinker.of(tok, cc.cycle.thought_tokens) if cc.cycle.use_thoughts else None
+        thinker = Thinker.of(self.agent, cc.cycle.thought_tokens) if cc.cycle.use_thoughts else None
         ctx = CycleContext(model, tok, trainer, mixer, replay, controller, cc, self.seed, thinker,
                            dict(state.get("recent_accuracy", {})))
         slow = snapshot(model) if cc.sleep.enabled else None
@@ -364,8 +366,7 @@ class CurriculumRun:
         out_dir = self.stage_dir / "model"
         if ternary:
             ensure_ternary(model)
-        save_model(model, tok, out_dir)
-        carry_extra_files(self.source, out_dir)
+        save_agent(self.agent, out_dir)
         if cc.plots:
             plots = self.stage_dir / "plots"
             plots.mkdir(parents=True, exist_ok=True)

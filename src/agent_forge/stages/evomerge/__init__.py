@@ -4,7 +4,7 @@ Parameter-space methods (linear, SLERP, task arithmetic, TIES, DARE-TIES, DARE-l
 layer-space methods (Frankenmerge, DFS; `frankenmerge.py`, `dfs.py`) combine into recipes (`recipe.py`,
 `space.py`) that a genetic algorithm (`ga.py`) or CMA-ES (`cmaes.py`) evolves (`engine.py`) against
 validation accuracy (`fitness.py`), locally or on Ray (`population.py`), with a lineage file and plots.
-Run: `agent-forge run --config configs/tiny.yaml` or `python -m pytest tests/stages/evomerge`.
+Run: `agent-forge run --config tiny` or `python -m pytest tests/stages/evomerge`.
 """
 
 from __future__ import annotations

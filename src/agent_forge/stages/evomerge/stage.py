@@ -10,7 +10,7 @@ print the table; record the champion's recipe, the history and where the lineage
 
 The search checkpoints after every generation into `<run>/.resume/<stage dir name>/` (the pipeline deletes an
 unfinished stage directory before rerunning it, so the checkpoint lives beside it); a resumed run continues
-from the last finished generation. Exercise: `agent-forge run --config configs/tiny.yaml` (after the seed stage)
+from the last finished generation. Exercise: `agent-forge run --config tiny` (after the seed stage)
 or `python -m pytest tests/stages/evomerge/test_stage.py`.
 """
 

@@ -19,13 +19,13 @@ import torch
 from ...evaluation import answer_loglik
 from ...models import encode_pairs
 from ...tasks import Task, verify
-from .decoder import lm_head_of
-from .inference import generate_with_thoughts
+from ...inference.decoder import lm_head_of
+from ...inference import generate_with_thoughts
 from .loss import talk_logprobs, talk_targets
-from .mixing import MixingHead
+from ...models.formats.thoughts import MixingHead
 from .parallel import ThoughtShape, think_in_parallel, thinking_positions
-from .sampling import ThoughtSampler
-from .tokens import ThoughtTokens
+from ...inference.thought_sampling import ThoughtSampler
+from ...models.formats.thoughts import ThoughtTokens
 
 
 @torch.no_grad()

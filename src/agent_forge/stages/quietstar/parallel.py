@@ -28,10 +28,10 @@ from typing import Callable
 
 import torch
 
-from .decoder import additive_mask, lm_head_of, new_cache, run_decoder
-from .mixing import MixingHead
-from .sampling import ThoughtSampler
-from .tokens import ThoughtTokens
+from ...inference.decoder import additive_mask, lm_head_of, new_cache, run_decoder
+from ...models.formats.thoughts import MixingHead
+from ...inference.thought_sampling import ThoughtSampler
+from ...models.formats.thoughts import ThoughtTokens
 
 Embed = Callable[[torch.Tensor], torch.Tensor]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import torch
 
-from .decoder import lm_head_of, new_cache, run_decoder
-from .mixing import MixingHead
+from ...inference.decoder import lm_head_of, new_cache, run_decoder
+from ...models.formats.thoughts import MixingHead
 from .parallel import Embed, ThoughtRollout, ThoughtShape, positions_from_mask, thinking_slots
-from .sampling import ThoughtSampler
-from .tokens import ThoughtTokens
+from ...inference.thought_sampling import ThoughtSampler
+from ...models.formats.thoughts import ThoughtTokens
 
 
 def _ones_mask(length: int, device) -> torch.Tensor:

@@ -20,11 +20,11 @@ from rich.table import Table
 
 from ...errors import ForgeError
 from ...evaluation import generate_exact_match
-from ...models import load_model
+from ...models import load_agent, save_agent, with_thoughts
+from ...models.formats.thoughts import HeadInfo
 from ...tasks import make_tasks
 from ...training.supervised import train_supervised
 from .. import StageInputs, StageResult
-from .checkpoint import HeadInfo, save_quietstar
 from .data import text_chunks, training_batches
 from .evaluate import accuracy_with_thoughts, answer_nll_plain, answer_nll_with_thoughts
 from .train import train_quietstar
@@ -65,12 +65,14 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
             texts=texts, seed=cfg.seed,
         )
 
-    model, tokenizer = load_model(source, device=cfg.device, dtype=cfg.dtype)
+    agent = load_agent(source, device=cfg.device, dtype=cfg.dtype)
+    model, tokenizer = agent.model, agent.tokenizer
     entry = _plain_metrics(model, tokenizer, val_tasks, test_tasks, qc)
     torch.manual_seed(cfg.seed)
     trained = train_quietstar(model, tokenizer, qc, batches(), seed=cfg.seed)
     out_dir = stage_dir / "model"
-    save_quietstar(model, tokenizer, trained.head, HeadInfo(qc.thought_length, qc.start_token, qc.end_token), out_dir)
+    info = HeadInfo(qc.thought_length, qc.start_token, qc.end_token)
+    save_agent(with_thoughts(agent, trained.head, trained.tokens, info), out_dir)
 
     common = dict(tokens=trained.tokens, thought_length=qc.thought_length)
     started = time.perf_counter()
@@ -100,9 +102,10 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
         "example_thoughts": _examples(test_tasks, answers),
         "storage": {"model": "HF folder", "mixing_head": "quietstar_head.safetensors in the same folder"},
     }
-    del model
+    del model, agent
     if qc.compare_without_thoughts:
-        control, control_tok = load_model(source, device=cfg.device, dtype=cfg.dtype)
+        control_agent = load_agent(source, device=cfg.device, dtype=cfg.dtype)
+        control, control_tok = control_agent.model, control_agent.tokenizer
         torch.manual_seed(cfg.seed)
         train = qc.train
         log = train_supervised(
@@ -114,7 +117,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
             "train_seconds": round(log.seconds, 1),
             "final_loss": round(log.tail_mean(), 4),
         }
-        del control
+        del control, control_agent
     metrics = {"summary": _summary(metrics), **metrics}
     console.print(_comparison_table(metrics))
     return StageResult(models={"model": out_dir}, metrics=metrics)

@@ -15,10 +15,11 @@ import torch
 
 from ...training.supervised import BatchFn, TrainLog, train_supervised
 from .loss import LossParts, quietstar_loss
-from .mixing import MixingHead
+from ...models.formats.thoughts import MixingHead
 from .parallel import ThoughtShape, think_in_parallel, thinking_positions
-from .sampling import ThoughtSampler
-from .tokens import ThoughtEmbedding, ThoughtTokens, add_thought_tokens
+from ...inference.thought_sampling import ThoughtSampler
+from ...models.formats.thoughts import ThoughtTokens, add_thought_tokens
+from .embedding import ThoughtEmbedding
 
 
 @dataclass

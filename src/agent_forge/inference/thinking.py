@@ -19,11 +19,11 @@ from typing import NamedTuple, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ...models import completion_text, pad_id, prompt_format
+from ..models import completion_text, pad_id, prompt_format
 from .decoder import lm_head_of, new_cache, run_decoder, truncate_cache
-from .mixing import MixingHead
-from .sampling import ThoughtSampler
-from .tokens import ThoughtTokens, mask_thought_logits, thought_tokens_of
+from ..models.formats.thoughts.mixing import MixingHead
+from .thought_sampling import ThoughtSampler
+from ..models.formats.thoughts.tokens import ThoughtTokens, mask_thought_logits, thought_tokens_of
 
 
 class ThoughtfulAnswer(NamedTuple):

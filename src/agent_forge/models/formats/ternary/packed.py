@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...errors import ForgeError
-from ...utils.atomic import atomic_directory
+from ....errors import ForgeError
+from ....utils.atomic import atomic_directory
 from .convert import MARKER, bitlinear_layers, is_ternary
 from .kernel import TernaryMatmul, repack_for_kernel
 from .packing import pack_rows, unpack_rows
@@ -61,6 +61,15 @@ class PackedBitLinear(nn.Module):
 
 def export_packed(model: nn.Module, tokenizer, folder: str | Path) -> Path:
     """Write the 2-bit packed export of a ternary model (transformers bitnet layout); returns the folder."""
+    target = Path(folder)
+    with atomic_directory(target) as tmp:
+        write_packed_files(model, tokenizer, tmp)
+    return target
+
+
+def write_packed_files(model: nn.Module, tokenizer, folder: Path) -> None:
+    """The packed export's files into an existing (temporary) folder; `save_agent(..., packed=True)` adds the
+    agent's extensions beside them in the same atomic write."""
     from safetensors.torch import save_file
 
     if not is_ternary(model):
@@ -101,15 +110,12 @@ def export_packed(model: nn.Module, tokenizer, folder: str | Path) -> Path:
         "use_rms_norm": bool(marker["sub_norm"]),
         "rms_norm_eps": float(marker["norm_eps"]),
     }
-    target = Path(folder)
-    with atomic_directory(target) as tmp:
-        save_file(tensors, str(tmp / PACKED_FILE), metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
-        if getattr(model, "generation_config", None) is not None:
-            model.generation_config.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-    return target
+    save_file(tensors, str(folder / PACKED_FILE), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str))
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
 
 
 def _tied_output_name(model: nn.Module) -> str | None:
@@ -227,6 +233,18 @@ def _skeleton(config):
         return AutoModelForCausalLM.from_config(config, **{dtype_kw: torch.float32})
 
 
+def is_packed_export(folder: str | Path) -> bool:
+    """True when `folder` is a packed export written by `export_packed` (its config's marker says so)."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        marker = json.loads(config.read_text()).get(MARKER)
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return False
+    return isinstance(marker, dict) and bool(marker.get("packed"))
+
+
 def load_packed(folder: str | Path, *, with_tokenizer: bool = True):
     """Load a packed export for CPU inference: (model with PackedBitLinear layers, tokenizer or None)."""
     from transformers import AutoConfig, AutoTokenizer, GenerationConfig
@@ -293,6 +311,6 @@ def unpack_export_codes(folder: str | Path) -> dict[str, tuple[torch.Tensor, flo
 
 
 __all__ = [
-    "PackedBitLinear", "export_packed", "load_packed", "packed_size_report", "read_safetensors_header",
+    "PackedBitLinear", "export_packed", "is_packed_export", "write_packed_files", "load_packed", "packed_size_report", "read_safetensors_header",
     "unpack_export_codes",
 ]

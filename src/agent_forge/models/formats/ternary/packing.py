@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ...errors import ForgeError
+from ....errors import ForgeError
 
 VALUES_PER_BYTE = 4
 KERNEL_BLOCK = 128

@@ -27,7 +27,7 @@ from typing import Iterable
 import torch
 from torch import nn
 
-from ...errors import ForgeError
+from ....errors import ForgeError
 from .layer import BitLinear
 
 MARKER = "forge_bitnet"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .tokens import ThoughtTokens, mask_thought_logits
+from ..models.formats.thoughts.tokens import ThoughtTokens, mask_thought_logits
 
 _STEP_STRIDE = 1_000_003  # keeps (seed, step) pairs from colliding for any realistic number of steps
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
@@ -38,6 +39,7 @@ _FLAG_SETS = (
     ["-O3"],
 )
 
+log = logging.getLogger(__name__)
 _lock = threading.Lock()
 _loaded: "ctypes.CDLL | None | bool" = False  # False: not tried yet; None: tried and unavailable
 _failure: str = ""
@@ -115,6 +117,11 @@ def _load() -> ctypes.CDLL | None:
             _failure = "disabled by AGENT_FORGE_TERNARY_KERNEL=torch"
             _loaded = None
             return None
+        if not SOURCE.is_file():
+            _failure = f"kernel source {SOURCE.name} is not installed next to {Path(__file__).name}"
+            _announce_fallback()
+            _loaded = None
+            return None
         errors = []
         source_hash = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
         for flags in _FLAG_SETS:
@@ -128,9 +135,16 @@ def _load() -> ctypes.CDLL | None:
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 errors.append(f"{' '.join(flags)}: {exc}")
         _failure = "; ".join(errors)
-        warnings.warn(f"ternary C kernel unavailable, using the torch fallback ({_failure})", RuntimeWarning, stacklevel=3)
+        _announce_fallback()
         _loaded = None
         return None
+
+
+def _announce_fallback() -> None:
+    """Never silent: the fallback is slower, so the log (and the bitnet stage's metrics) say it is in use."""
+    message = f"ternary C kernel unavailable, using the torch fallback ({_failure})"
+    log.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def kernel_available() -> bool:
