@@ -2,7 +2,7 @@
 
 Trains a copy of MODEL on fresh train-split tasks of DOMAIN at LEVEL (the worked answers, cross-entropy on the
 answer tokens, batch 32, through the curriculum's own optimiser with its warm-up) and prints validation accuracy
-(fast path, 48 items) every 20 steps. The curriculum
+in percent (fast path, 48 items) every 20 steps. The curriculum
 spends its budget on rollouts, several domains and consolidation, so a level that this probe cannot lift
 within a few hundred steps will not be mastered by the curriculum within its time budget either.
 A ternary model saved by the bitnet stage is trained as ternary (latent weights, straight-through).
@@ -29,6 +29,7 @@ import torch
 
 from agent_forge.stages.curriculum.assessment import level_accuracy
 from agent_forge.stages.curriculum.episodes import sample_train_task
+from agent_forge.evaluation import percent
 from agent_forge.models import load_agent
 from agent_forge.stages.quietstar.data import worked_pair
 from agent_forge.tasks import knowledge_base_for
@@ -80,10 +81,10 @@ def main() -> None:
 
     def val() -> str:
         probed = [(args.domain, args.level)] + others
-        scores = [level_accuracy(model, tok, d, lvl, "val", 48, args.seed) for d, lvl in probed]
+        scores = [percent(level_accuracy(model, tok, d, lvl, "val", 48, args.seed)) for d, lvl in probed]
         if not others:
-            return f"{scores[0]:.3f}"
-        return " ".join(f"{d}:{lvl} {a:.3f}" for (d, lvl), a in zip(probed, scores))
+            return f"{scores[0]:.1f}%"
+        return " ".join(f"{d}:{lvl} {a:.1f}%" for (d, lvl), a in zip(probed, scores))
 
     print(f"{args.model} ({'ternary' if ternary else 'full precision'}): {args.domain} level {args.level}, "
           f"lr {args.lr}, worked {args.worked}, statements {args.statements}, mixed with {others or 'nothing'}; "

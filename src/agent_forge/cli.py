@@ -3,6 +3,7 @@
     agent-forge run [--config FILE] [--until STAGE] [--resume] [key.path=value ...]
     agent-forge eval MODEL [--domains arithmetic,strings] [--levels 1-4] [--n 20] [--method fast|generate]
     agent-forge status RUN_DIR
+    agent-forge report RUN [--markdown] [--html PATH]
     agent-forge chat MODEL [--prompt TEXT] [--show-thoughts] [--max-new-tokens N]
 
 Anything the user can get wrong (config, paths, stage names, damaged models, bad options) ends with one line
@@ -15,7 +16,6 @@ Exercise: `agent-forge --help`, or `python -m pytest tests/test_cli.py`.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -23,7 +23,6 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 from typer.core import TyperGroup
 
 from .errors import ForgeError
@@ -149,6 +148,32 @@ def status(run_dir: Path = typer.Argument(..., help="A run directory, or a run n
     Console().print(status_table(run_dir))
 
 
+# --------------------------------------------------------------------------------------------------- report
+
+
+@app.command()
+def report(
+    run_dir: str = typer.Argument(..., help="A run directory, or a run name under runs/."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print markdown (for pasting into a README) instead of tables."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Write the HTML report here instead of <run>/report.html."),
+) -> None:
+    """Show a run's trajectory (suite accuracy entering and leaving each stage) and each stage's own tables.
+
+    Always writes a self-contained HTML page with plots (<run>/report.html unless --html is given).
+    """
+    from .pipeline.report import load_run, markdown_report, rich_report, write_html
+
+    data = load_run(run_dir)
+    if markdown:
+        typer.echo(markdown_report(data))
+    else:
+        console = Console()
+        for renderable in rich_report(data):
+            console.print(renderable)
+    written = write_html(data, html)
+    typer.echo(f"wrote {written}", err=markdown)
+
+
 # ----------------------------------------------------------------------------------------------------- eval
 
 
@@ -190,19 +215,6 @@ def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
     return value
 
 
-def accuracy_grid(by_domain_level: dict[str, dict[int, float]], by_domain: dict[str, float], levels: list[int]) -> Table:
-    """Accuracy (%) with one row per domain and one column per level, plus the domain's overall accuracy."""
-    table = Table(title="accuracy (%) by domain and level")
-    table.add_column("domain")
-    for level in levels:
-        table.add_column(f"L{level}", justify="right")
-    table.add_column("all", justify="right", style="bold")
-    for domain, per_level in by_domain_level.items():
-        cells = [f"{per_level[level]:.0f}" if level in per_level else "-" for level in levels]
-        table.add_row(domain, *cells, f"{by_domain.get(domain, float('nan')):.1f}")
-    return table
-
-
 @app.command("eval")
 def eval_command(
     model: str = typer.Argument(..., help="A Hugging Face model folder or a .gguf file."),
@@ -231,8 +243,9 @@ def eval_command(
         raise ForgeError(f"unknown domain(s) {', '.join(unknown)}; known: {', '.join(DOMAINS)}")
 
     from .evaluation import evaluate
+    from .evaluation.table import accuracy_grid
     from .models import load_agent
-    from .tasks import make_tasks
+    from .tasks import task_grid
     from .utils import configure_threads
 
     configure_threads(threads)
@@ -240,7 +253,7 @@ def eval_command(
     try:
         # every extension restored: a BitNet checkpoint is scored ternary, a packed export through its kernel
         agent = load_agent(model, device=device, dtype=dtype)
-        tasks = [t for d in domain_list for lvl in level_list for t in make_tasks(d, lvl, split, n, seed)]
+        tasks = task_grid(domain_list, level_list, split, n, seed)
         console.print(f"{model}: {len(tasks)} {split} tasks, method {method}", markup=False)
         report = evaluate(agent.model, agent.tokenizer, tasks, method=method, batch_size=batch_size)
     except KeyboardInterrupt:

@@ -1,11 +1,11 @@
 """The teacher-forced fast path and real greedy generation must give the same exact-match verdict per item."""
 
 from agent_forge.evaluation import answer_loglik, evaluate, fast_exact_match, generate_answers
-from agent_forge.tasks import make_tasks
+from agent_forge.tasks import task_grid
 
 
 def _tasks():
-    return [t for d in ("arithmetic", "strings") for lvl in (1, 2) for t in make_tasks(d, lvl, "val", 30, seed=1)]
+    return task_grid(("arithmetic", "strings"), (1, 2), "val", 30, seed=1)
 
 
 def test_fast_path_agrees_with_greedy_generation_item_by_item(trained_tiny):

@@ -28,7 +28,7 @@ from safetensors.numpy import load_file, save
 
 from agent_forge.config import ForgeConfig
 from agent_forge.errors import ForgeError
-from agent_forge.stages import StageInputs, StageResult
+from agent_forge.stages import StageContext, StageResult
 
 TOY_STAGE_NAMES = ["seed", "evomerge", "quietstar"]
 CHUNKS = 4
@@ -72,7 +72,8 @@ def load_toy_model(folder: Path) -> dict[str, np.ndarray]:
     return load_file(folder / "model.safetensors")
 
 
-def seed_stage(cfg: ForgeConfig, inputs: StageInputs, stage_dir: Path) -> StageResult:
+def seed_stage(ctx: StageContext) -> StageResult:
+    inputs, stage_dir = ctx.inputs, ctx.stage_dir
     """Two models from the globally seeded NumPy generator (tests that the runner seeds each stage)."""
     _event("seed.start")
     assert not inputs.models and not inputs.history
@@ -85,7 +86,8 @@ def seed_stage(cfg: ForgeConfig, inputs: StageInputs, stage_dir: Path) -> StageR
     return StageResult(models=outputs, metrics={"summary": {"models": 2}, "norm": float(np.linalg.norm(weights["w"]))})
 
 
-def merge_stage(cfg: ForgeConfig, inputs: StageInputs, stage_dir: Path) -> StageResult:
+def merge_stage(ctx: StageContext) -> StageResult:
+    inputs, stage_dir = ctx.inputs, ctx.stage_dir
     """Average the previous stage's models plus seeded noise."""
     _event("evomerge.start")
     assert set(inputs.models) == {"base", "specialist"}
@@ -96,7 +98,8 @@ def merge_stage(cfg: ForgeConfig, inputs: StageInputs, stage_dir: Path) -> Stage
     return StageResult(models={"model": stage_dir / "model"}, metrics={"mean": np.float32(merged["w"].mean())})
 
 
-def think_stage(cfg: ForgeConfig, inputs: StageInputs, stage_dir: Path) -> StageResult:
+def think_stage(ctx: StageContext) -> StageResult:
+    inputs, stage_dir = ctx.inputs, ctx.stage_dir
     """Uses the previous model and, through the history, the seed stage's base."""
     _event("quietstar.start")
     assert set(inputs.history) == {"seed", "evomerge"}
@@ -108,7 +111,8 @@ def think_stage(cfg: ForgeConfig, inputs: StageInputs, stage_dir: Path) -> Stage
     return StageResult(models={"model": stage_dir / "model"}, metrics={"delta": float(np.abs(weights["w"]).mean())})
 
 
-def failing_stage(cfg: ForgeConfig, inputs: StageInputs, stage_dir: Path) -> StageResult:
+def failing_stage(ctx: StageContext) -> StageResult:
+    stage_dir = ctx.stage_dir
     """A stage that finds its input unusable, as a user error."""
     (stage_dir / "partial.txt").write_text("started")
     raise ForgeError("the three models have different vocabularies")

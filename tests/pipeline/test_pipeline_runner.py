@@ -46,8 +46,11 @@ def test_fresh_run_writes_layout_manifest_and_metrics(tmp_path):
 
     assert run_dir == (tmp_path / "fresh").resolve()
     assert sorted(p.name for p in run_dir.iterdir() if p.name != ".lock") == [
-        "00-seed", "01-evomerge", "02-quietstar", "config.yaml", "manifest.json",
+        "00-seed", "01-evomerge", "02-quietstar", "config.yaml", "log.txt", "manifest.json",
     ]
+    # the run's log names every stage and its end
+    log_text = (run_dir / "log.txt").read_text()
+    assert all(f"done {stage}" in log_text for stage in ("seed", "evomerge", "quietstar"))
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["config_hash"] == cfg.digest()
     assert manifest["seed"] == 7
@@ -168,8 +171,8 @@ def test_stage_error_marks_failed_and_resume_recomputes_only_that_stage(tmp_path
 
 
 def test_keyboard_interrupt_leaves_a_resumable_run(tmp_path):
-    def interrupted(cfg, inputs, stage_dir):
-        (stage_dir / "model").mkdir()
+    def interrupted(ctx):
+        (ctx.stage_dir / "model").mkdir()
         raise KeyboardInterrupt
 
     cfg = toy_config(tmp_path, "ctrl-c")
@@ -227,8 +230,8 @@ def test_bad_run_names_are_refused(tmp_path):
 
 
 def test_stage_returning_a_missing_output_fails(tmp_path):
-    def forgetful(cfg, inputs, stage_dir):
-        return StageResult(models={"model": stage_dir / "model"}, metrics={})
+    def forgetful(ctx):
+        return StageResult(models={"model": ctx.stage_dir / "model"}, metrics={})
 
     with pytest.raises(RuntimeError, match="not complete"):
         _run(toy_config(tmp_path, "forgetful"), stage_fns={**TOY_STAGES, "seed": forgetful})

@@ -7,8 +7,6 @@ exercises it. `path` is a YAML file, or the name of a config packaged in `agent_
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -17,6 +15,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from ..errors import ForgeError
+from ..utils.hashing import digest
 from .base import Section
 from .seed import SeedConfig, TinyModelConfig, TrainPhase
 from .evomerge import EvoMergeConfig
@@ -24,9 +23,8 @@ from .quietstar import QuietStarConfig
 from .bitnet import BitNetConfig
 from .curriculum import CurriculumConfig
 
-STAGE_ORDER = [
-    "seed", "evomerge", "quietstar", "bitnet", "curriculum", "experts", "baking", "tools", "adas", "package",
-]
+from ..registry import STAGE_ORDER
+from .report import ReportConfig
 
 
 class ForgeConfig(Section):
@@ -44,6 +42,7 @@ class ForgeConfig(Section):
     quietstar: QuietStarConfig = QuietStarConfig()
     bitnet: BitNetConfig = BitNetConfig()
     curriculum: CurriculumConfig = CurriculumConfig()
+    report: ReportConfig = ReportConfig()
 
     def stage_list(self) -> list[str]:
         unknown = [s for s in self.stages if s not in STAGE_ORDER]
@@ -53,8 +52,7 @@ class ForgeConfig(Section):
 
     def digest(self) -> str:
         """Stable hash of the resolved config, recorded in the manifest."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return digest(self.model_dump(mode="json"))
 
 
 def _set_dotted(tree: dict, dotted: str, value) -> None:

@@ -30,6 +30,11 @@ class QuietStarConfig(Section):
     base_nll_weight: float = Field(0.5, ge=0, le=1, description="share of the no-thought next-token NLL")
     reinforce_weight: float = Field(1.0, ge=0)
     positive_rewards_only: bool = True
+    anchor_kl: float = Field(
+        1.0, ge=0,
+        description="weight of KL(entering model || model) on the answer tokens' ordinary predictions: keeps "
+                    "what the agent could do while thoughts are learned (0 turns it off)",
+    )
     train: TrainPhase = TrainPhase(steps=100, batch_size=16, lr=3e-4, warmup_steps=10)
     # data: the task corpora's training split, plus text files
     domains: list[str] = Field(default_factory=lambda: ["arithmetic", "strings", "logic"])

@@ -1,4 +1,8 @@
-"""Aggregate per-item scores into accuracy by domain and by (domain, level)."""
+"""Aggregate per-item scores into accuracy by domain and by (domain, level).
+
+Accuracy is a percentage (0-100) everywhere in the project: metrics.json, tables, status lines. `EvalReport`
+is the reference; `percent(fraction)` converts any other hit rate the same way (x 100, 2 decimals).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,11 @@ from ..tasks import Task
 from .generation import generate_answers
 from .teacher_forced import teacher_forced
 from ..tasks import verify
+
+
+def percent(fraction: float) -> float:
+    """A fraction of items right (0-1) as the percentage every metric and table uses, rounded to 2 decimals."""
+    return round(100.0 * float(fraction), 2)
 
 
 @dataclass

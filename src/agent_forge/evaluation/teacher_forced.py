@@ -13,7 +13,7 @@ from typing import Sequence
 
 import torch
 
-from ..models import encode_pairs
+from ..models import encode_pairs, token_logprobs
 from ..tasks import Task
 
 
@@ -46,9 +46,8 @@ def teacher_forced(model, tokenizer, tasks: Sequence[Task], batch_size: int = 64
         logits = model(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device)).logits[:, :-1]
         targets = batch["labels"][:, 1:].to(device)
         scored = targets != -100
-        safe_targets = targets.clamp(min=0)
-        logprobs = torch.log_softmax(logits.float(), dim=-1).gather(-1, safe_targets.unsqueeze(-1)).squeeze(-1)
-        hits = (logits.argmax(-1) == safe_targets) | ~scored
+        logprobs = token_logprobs(logits, targets)
+        hits = (logits.argmax(-1) == targets) | ~scored
         counts = scored.sum(1).clamp(min=1)
         item_exact = hits.all(1).tolist()
         item_ll = ((logprobs * scored).sum(1) / counts).tolist()

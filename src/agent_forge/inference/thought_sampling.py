@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from ..models.formats.thoughts.tokens import ThoughtTokens, mask_thought_logits
+from ..models.logprobs import token_logprobs
 
 _STEP_STRIDE = 1_000_003  # keeps (seed, step) pairs from colliding for any realistic number of steps
 
@@ -37,10 +38,14 @@ class ThoughtSampler:
         tiny = torch.finfo(torch.float32).tiny
         return -torch.log(-torch.log(uniform.clamp(min=tiny, max=1.0 - 1e-7)))
 
+    def scaled_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits of the sampling distribution (temperature 0 scores under temperature 1), in float32."""
+        scale = self.temperature if self.temperature > 0 else 1.0
+        return mask_thought_logits(logits.float(), self.tokens) / scale
+
     def log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """Log-probabilities of the sampling distribution (temperature 0 scores under temperature 1)."""
-        scale = self.temperature if self.temperature > 0 else 1.0
-        return torch.log_softmax(mask_thought_logits(logits.float(), self.tokens) / scale, dim=-1)
+        return torch.log_softmax(self.scaled_logits(logits), dim=-1)
 
     def choose(self, logits: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
         """Token ids from `logits` (..., vocab), with `noise` of the same shape (ignored when greedy)."""
@@ -53,5 +58,5 @@ class ThoughtSampler:
         """Sample one token per row/position of `logits` (..., vocab); returns (ids, differentiable log-prob)."""
         noise = None if self.temperature == 0 else self.noise(step, tuple(logits.shape), logits.device)
         ids = self.choose(logits, noise)
-        logp = self.log_probs(logits).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+        logp = token_logprobs(self.scaled_logits(logits), ids)
         return ids, logp

@@ -7,6 +7,7 @@ Nothing here is specific to a stage, and nothing here imports a stage. Exercise:
 from .device import default_device, default_dtype, resolve_device, resolve_dtype
 from .loading import check_gguf_file, check_safetensors_file, load_model
 from .generation import completion_text, generate, generate_groups, generate_token_ids
+from .logprobs import token_logprobs
 from .prompting import IGNORE_INDEX, PromptFormat, encode_pairs, pad_id, prompt_format
 from .saving import save_model, write_model_files
 from .agent import Agent, Thoughts, load_agent, save_agent, with_thoughts
@@ -40,4 +41,5 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
     "save_model",
+    "token_logprobs",
 ]

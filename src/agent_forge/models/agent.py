@@ -166,7 +166,8 @@ def load_agent(source: str | os.PathLike, *, device=None, dtype=None) -> Agent:
     """
     path = Path(source).expanduser()
     if path.is_dir() and is_packed_export(path):
-        if device not in (None, "auto", "cpu") or dtype not in (None, "auto", "float32", torch.float32):
+        on_cpu = device in (None, "auto") or torch.device(device).type == "cpu"
+        if not on_cpu or dtype not in (None, "auto", "float32", torch.float32):
             raise ForgeError(f"{path} is a packed 2-bit export: it runs on the CPU in float32 only")
         model, tokenizer = load_packed(path)
         if tokenizer is None:

@@ -19,8 +19,14 @@ Rules (the user-facing side is in `agent-forge run --help`):
   directory of every stage that is not "done" (whatever half-written models it holds), re-checks the
   outputs of every "done" stage with `check_output`, and recomputes from the first stage that fails the
   check (a warning names the problem). No stage ever receives a model from a stage that is not "done".
-- Every stage is seeded with `derive_seed(cfg.seed, stage)` just before it runs, so a resumed run computes
-  what an uninterrupted one would have.
+- Every stage gets a `StageContext` (seeded with `derive_seed(cfg.seed, stage)` just before it runs, so a
+  resumed run computes what an uninterrupted one would have; device and dtype resolved once; a scratch
+  directory `<run>/.resume/<stage dir>` that survives a kill and is removed once the stage is done).
+- After a stage returns, its outputs are measured on the full task suite (`evaluation.trajectory`) and
+  `trajectory.json` is written beside `metrics.json`, before the stage is marked done: accuracy of the agent
+  it received and the agent it leaves, size, decode speed, and whether it lost more than
+  `report.max_undeclared_drop` points without declaring a trade-off (a warning names it).
+- Everything the runner and the stages log goes to `<run>/log.txt` as well as the terminal.
 - A stage raising ForgeError is marked "failed" and the error is re-raised as one line; Ctrl-C marks the
   running stage "failed" ("interrupted") and re-raises KeyboardInterrupt. Both are resumable.
 
@@ -29,6 +35,7 @@ Exercise: `agent-forge run --config smoke` or `python -m pytest tests/pipeline`.
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 import time
@@ -40,7 +47,9 @@ from rich.markup import escape
 
 from ..config import STAGE_ORDER, ForgeConfig
 from ..errors import ForgeError
-from ..stages import STAGES, StageInputs, StageResult, resolve_stage
+from ..registry import STAGES
+from ..stage_contract import StageContext, StageInputs, StageResult
+from ..stages import resolve_stage
 from ..utils import (
     atomic_write_json,
     atomic_write_yaml,
@@ -50,8 +59,8 @@ from ..utils import (
     is_temp_name,
     package_versions,
     remove_stale_temp,
-    seed_everything,
 )
+from .logfile import run_log
 from .lock import LOCK_NAME, RunLock
 from .manifest import (
     CONFIG_NAME,
@@ -67,8 +76,10 @@ from .manifest import (
 )
 from .outputs import check_output
 
-StageFunction = Callable[[ForgeConfig, StageInputs, Path], StageResult]
+StageFunction = Callable[[StageContext], StageResult]
+log = logging.getLogger("agent_forge.pipeline")
 METRICS_NAME = "metrics.json"
+LOG_NAME = "log.txt"
 
 
 def run_dir_for(cfg: ForgeConfig) -> Path:
@@ -104,7 +115,7 @@ def run_pipeline(
     run_dir = run_dir_for(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    with RunLock(run_dir):
+    with RunLock(run_dir), run_log(run_dir / LOG_NAME):
         manifest, fresh = _open_run(run_dir, cfg, stages, resume, console)
         first_todo, problem = _first_stage_to_run(manifest, run_dir, stages)
         if first_todo >= len(target):
@@ -128,8 +139,10 @@ def run_pipeline(
         _invalidate_from(manifest, run_dir, stages[first_todo:])
 
         configure_threads(cfg.threads)
+        log.info("run %s: stages %s, config %s", run_dir, ", ".join(target[first_todo:]), cfg.digest())
         for position, stage in enumerate(target[first_todo:], start=first_todo):
             console.print(f"[bold]stage {position + 1}/{len(stages)}: {stage}[/]")
+            log.info("stage %d/%d: %s", position + 1, len(stages), stage)
             inputs = _stage_inputs(manifest, run_dir, stages[:position])
             _run_stage(cfg, manifest, run_dir, stage, lookup(stage), inputs, console)
 
@@ -170,7 +183,7 @@ def _open_run(
     digest = cfg.digest()
     if not (run_dir / MANIFEST_NAME).exists():
         # a run killed before its first manifest write leaves at most these behind
-        foreign = [p.name for p in run_dir.iterdir() if p.name not in {CONFIG_NAME, LOCK_NAME} and not is_temp_name(p.name)]
+        foreign = [p.name for p in run_dir.iterdir() if p.name not in {CONFIG_NAME, LOCK_NAME, LOG_NAME} and not is_temp_name(p.name)]
         if foreign:
             raise ForgeError(
                 f"{run_dir} exists but is not an agent-forge run (no {MANIFEST_NAME}); choose another name= or move it"
@@ -288,19 +301,23 @@ def _run_stage(
     stage_dir.mkdir(parents=True)
     start = time.perf_counter()
     try:
-        seed_everything(record.seed)
-        result = function(cfg, inputs, stage_dir)
+        ctx = StageContext.create(stage, cfg, inputs, stage_dir, console=console)
+        result = function(ctx)
         outputs = _checked_outputs(stage, result, stage_dir, run_dir)
         atomic_write_json(stage_dir / METRICS_NAME, to_jsonable(result.metrics))
+        trajectory = _record_trajectory(cfg, ctx, result, manifest, run_dir)
         fsync_tree(stage_dir)
     except ForgeError as exc:
         _mark_failed(manifest, run_dir, record, str(exc), start)
+        log.error("stage %s failed: %s", stage, exc)
         raise ForgeError(f"stage {stage!r} failed: {exc} (fix it, then run again with --resume)") from None
     except KeyboardInterrupt:
         _mark_failed(manifest, run_dir, record, "interrupted", start)
+        log.warning("stage %s interrupted", stage)
         raise
     except BaseException as exc:
         _mark_failed(manifest, run_dir, record, f"{type(exc).__name__}: {exc}", start)
+        log.exception("stage %s crashed", stage)
         raise
 
     record.duration_s = round(time.perf_counter() - start, 3)
@@ -309,8 +326,72 @@ def _run_stage(
     record.metrics = record_path(run_dir, stage_dir / METRICS_NAME)
     record.status = DONE
     manifest.save(run_dir)  # the commit point: only now is the stage finished
+    shutil.rmtree(ctx.scratch_dir, ignore_errors=True)  # resume scratch of a finished stage is never read again
     summary = format_summary(headline_metrics(to_jsonable(result.metrics)))
     console.print(f"[green]done[/] {stage} in {format_duration(record.duration_s)}" + (f" — {escape(summary)}" if summary else ""))
+    log.info("done %s in %s%s", stage, format_duration(record.duration_s), f" — {summary}" if summary else "")
+    if trajectory is not None:
+        _announce_trajectory(stage, trajectory, console)
+
+
+def _record_trajectory(cfg: ForgeConfig, ctx: StageContext, result: StageResult, manifest: Manifest, run_dir: Path):
+    """Measure the stage's outputs on the suite, compare with what it received, write `trajectory.json`."""
+    from ..evaluation.trajectory import TRAJECTORY_FILE, compare, is_agent_path, measure_agent, read_trajectory
+
+    if not cfg.report.trajectory:
+        return None
+    measure = lambda path: measure_agent(path, cfg.report, cfg.seed, device=ctx.device, dtype=ctx.dtype)  # noqa: E731
+    leaving = {key: measure(Path(path) if Path(path).is_absolute() else ctx.stage_dir / path)
+               for key, path in result.models.items()
+               if is_agent_path(Path(path) if Path(path).is_absolute() else ctx.stage_dir / path)}
+    if not leaving:
+        return None
+    entering = _entering_measurement(ctx, manifest, run_dir, measure, read_trajectory, is_agent_path)
+    main = leaving.get("model") or max(leaving.values(), key=lambda m: m["suite"]["domain_mean"])
+    trajectory = {
+        "stage": ctx.name,
+        "entering": entering,
+        "leaving": leaving,
+        "main_output": "model" if "model" in leaving else max(leaving, key=lambda k: leaving[k]["suite"]["domain_mean"]),
+        **compare(entering["measurement"] if entering else None, main,
+                  max_drop=cfg.report.max_undeclared_drop, trade_off=result.trade_off),
+        "trade_off": result.trade_off,
+    }
+    atomic_write_json(ctx.stage_dir / TRAJECTORY_FILE, to_jsonable(trajectory))
+    return trajectory
+
+
+def _entering_measurement(ctx, manifest, run_dir, measure, read_trajectory, is_agent_path) -> dict | None:
+    """The best-scoring model the stage received (its only one, usually), as the previous stage measured it."""
+    if not ctx.inputs.models:
+        return None
+    done = [s for s, rec in manifest.stages.items() if rec.status == DONE and rec.name != ctx.name]
+    previous = read_trajectory(run_dir / manifest.stages[done[-1]].dir) if done else None
+    measured = {}
+    for key, path in ctx.inputs.models.items():
+        if previous and key in previous.get("leaving", {}):
+            measured[key] = previous["leaving"][key]
+        elif is_agent_path(Path(path)):
+            measured[key] = measure(Path(path))
+    if not measured:
+        return None
+    key = max(measured, key=lambda k: measured[k]["suite"]["domain_mean"])
+    return {"input": key, "measurement": measured[key]}
+
+
+def _announce_trajectory(stage: str, trajectory: dict, console: Console) -> None:
+    change = trajectory.get("change")
+    if change is None:
+        return
+    if trajectory.get("undeclared"):
+        message = (f"stage {stage} left the agent {-change:.2f} points worse on the suite than it received it "
+                   "(no trade-off declared)")
+        console.print(f"[yellow]warning:[/] {escape(message)}")
+        log.warning(message)
+    elif trajectory.get("declared"):
+        log.info("stage %s: suite change %+.2f points, declared trade-off: %s", stage, change, trajectory["declared"])
+    else:
+        log.info("stage %s: suite change %+.2f points", stage, change)
 
 
 def _checked_outputs(stage: str, result: Any, stage_dir: Path, run_dir: Path) -> dict[str, str]:

@@ -1,45 +1,16 @@
-"""The stages of the pipeline and the contract they share.
+"""The stages of the pipeline: one subpackage per stage, each exposing `run(ctx: StageContext) -> StageResult`.
 
-Each stage is a subpackage exposing `run(cfg, inputs, stage_dir) -> StageResult`. `STAGES` maps the stage
-name to the dotted path of that function; the pipeline imports it lazily so that a run of the first stages
-never imports the machinery of later ones.
+The contract (`StageContext`, `StageInputs`, `StageResult`) is in `agent_forge.stage_contract` and re-exported
+here; the registry is `agent_forge.registry.STAGES`. `resolve_stage(name)` imports a stage's `run` lazily, so a
+run of the first stages never imports the machinery of later ones.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
 
-# Ordered: the pipeline runs the configured subset in this order.
-STAGES: dict[str, str] = {
-    "seed": "agent_forge.stages.seed:run",
-    "evomerge": "agent_forge.stages.evomerge:run",
-    "quietstar": "agent_forge.stages.quietstar:run",
-    "bitnet": "agent_forge.stages.bitnet:run",
-    "curriculum": "agent_forge.stages.curriculum:run",
-}
-
-
-@dataclass
-class StageInputs:
-    """What a stage receives: the previous stage's saved models, by key."""
-
-    models: dict[str, Path] = field(default_factory=dict)
-    # outputs of every finished stage so far, by stage name (for stages that need more than the previous one)
-    history: dict[str, dict[str, Path]] = field(default_factory=dict)
-
-
-@dataclass
-class StageResult:
-    """What a stage returns: its saved models, by key ("model" for the main output), and its metrics."""
-
-    models: dict[str, Path]
-    metrics: dict[str, Any]
-
-
-StageFn = Callable[[Any, StageInputs, Path], StageResult]
+from ..registry import STAGES
+from ..stage_contract import RESUME_DIR, StageContext, StageFn, StageInputs, StageResult
 
 
 def resolve_stage(name: str) -> StageFn:
@@ -47,3 +18,6 @@ def resolve_stage(name: str) -> StageFn:
     target = STAGES[name]
     module_name, func_name = target.split(":")
     return getattr(importlib.import_module(module_name), func_name)
+
+
+__all__ = ["RESUME_DIR", "STAGES", "StageContext", "StageFn", "StageInputs", "StageResult", "resolve_stage"]

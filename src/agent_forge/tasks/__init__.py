@@ -12,11 +12,11 @@ from .alphabet import alphabet
 from .base import LEVELS, SPLITS, Domain, Task, split_of, split_of_task, task_id_for
 from .knowledge import KnowledgeBase
 from .registry import DOMAINS, get_domain
-from .sampling import corpus_text, iter_tasks, knowledge_base_for, make_mixture, make_tasks, task_stream
+from .sampling import corpus_text, iter_tasks, knowledge_base_for, make_mixture, make_tasks, task_grid, task_stream
 from .verify import normalize_answer, verify
 
 __all__ = [
     "DOMAINS", "Domain", "KnowledgeBase", "LEVELS", "SPLITS", "Task", "alphabet", "corpus_text", "get_domain",
     "iter_tasks", "knowledge_base_for", "make_mixture", "make_tasks", "normalize_answer", "split_of",
-    "split_of_task", "task_id_for", "task_stream", "verify",
+    "split_of_task", "task_grid", "task_id_for", "task_stream", "verify",
 ]

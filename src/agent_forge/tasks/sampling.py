@@ -6,6 +6,7 @@ first yields distinct instances; small levels have small instance spaces (level 
 questions, so its test split holds about 18), and once 200 draws in a row bring no new instance of the split
 the stream accepts repeats, still drawn only from that split. `make_tasks(..., n)` is the first n tasks of
 the stream, so a smaller n gives a prefix of a larger one.
+`task_grid` is `make_tasks` over domains x levels.
 
 The `facts` world is `KnowledgeBase.build(world_seed)`, and `world_seed` defaults to `seed`. A caller that
 offsets the seed to get another stream of the same run (say `seed + 17` for a validation draw) must pass
@@ -78,6 +79,30 @@ def make_tasks(domain: str, level: int, split: str, n: int, seed: int, world_see
     return list(islice(task_stream(domain, level, split, seed, world_seed), _check_count(n)))
 
 
+def task_grid(
+    domains: str | Sequence[str], levels: Levels, split: str, n: int, seed: int, world_seed: int | None = None,
+) -> list[Task]:
+    """`make_tasks(domain, level, split, n, seed, world_seed)` for every domain and each of its levels, in order.
+
+    `levels` is one level, a list shared by all domains, or a mapping from domain to its levels (a domain with
+    an empty list contributes no tasks). This is the evaluation set of every stage and of `agent-forge eval`.
+    """
+    names = [domains] if isinstance(domains, str) else list(domains)
+    return [
+        task for name in names for level in _levels_of(name, levels)
+        for task in make_tasks(name, level, split, n, seed, world_seed)
+    ]
+
+
+def _levels_of(name: str, levels: Levels) -> list[int]:
+    """`name`'s levels in a `Levels` value (one level, a list for every domain, or a mapping per domain)."""
+    if isinstance(levels, Mapping):
+        if name not in levels:
+            raise ForgeError(f"no levels given for domain {name!r}")
+        levels = levels[name]
+    return [levels] if isinstance(levels, int) else list(levels)
+
+
 def _pairs(domains: str | Sequence[str], levels: Levels) -> list[tuple[str, int]]:
     names = [domains] if isinstance(domains, str) else list(domains)
     if not names:
@@ -86,13 +111,7 @@ def _pairs(domains: str | Sequence[str], levels: Levels) -> list[tuple[str, int]
         get_domain(name)
     pairs = []
     for name in names:
-        if isinstance(levels, Mapping):
-            if name not in levels:
-                raise ForgeError(f"no levels given for domain {name!r}")
-            chosen = levels[name]
-        else:
-            chosen = levels
-        chosen = [chosen] if isinstance(chosen, int) else list(chosen)
+        chosen = _levels_of(name, levels)
         if not chosen:
             raise ForgeError(f"a task mixture needs at least one level for domain {name!r}")
         pairs += [(name, check_level(level)) for level in chosen]

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..errors import ForgeError
+from ..models.logprobs import token_logprobs
 from ..models.prompting import encode_pairs, pad_id
 from .optim import make_optimizer, set_lr
 from .supervised import answer_cross_entropy
@@ -64,11 +65,10 @@ def completion_logprobs(model: torch.nn.Module, batch: dict) -> tuple[torch.Tens
     `batch` is `encode_pairs` output: labels are -100 on the prompt and padding, so the mask covers the
     completion and its terminator. Both tensors have shape [batch, length - 1] (position t predicts t + 1).
     """
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     targets = batch["labels"][:, 1:]
     mask = targets != -100
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    return logprobs, mask
+    return token_logprobs(logits, targets), mask
 
 
 def policy_gradient_loss(

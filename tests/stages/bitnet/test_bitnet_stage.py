@@ -25,8 +25,14 @@ from agent_forge.models.formats.thoughts import (
 )
 from agent_forge.stages import StageInputs
 from agent_forge.models.formats.ternary import is_ternary
-from agent_forge.stages.bitnet import run
+from agent_forge.stages import StageContext
+from agent_forge.stages.bitnet import run as run_bitnet
 from agent_forge.tasks import alphabet
+
+
+def run(cfg, inputs, stage_dir, console=None):
+    """Run the bitnet stage on its own, with the context the pipeline runner would give it."""
+    return run_bitnet(StageContext.create("bitnet", cfg, inputs, stage_dir, console=console))
 
 SHAPE = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                         num_key_value_heads=2, max_position_embeddings=128)
@@ -109,8 +115,8 @@ def test_stage_is_deterministic_so_a_resumed_run_recomputes_the_same_model(input
 
 def test_stage_errors_are_one_line_forge_errors(input_model, tmp_path):
     cfg = load_config(None, QUICK)
-    with pytest.raises(ForgeError, match="input_key"):
-        run(cfg, StageInputs(models={"specialist_logic": input_model}), tmp_path / "x")
+    with pytest.raises(ForgeError, match="needs the previous stage's 'model' model, but it produced"):
+        run(cfg, StageInputs(models={"specialist_logic": input_model, "base": input_model}), tmp_path / "x")
     ternary = _run(input_model, tmp_path / "t", "bitnet.evaluate_naive=false", "bitnet.export_packed=false")
     with pytest.raises(ForgeError, match="already a BitNet"):
         run(cfg, StageInputs(models={"model": ternary.models["model"]}), tmp_path / "y")

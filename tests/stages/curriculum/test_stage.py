@@ -14,9 +14,15 @@ import torch
 
 from agent_forge.config import ForgeConfig
 from agent_forge.errors import ForgeError
-from agent_forge.models import load_model, save_model
+from agent_forge.models import load_model
 from agent_forge.stages import StageInputs
-from agent_forge.stages.curriculum import run
+from agent_forge.stages import StageContext
+from agent_forge.stages.curriculum import run as run_curriculum
+
+
+def run(cfg, inputs, stage_dir, console=None):
+    """Run the curriculum stage on its own, with the context the pipeline runner would give it."""
+    return run_curriculum(StageContext.create("curriculum", cfg, inputs, stage_dir, console=console))
 
 SMALL = {
     "domains": ["arithmetic", "logic"], "levels": 2, "max_cycles_per_level": 2, "min_cycles_per_level": 1,
@@ -43,6 +49,10 @@ def test_stage_writes_model_metrics_and_plots(trained_tiny, tmp_path):
     assert m["summary"]["domains_improved"] == len(m["domains_improved"])
     assert m["summary"]["ece"] == f"{m['ece_before']:.3f}->{m['ece_after']:.3f}"
     assert set(m["by_domain"]) == {"arithmetic", "logic"}
+    # accuracies are percentages, rounded to 2 decimals, like every accuracy the project records
+    recorded = [v for lv in m["levels"] for v in lv["val_accuracy"].values()]
+    recorded += [v for lv in m["profile"]["accuracy"].values() for v in lv.values()]
+    assert recorded and all(0.0 <= v <= 100.0 and v == round(v, 2) for v in recorded)
     for key in ("success", "reward", "kl", "difficulty"):
         assert key in m["history"][0]
     model, tok = load_model(result.models["model"])
@@ -57,9 +67,9 @@ def test_killed_run_resumes_at_the_last_finished_level(trained_tiny, tmp_path):
     overrides = {"levels": 2, "max_cycles_per_level": 2, "min_cycles_per_level": 2}
     script = (
         "import sys, json; from pathlib import Path; from agent_forge.config import ForgeConfig;"
-        "from agent_forge.stages import StageInputs; from agent_forge.stages.curriculum import run;"
+        "from agent_forge.stages import StageContext, StageInputs; from agent_forge.stages.curriculum import run;"
         "cfg = ForgeConfig.model_validate(json.loads(sys.argv[1]));"
-        "run(cfg, StageInputs(models={'model': Path(sys.argv[2])}), Path(sys.argv[3]))"
+        "run(StageContext.create('curriculum', cfg, StageInputs(models={'model': Path(sys.argv[2])}), Path(sys.argv[3])))"
     )
     cfg_json = json.dumps({"device": "cpu", "curriculum": {**SMALL, **overrides}})
     proc = subprocess.Popen([sys.executable, "-c", script, cfg_json, str(source), str(stage_dir)],
@@ -144,14 +154,14 @@ def test_a_mastery_crossing_must_hold_on_fresh_items(trained_tiny, tmp_path, con
     source, model, tok = trained_tiny
     domain, level, check, fresh = _check_and_fresh(model, tok, SMALL["val_items"])
     cfg = _cfg(mastery_threshold=(check + fresh) / 2, confirm_mastery=confirm)
-    stage = CurriculumRun(cfg, StageInputs(models={"model": source}), tmp_path / "stage")
+    stage = CurriculumRun(StageContext.create("curriculum", cfg, StageInputs(models={"model": source}), tmp_path / "stage"))
     ctx = CycleContext(model, tok, None, None, None, PerDomainDifficulty.from_config(cfg.curriculum.controller),
                        cfg.curriculum, 0)
     state, targets, metrics = {"mastered": {domain: level - 1}}, {domain: level}, {}
     stage._advance_mastered(ctx, state, targets, {domain: check}, metrics)
     if confirm:
         assert state["mastered"][domain] == level - 1 and targets == {domain: level}
-        assert metrics["confirm"] == {domain: round(fresh, 4)}
+        assert metrics["confirm_accuracy"] == {domain: round(100 * round(fresh, 4), 2)}  # recorded in percent
     else:
         assert state["mastered"][domain] == level and targets == {domain: level + 1}
-        assert "confirm" not in metrics
+        assert "confirm_accuracy" not in metrics

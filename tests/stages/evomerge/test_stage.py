@@ -17,8 +17,14 @@ from agent_forge.config import ForgeConfig, TinyModelConfig
 from agent_forge.errors import ForgeError
 from agent_forge.models import build_tiny_model, build_tiny_tokenizer, load_model, save_model
 from agent_forge.stages import STAGES, StageInputs
-from agent_forge.stages.evomerge import run
+from agent_forge.stages import StageContext
+from agent_forge.stages.evomerge import run as run_evomerge
 from agent_forge.tasks import alphabet
+
+
+def run(cfg, inputs, stage_dir, console=None):
+    """Run the evomerge stage on its own, with the context the pipeline runner would give it."""
+    return run_evomerge(StageContext.create("evomerge", cfg, inputs, stage_dir, console=console))
 
 TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                        num_key_value_heads=2, max_position_embeddings=128)

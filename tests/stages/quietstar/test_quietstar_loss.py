@@ -173,3 +173,24 @@ def test_training_on_one_batch_lowers_the_loss(tiny_thinker):
         opt.step()
         losses.append(parts.base_nll + parts.talk_nll)
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_anchor_kl_is_zero_at_the_anchor_and_pulls_back_towards_it(tiny_thinker):
+    import copy
+
+    from agent_forge.stages.quietstar.train import anchor_kl
+
+    model, tokenizer, _ = tiny_thinker
+    ids, mask = batch_of(tokenizer, ["12+34=46", "max 9 1 4"])
+    batch = {"input_ids": ids, "attention_mask": mask}
+    scored = mask.bool().clone()
+    scored[:, :4] = False
+    anchor = copy.deepcopy(model).eval().requires_grad_(False)
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    assert abs(float(anchor_kl(anchor, logits, batch, scored).detach())) < 1e-6
+    with torch.no_grad():
+        model.get_output_embeddings().weight.add_(0.05 * torch.randn_like(model.get_output_embeddings().weight))
+    moved = anchor_kl(anchor, model(input_ids=ids, attention_mask=mask).logits, batch, scored)
+    assert moved > 1e-4
+    moved.backward()
+    assert model.get_output_embeddings().weight.grad.abs().sum() > 0

@@ -16,8 +16,14 @@ from agent_forge.models import build_tiny_model, build_tiny_tokenizer, load_mode
 from agent_forge.stages import STAGES, StageInputs, resolve_stage
 from agent_forge.inference import generate_with_thoughts
 from agent_forge.models import load_agent
-from agent_forge.stages.quietstar import run
+from agent_forge.stages import StageContext
+from agent_forge.stages.quietstar import run as run_quietstar
 from agent_forge.tasks import alphabet
+
+
+def run(cfg, inputs, stage_dir, console=None):
+    """Run the quietstar stage on its own, with the context the pipeline runner would give it."""
+    return run_quietstar(StageContext.create("quietstar", cfg, inputs, stage_dir, console=console))
 
 OVERRIDES = [
     "quietstar.train.steps=3", "quietstar.train.batch_size=4", "quietstar.train.warmup_steps=1",
@@ -71,9 +77,9 @@ def test_stage_is_deterministic_so_a_rerun_after_a_crash_recomputes_the_same(inp
 
 
 def test_registered_and_refuses_ambiguous_inputs(tmp_path):
-    assert resolve_stage("quietstar") is run and "quietstar" in STAGES
+    assert resolve_stage("quietstar") is run_quietstar and "quietstar" in STAGES
     cfg = load_config(None, OVERRIDES)
-    with pytest.raises(ForgeError, match="one model"):
+    with pytest.raises(ForgeError, match="needs the previous stage's 'model' model"):
         run(cfg, StageInputs(models={"base": tmp_path, "specialist_logic": tmp_path}), tmp_path / "s")
     with pytest.raises(ForgeError, match="not a file"):
         run(load_config(None, OVERRIDES + ["quietstar.text_files=[/nonexistent.txt]"]),

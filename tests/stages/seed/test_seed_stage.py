@@ -11,8 +11,14 @@ from agent_forge.config import TinyModelConfig, load_config
 from agent_forge.errors import ForgeError
 from agent_forge.models import build_tiny_model, build_tiny_tokenizer, save_model
 from agent_forge.stages import StageInputs
-from agent_forge.stages.seed import run as run_seed
+from agent_forge.stages import StageContext
+from agent_forge.stages.seed import run as run_seed_stage
 from agent_forge.tasks import alphabet
+
+
+def run_seed(cfg, inputs, stage_dir, console=None):
+    """Run the seed stage on its own, with the context the pipeline runner would give it."""
+    return run_seed_stage(StageContext.create("seed", cfg, inputs, stage_dir, console=console))
 
 SMOKE = "smoke"  # the packaged config (agent_forge/configs/smoke.yaml)
 

@@ -11,11 +11,11 @@ Run the stage: ``agent-forge run`` with ``bitnet`` in ``stages``; see README.md 
 from .qat import convert_with_distillation, naive_ternary, quant_strength
 
 
-def run(cfg, inputs, stage_dir, console=None):
-    """The stage entry point (imported lazily by the pipeline through ``STAGES``)."""
+def run(ctx):
+    """The stage entry point (imported lazily by the pipeline through the registry)."""
     from .stage import run as run_stage
 
-    return run_stage(cfg, inputs, stage_dir, console=console)
+    return run_stage(ctx)
 
 
 __all__ = ["convert_with_distillation", "naive_ternary", "quant_strength", "run"]

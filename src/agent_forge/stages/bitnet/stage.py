@@ -16,15 +16,14 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from ...errors import ForgeError
 from ...evaluation import evaluate
 from ...evaluation.table import accuracy_table
 from ...models import Agent, load_agent, save_agent
 from ...models.formats.ternary import bitlinear_layers, kernel_description, load_packed, packed_size_report
-from ...tasks import iter_tasks, make_tasks
-from .. import StageInputs, StageResult
+from ...tasks import iter_tasks, task_grid
+from ...stage_contract import StageContext, StageResult
 from .qat import convert_with_distillation, naive_ternary
 
 MODEL_KEY = "model"
@@ -32,7 +31,7 @@ PACKED_KEY = "packed"
 
 
 def _eval_tasks(bc, seed: int) -> list:
-    return [t for d in bc.domains for lvl in bc.levels for t in make_tasks(d, lvl, "test", bc.eval_items_per_level, seed)]
+    return task_grid(bc.domains, bc.levels, "test", bc.eval_items_per_level, seed)
 
 
 def _train_batches(bc, seed: int):
@@ -67,17 +66,11 @@ def _max_logit_gap(a, b, tokenizer, tasks) -> float:
     return float((la - lb).abs()[mask].max())
 
 
-def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = None) -> StageResult:
-    console = console or Console()
+def run(ctx: StageContext) -> StageResult:
+    cfg, stage_dir, console = ctx.cfg, ctx.stage_dir, ctx.console
     bc = cfg.bitnet
-    if bc.input_key not in inputs.models:
-        raise ForgeError(
-            f"bitnet converts the previous stage's {bc.input_key!r} model, but it produced {sorted(inputs.models) or 'none'}; "
-            "set bitnet.input_key to one of those"
-        )
-    source = Path(inputs.models[bc.input_key])
-    device = None if cfg.device == "auto" else cfg.device
-    entering = load_agent(source, device=device, dtype=None if cfg.dtype == "auto" else cfg.dtype)
+    source = ctx.input_model(bc.input_key)
+    entering = load_agent(source, device=ctx.device, dtype=ctx.dtype)
     teacher, tokenizer = entering.model, entering.tokenizer
     if entering.ternary:
         raise ForgeError(f"{source} is already a BitNet ternary model; nothing to convert")
@@ -89,7 +82,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
         reports["naive ternary"] = evaluate(naive, tokenizer, tasks, batch_size=bc.eval_batch_size)
         del naive
 
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(ctx.sub_seed("train"))
     start = time.perf_counter()
     student, log, lambdas = convert_with_distillation(
         teacher, tokenizer, _train_batches(bc, cfg.seed), steps=bc.train.steps, lr=bc.train.lr,
@@ -145,4 +138,13 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
         },
         "ternary": _ternary_stats(student),
     })
-    return StageResult(models=outputs, metrics=metrics)
+    return StageResult(models=outputs, metrics=metrics, trade_off=_trade_off(metrics))
+
+
+def _trade_off(metrics: dict) -> str:
+    """BitNet's declared trade: ternary weights, far smaller and faster to decode, for whatever accuracy it costs."""
+    size = metrics.get("size")
+    if size:
+        return (f"1.58-bit ternary weights: decoder linears {size['linear_shrink_ratio']}x smaller "
+                f"({size['bits_per_weight']} bits per weight), model file {size['model_shrink_ratio']}x smaller")
+    return "1.58-bit ternary weights (BitNet b1.58) in place of full-precision linear layers"

@@ -12,11 +12,11 @@ Run: `agent-forge run --until curriculum`; test: `pytest tests/stages/curriculum
 
 
 
-def run(cfg, inputs, stage_dir):
+def run(ctx):
     """Stage entry point; imports the training machinery only when the stage actually runs."""
     from .stage import run as run_stage
 
-    return run_stage(cfg, inputs, stage_dir)
+    return run_stage(ctx)
 
 
 __all__ = ["run"]

@@ -12,20 +12,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ...evaluation import fast_exact_match
+from ...evaluation import fast_exact_match, percent
 from ...tasks import make_tasks
 
 
 @dataclass
 class Profile:
-    """Accuracy (0-1) by domain and probed level, and the frontier level per domain."""
+    """Accuracy (0-1, as the threshold) by domain and probed level, and the frontier level per domain.
+
+    `to_dict` (the stage's metrics) gives the accuracies in percent, like every other metric.
+    """
 
     accuracy: dict[str, dict[int, float]] = field(default_factory=dict)
     frontier: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
-            "accuracy": {d: {str(k): round(v, 4) for k, v in lv.items()} for d, lv in self.accuracy.items()},
+            "accuracy": {d: {str(k): percent(v) for k, v in lv.items()} for d, lv in self.accuracy.items()},
             "frontier": dict(self.frontier),
         }
 

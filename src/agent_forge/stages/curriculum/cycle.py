@@ -19,6 +19,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
+from ...evaluation import percent
 from ...training.policy_gradient import PolicyGradientTrainer
 from ...training.replay import ReplayBuffer
 from .controller import PerDomainDifficulty
@@ -129,7 +130,7 @@ def run_cycle(ctx: CycleContext, cycle_index: int, level: int, targets: dict[str
         "difficulty": round(sum(difficulty.values()) / max(1, len(difficulty)), 3),
         "difficulty_by_domain": {d: round(v, 3) for d, v in difficulty.items()},
         "domain_weights": {d: round(w, 3) for d, w in weights.items()} if weights else None,
-        "critic_accuracy": round(critic_accuracy(critic_samples), 4) if critic_samples else None,
+        "critic_accuracy": percent(critic_accuracy(critic_samples)) if critic_samples else None,
         "thought_share": round(len(thought_samples) / max(1, len(samples)), 3),
         "reasoning_bonus": round(sum(s.reasoning for s in thought_samples) / max(1, len(thought_samples)), 4),
         "kinds": {k: sum(1 for e in episodes if e.kind == k) for k in ("synthetic", "retrieval", "multi_agent")}

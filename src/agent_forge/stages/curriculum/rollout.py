@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from ...models import Agent, completion_text, generate_token_ids, pad_id, prompt_format
+from ...models import Agent, completion_text, generate_token_ids, pad_id, prompt_format, token_logprobs
 from ...models.formats.thoughts import END_OF_THOUGHT, START_OF_THOUGHT, thought_tokens_of
 from .episodes import Episode
 
@@ -88,8 +88,8 @@ def _mean_answer_logprob(model, tokenizer, contexts: list[list[int]], answers: l
     for i, row in enumerate(rows):
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-    logprobs = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    logprobs = token_logprobs(logits[:, :-1], ids[:, 1:].to(device))
     out = []
     for i, (c, a) in enumerate(zip(contexts, answers)):
         out.append(float(logprobs[i, len(c) - 1 : len(c) - 1 + len(a)].mean()))

@@ -17,8 +17,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from ...evaluation import fast_exact_match
-from ...models import encode_pairs, generate
+from ...evaluation import fast_exact_match, percent
+from ...models import encode_pairs, generate, token_logprobs
 from ...tasks import Task, verify
 from .calibration import expected_calibration_error
 
@@ -44,7 +44,7 @@ def predict_confidence(model, tokenizer, prompts: Sequence[str], batch_size: int
             logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
             targets = batch["labels"][:, 1:].to(device)
             mask = targets != -100
-            logprobs = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+            logprobs = token_logprobs(logits[:, :-1], targets)
             totals.append((logprobs * mask).sum(1))
         out.extend(torch.sigmoid(totals[0] - totals[1]).tolist())
     model.train(was_training)
@@ -52,13 +52,16 @@ def predict_confidence(model, tokenizer, prompts: Sequence[str], batch_size: int
 
 
 def measure_calibration(model, tokenizer, tasks: Sequence[Task], bins: int = 10) -> dict:
-    """ECE of the model's confidence against its greedy correctness on `tasks`, with the raw numbers."""
+    """ECE of the model's confidence against its greedy correctness on `tasks`, with the raw numbers.
+
+    `accuracy` is in percent like every accuracy; the confidences and the ECE are probabilities (0-1).
+    """
     correct = [1.0 if ok else 0.0 for ok in fast_exact_match(model, tokenizer, list(tasks))]
     confidence = predict_confidence(model, tokenizer, [t.prompt for t in tasks])
     return {
         "ece": expected_calibration_error(confidence, correct, bins),
         "mean_confidence": sum(confidence) / max(1, len(confidence)),
-        "accuracy": sum(correct) / max(1, len(correct)),
+        "accuracy": percent(sum(correct) / max(1, len(correct))),
         "confidence": confidence,
         "correct": correct,
     }
@@ -97,7 +100,7 @@ def self_model_round(
     return {
         "verified": len(set(verified)),
         "success_by_temperature": by_temperature,
-        "greedy_accuracy": sum(greedy_right) / max(1, len(greedy_right)),
+        "greedy_accuracy": percent(sum(greedy_right) / max(1, len(greedy_right))),
         "loss": round(sum(losses) / len(losses), 4) if losses else None,
         "verified_pairs": list(dict.fromkeys(verified)),
     }

@@ -18,19 +18,19 @@ import time
 from pathlib import Path
 
 import torch
-from rich.console import Console
-from rich.table import Table
 from tqdm.auto import tqdm
 
 from ...errors import ForgeError
-from ...evaluation import evaluate, fast_exact_match
+from ...evaluation import evaluate, fast_exact_match, percent
+from ...evaluation.table import cell, rows_table
 from ...models import Agent, load_agent, save_agent
-from ...tasks import DOMAINS, make_tasks
+from ...tasks import DOMAINS, make_tasks, task_grid
 from ...training.grokfast import GrokfastEMA
 from ...training.policy_gradient import PolicyGradientTrainer
 from ...training.replay import ReplayBuffer
+from ...utils import digest
 from ...utils.atomic import atomic_write_bytes, atomic_write_json
-from .. import StageInputs, StageResult
+from ...stage_contract import StageContext, StageResult
 from .assessment import assess, fresh_level_accuracy, level_accuracy
 from .controller import PerDomainDifficulty
 from .cycle import CycleContext, run_cycle
@@ -42,22 +42,16 @@ from .self_model import measure_calibration, self_model_round
 from .sleep import sleep, snapshot
 from .ternary import ensure_ternary, ternary_report
 
-RESUME_DIR = ".resume"
 STATE_FILE = "state.json"
 
 
-def _check(cc, inputs: StageInputs) -> Path:
+def _check(cc, ctx: StageContext) -> Path:
     unknown = [d for d in cc.domains if d not in DOMAINS]
     if unknown:
         raise ForgeError(f"curriculum.domains: unknown domain(s) {unknown}; known: {sorted(DOMAINS)}")
     if not cc.domains:
         raise ForgeError("curriculum.domains must name at least one domain")
-    if "model" not in inputs.models:
-        raise ForgeError("the curriculum stage needs the previous stage's model (input key 'model')")
-    source = Path(inputs.models["model"])
-    if not source.exists():
-        raise ForgeError(f"curriculum input model not found: {source}")
-    return source
+    return ctx.input_model()
 
 
 def _load(source: Path, device: str | None) -> Agent:
@@ -66,17 +60,14 @@ def _load(source: Path, device: str | None) -> Agent:
 
 
 def _test_tasks(domains, levels: dict[str, list[int]], n: int, seed: int):
-    return [t for d in domains for lvl in levels[d] for t in make_tasks(d, lvl, "test", n, seed)]
+    return task_grid(domains, levels, "test", n, seed)
 
 
 def _calibration_tasks(domains, frontier: dict[str, int], n_total: int, seed: int):
     """Validation tasks around each frontier (mastered and not yet mastered levels) for ECE."""
-    tasks = []
     per = max(2, n_total // (4 * len(domains)))
-    for d in domains:
-        for lvl in range(max(1, frontier[d] - 1), min(10, frontier[d] + 2) + 1):
-            tasks.extend(make_tasks(d, lvl, "val", per, seed + 17))
-    return tasks
+    around = {d: range(max(1, frontier[d] - 1), min(10, frontier[d] + 2) + 1) for d in domains}
+    return task_grid(domains, around, "val", per, seed + 17)
 
 
 def _summaries(levels_eval: dict[str, list[int]], frontier: dict[str, int], before: dict, after: dict) -> dict:
@@ -115,15 +106,17 @@ def _headline(by_domain: dict, improved: list[str], ece_before: float, ece_after
 class CurriculumRun:
     """One run of the stage; `run()` does everything and returns the StageResult."""
 
-    def __init__(self, cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = None):
-        self.cfg = cfg
+    def __init__(self, ctx: StageContext):
+        self.ctx = ctx
+        self.cfg = cfg = ctx.cfg
         self.cc = cfg.curriculum
-        self.source = _check(self.cc, inputs)
-        self.stage_dir = Path(stage_dir)
+        self.source = _check(self.cc, ctx)
+        self.stage_dir = ctx.stage_dir
         # outside the stage directory: the pipeline deletes an unfinished stage's directory before rerunning it
-        self.resume_dir = self.stage_dir.parent / RESUME_DIR / self.stage_dir.name
-        self.console = console or Console()
-        self.device = None if cfg.device == "auto" else cfg.device
+        self.resume_dir = ctx.scratch_dir
+        self.console = ctx.console
+        self.device = ctx.device
+        # task streams and the facts world follow the run's seed; random draws of the stage use ctx.sub_seed
         self.seed = cfg.seed
 
     # --- persistence between levels ---------------------------------------------------------------
@@ -150,15 +143,12 @@ class CurriculumRun:
         return state
 
     def _digest(self) -> str:
-        import hashlib
-
-        blob = json.dumps(self.cc.model_dump(mode="json"), sort_keys=True) + f"|{self.seed}|{self.source}"
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return digest({"cfg": self.cc.model_dump(mode="json"), "seed": self.seed, "source": str(self.source)})
 
     # --- the run ----------------------------------------------------------------------------------
     def run(self) -> StageResult:
         cc = self.cc
-        torch.manual_seed(self.seed)
+        torch.manual_seed(self.ctx.sub_seed("train"))
         state = self._load_state()
         resumed = state is not None
         self.agent = _load(self.source, self.device)
@@ -185,7 +175,7 @@ class CurriculumRun:
         controller = PerDomainDifficulty.from_config(cc.controller)
         mixer = TaskMixer(cc.mix, self.seed, cc.cycle.prefix_probability, cc.cycle.self_awareness_prefix)
         thinker = Thinker.of(self.agent, cc.cycle.thought_tokens) if cc.cycle.use_thoughts else None
-        ctx = CycleContext(model, tok, trainer, mixer, replay, controller, cc, self.seed, thinker,
+        ctx = CycleContext(model, tok, trainer, mixer, replay, controller, cc, self.ctx.sub_seed("cycles"), thinker,
                            dict(state.get("recent_accuracy", {})))
         slow = snapshot(model) if cc.sleep.enabled else None
         start = time.perf_counter() - state["elapsed"]
@@ -259,18 +249,18 @@ class CurriculumRun:
             cycles += 1
             k = c + 1
             if cc.sleep.enabled and k % cc.sleep.every == 0:
-                metrics["sleep"] = self._sleep(ctx, slow_ref, seed=self.seed * 7 + index)
+                metrics["sleep"] = self._sleep(ctx, slow_ref, seed=self.ctx.sub_seed("sleep", index))
             if cc.dream.enabled and k % cc.dream.every == 0:
                 metrics["dream"] = dream(
                     ctx.model, ctx.tokenizer, targets, ctx.replay, prompts=cc.dream.prompts, samples=cc.dream.samples,
-                    temperature=cc.dream.temperature, max_new_tokens=cc.cycle.max_new_tokens, seed=self.seed * 11 + index,
+                    temperature=cc.dream.temperature, max_new_tokens=cc.cycle.max_new_tokens, seed=self.ctx.sub_seed("dream", index),
                     world_seed=self.seed,
                 )
             if cc.self_model.enabled and k % cc.self_model.every == 0:
                 metrics["self_model"] = self._self_model(ctx, targets, index)
             if k >= cc.min_cycles_per_level and k % cc.check_every == 0:
                 acc = self._validate(ctx, targets)
-                metrics["val"] = acc
+                metrics["val_accuracy"] = {d: percent(a) for d, a in acc.items()}
                 ctx.target_accuracy.update(acc)
                 self._advance_mastered(ctx, state, targets, acc, metrics)
             state["history"].append(metrics)
@@ -281,26 +271,28 @@ class CurriculumRun:
         final = self._validate(ctx, targets)
         self._advance_mastered(ctx, state, targets, final, {})
         if cc.sleep.enabled:
-            self._sleep(ctx, slow_ref, seed=self.seed * 13 + level)
+            self._sleep(ctx, slow_ref, seed=self.ctx.sub_seed("sleep after level", level))
         if cc.self_model.enabled:
             self._self_model(ctx, targets or started_with, 10_000 + level)
         calib = measure_calibration(
             ctx.model, ctx.tokenizer,
             _calibration_tasks(list(cc.domains), state["frontier"], cc.self_model.calibration_items, self.seed),
             cc.self_model.ece_bins)
-        return {"level": level, "targets": started_with, "cycles": cycles, "val": final, "ece": round(calib["ece"], 4),
+        return {"level": level, "targets": started_with, "cycles": cycles,
+                "val_accuracy": {d: percent(a) for d, a in final.items()},
+                "ece": round(calib["ece"], 4),
                 "mastered": {d: state["mastered"][d] for d in started_with}}
 
     def _advance_mastered(self, ctx: CycleContext, state: dict, targets: dict, acc: dict, metrics: dict) -> None:
         """Advance every domain whose check reached the mastery threshold and, when `confirm_mastery` is on,
-        held it on fresh validation items (recorded under `metrics["confirm"]`)."""
+        held it on fresh validation items (recorded in percent under `metrics["confirm_accuracy"]`)."""
         cc = self.cc
         for d, a in acc.items():
             if a < cc.mastery_threshold:
                 continue
             if cc.confirm_mastery:
                 second = round(fresh_level_accuracy(ctx.model, ctx.tokenizer, d, targets[d], cc.val_items, self.seed), 4)
-                metrics.setdefault("confirm", {})[d] = second
+                metrics.setdefault("confirm_accuracy", {})[d] = percent(second)
                 if second < cc.mastery_threshold:
                     continue
             self._advance(ctx, state, targets, d)
@@ -338,7 +330,7 @@ class CurriculumRun:
         import random
 
         sm = self.cc.self_model
-        rng = random.Random(self.seed * 17 + index)
+        rng = random.Random(self.ctx.sub_seed("self-model tasks", index))
         tasks = []
         for _ in range(sm.prompts):
             d = rng.choice(sorted(targets))
@@ -346,7 +338,7 @@ class CurriculumRun:
             tasks.append(sample_train_task(d, lvl, rng, self.seed))
         info = self_model_round(
             ctx.model, ctx.tokenizer, tasks, temperatures=sm.temperatures, steps=sm.steps,
-            seed=self.seed * 19 + index, max_new_tokens=self.cc.cycle.max_new_tokens,
+            seed=self.ctx.sub_seed("self-model", index), max_new_tokens=self.cc.cycle.max_new_tokens,
             train_step=self._train_step(ctx, sm.lr),
         )
         info.pop("verified_pairs")
@@ -389,17 +381,16 @@ class CurriculumRun:
         return StageResult(models={"model": out_dir}, metrics=metrics)
 
     def _print_summary(self, state, summary, ece_before, ece_after) -> None:
-        table = Table(title="curriculum: test accuracy (%)")
-        for col in ("domain", "frontier", "mastered", "mastered lv before", "after", "above before", "after"):
-            table.add_column(col, justify="right")
-        for d, s in summary.items():
-            table.add_row(d, str(state["frontier"][d]), str(state["mastered"][d]),
-                          *[("-" if s[k] is None else f"{s[k]:.1f}") for k in
-                            ("mastered_before", "mastered_after", "above_before", "above_after")])
-        self.console.print(table)
+        keys = ("mastered_before", "mastered_after", "above_before", "above_after")
+        rows = [(d, str(state["frontier"][d]), str(state["mastered"][d]), *[cell(s[k]) for k in keys])
+                for d, s in summary.items()]
+        self.console.print(rows_table(
+            "curriculum: test accuracy (%)",
+            ("domain", "frontier", "mastered", "mastered lv before", "after", "above before", "after"), rows,
+            justify="right"))
         self.console.print(f"[curriculum] ECE {ece_before:.3f} -> {ece_after:.3f}")
 
 
-def run(cfg, inputs: StageInputs, stage_dir: Path) -> StageResult:
-    """Stage entry point (registered in `agent_forge.stages.STAGES`)."""
-    return CurriculumRun(cfg, inputs, stage_dir).run()
+def run(ctx: StageContext) -> StageResult:
+    """Stage entry point (registered in `agent_forge.registry.STAGES`)."""
+    return CurriculumRun(ctx).run()

@@ -10,8 +10,8 @@ Run: `agent-forge run --config tiny` or `python -m pytest tests/stages/evomerge`
 from __future__ import annotations
 
 
-def run(cfg, inputs, stage_dir):
+def run(ctx):
     """The stage entry point (see `stage.run`); imported lazily so `import agent_forge.stages.evomerge` stays light."""
     from .stage import run as _run
 
-    return _run(cfg, inputs, stage_dir)
+    return _run(ctx)

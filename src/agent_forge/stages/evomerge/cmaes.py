@@ -101,7 +101,7 @@ class CmaStrategy:
         return self._ask()
 
     def breed(self, population: list[Candidate], seen: set[str], rng: np.random.Generator) -> list[Proposal | Candidate]:
-        # CMA minimises; the log-likelihood only separates equal accuracies
+        # CMA minimises; the log-likelihood only separates equal accuracies (1e-4 x it is far below one item's share)
         losses = [-(c.fitness.score + 1e-4 * c.fitness.tiebreak) for c in population]
         self._es.tell(self._asked, losses)
         parents = [c.id for c in population]

@@ -1,5 +1,7 @@
 """Fitness of a recipe: exact match on the validation split (evaluation fast path), log-likelihood as tie-breaker.
 
+Accuracies, and so the fitness score, are percentages (0-100) like every accuracy in the project.
+
 `FitnessSpec` is the picklable description (model paths, domains, levels, items, seed) from which a
 `ValidationFitness` is built in this process or inside a Ray actor, identically. `score_by_domain` is shared with
 the stage's test-split report so both use one definition of "mean over domains". Exercise:
@@ -15,7 +17,7 @@ import torch
 
 from ...errors import ForgeError
 from ...evaluation import teacher_forced
-from ...tasks import DOMAINS, Task, make_tasks
+from ...tasks import DOMAINS, Task, task_grid
 from .build import RecipeBuilder, mergeable_state_dict
 from .groups import LayerGrouping
 from .population import Fitness
@@ -28,16 +30,16 @@ def domain_tasks(domains: Sequence[str], levels: Sequence[int], split: str, item
     unknown = [d for d in domains if d not in DOMAINS]
     if unknown:
         raise ForgeError(f"evomerge: unknown task domain(s) {unknown}; known: {sorted(DOMAINS)} (set evomerge.domains)")
-    return [t for d in domains for level in levels for t in make_tasks(d, level, split, items_per_level, seed)]
+    return task_grid(domains, levels, split, items_per_level, seed)
 
 
 def score_by_domain(model, tokenizer, tasks: Sequence[Task], batch_size: int) -> tuple[dict[str, float], float]:
-    """(accuracy per domain in [0, 1], mean answer log-likelihood) from one teacher-forced pass."""
+    """(accuracy per domain in percent, mean answer log-likelihood) from one teacher-forced pass."""
     result = teacher_forced(model, tokenizer, tasks, batch_size)
     hits: dict[str, list[bool]] = {}
     for task, exact in zip(tasks, result.exact):
         hits.setdefault(task.domain, []).append(exact)
-    accuracy = {d: sum(v) / len(v) for d, v in hits.items()}
+    accuracy = {d: 100.0 * sum(v) / len(v) for d, v in hits.items()}
     loglik = sum(result.loglik) / max(len(result.loglik), 1)
     return accuracy, loglik
 
@@ -66,7 +68,7 @@ class ValidationFitness:
         model = self.builder.model(recipe)
         accuracy, loglik = score_by_domain(model, self.tokenizer, self.tasks, self.batch_size)
         return Fitness(score=objective_value(accuracy, self.objective), tiebreak=loglik,
-                       details={"val_by_domain": {d: round(a, 4) for d, a in accuracy.items()},
+                       details={"val_accuracy_by_domain": {d: round(a, 2) for d, a in accuracy.items()},
                                 "depth": model.config.num_hidden_layers})
 
 

@@ -16,23 +16,19 @@ or `python -m pytest tests/stages/evomerge/test_stage.py`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
 
 from ...errors import ForgeError
 from ...evaluation import evaluate
 from ...evaluation.table import accuracy_table
 from ...models import load_model, save_model
 from ...models.compat import check_mergeable
-from ...utils.seeding import derive_seed
-from .. import StageInputs, StageResult
+from ...utils import digest
+from ...stage_contract import StageContext, StageInputs, StageResult
 from .cmaes import CmaStrategy
 from .engine import LINEAGE_NAME, PLOT_NAME, Evolution, LoopSettings
 from .fitness import FitnessSpec, domain_tasks
@@ -54,13 +50,12 @@ def _inputs(inputs: StageInputs) -> tuple[str | None, dict[str, str]]:
 
 def _fingerprint(ec, seed: int, models: dict[str, torch.nn.Module]) -> str:
     """Identifies the search: settings, seed and the input weights (a checkpoint of other inputs is discarded)."""
-    digest = hashlib.sha256(json.dumps({"cfg": ec.model_dump(mode="json"), "seed": seed}, sort_keys=True).encode())
-    for name, model in models.items():
-        digest.update(name.encode())
-        for key, tensor in model.state_dict().items():
-            t = tensor.detach().float()
-            digest.update(f"{key}:{tuple(t.shape)}:{t.sum().item():.6e}:{t.abs().sum().item():.6e}".encode())
-    return digest.hexdigest()[:16]
+    def summary(key: str, tensor: torch.Tensor) -> str:
+        t = tensor.detach().float()
+        return f"{key}:{tuple(t.shape)}:{t.sum().item():.6e}:{t.abs().sum().item():.6e}"
+
+    weights = {name: [summary(k, v) for k, v in model.state_dict().items()] for name, model in models.items()}
+    return digest({"cfg": ec.model_dump(mode="json"), "seed": seed, "weights": weights})
 
 
 def uniform_linear(space: SearchSpace) -> Recipe:
@@ -87,11 +82,11 @@ def task_vector_subsets(space: SearchSpace) -> list[Recipe]:
     return recipes
 
 
-def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = None) -> StageResult:
-    console = console or Console()
+def run(ctx: StageContext) -> StageResult:
+    cfg, stage_dir, console = ctx.cfg, ctx.stage_dir, ctx.console
     ec = cfg.evomerge
     started = time.perf_counter()
-    base_path, specialist_paths = _inputs(inputs)
+    base_path, specialist_paths = _inputs(ctx.inputs)
     loaded = {p: load_model(p, device="cpu", dtype="float32") for p in [*([base_path] if base_path else []), *specialist_paths.values()]}
     names = {**({"base": base_path} if base_path else {}), **{f"specialist_{n}": p for n, p in specialist_paths.items()}}
     check_mergeable({n: loaded[p][0] for n, p in names.items()}, {n: loaded[p][1] for n, p in names.items()})
@@ -108,7 +103,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
                         interp_methods=tuple(ec.interp_methods), vector_methods=vector_methods,
                         layer_kinds=tuple(ec.layer_kinds))
     domains = tuple(ec.domains or cfg.seed_stage.specialists)
-    device = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = ctx.device.type
     spec = FitnessSpec(base=base_path, specialists=tuple(specialist_paths.values()), domains=domains,
                        levels=tuple(ec.levels), items_per_level=ec.val_items_per_level, seed=cfg.seed,
                        batch_size=ec.batch_size, objective=ec.objective, space=space,
@@ -116,7 +111,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
     fitness = spec.build(loaded)
     builder = fitness.builder
 
-    seed = derive_seed(cfg.seed, "evomerge")
+    seed = ctx.seed
     if ec.optimizer == "cmaes":
         template_step = space.default_step(ec.cmaes_method, False)
         template = Recipe(interp=template_step) if ec.cmaes_method in ("linear", "slerp") else Recipe(vector=template_step)
@@ -131,7 +126,7 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
             rates=MutationRates(**ec.mutation.model_dump())), extra_initial=given)
     evaluator = (RayEvaluator(spec.build, num_actors=ec.ray_actors, num_gpus_per_actor=1.0 if device == "cuda" else 0.0)
                  if ec.backend == "ray" else LocalEvaluator(fitness))
-    search_dir = stage_dir.parent / ".resume" / stage_dir.name
+    search_dir = ctx.scratch_dir
     fingerprint = _fingerprint(ec, cfg.seed, {n: loaded[p][0] for n, p in names.items()})
     try:
         result = Evolution(space, strategy, evaluator, LoopSettings(ec.generations, ec.patience, seed), search_dir,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ...models import token_logprobs
 from .parallel import ThoughtRollout, gather_at, shifted
 
 
@@ -44,16 +45,13 @@ def talk_targets(
 
 def talk_logprobs(rollout: ThoughtRollout, lm_head, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) under the mixed predictions, (B, K, N, P)."""
-    logits = lm_head(rollout.mixed_hidden).float()
-    index = targets.permute(1, 0, 2)[:, None, :, :, None].expand(*logits.shape[:-1], 1)
-    return torch.log_softmax(logits, dim=-1).gather(-1, index).squeeze(-1)
+    logits = lm_head(rollout.mixed_hidden)
+    return token_logprobs(logits, targets.permute(1, 0, 2)[:, None].expand(logits.shape[:-1]))
 
 
 def base_logprobs(base_hidden: torch.Tensor, lm_head, input_ids: torch.Tensor) -> torch.Tensor:
     """log p(x_{j+1}) under the ordinary predictions, (B, L); the last position gets 0."""
-    logits = lm_head(base_hidden).float()
-    nxt = shifted(input_ids, 1, dim=1, fill=0)
-    return torch.log_softmax(logits, dim=-1).gather(-1, nxt.unsqueeze(-1)).squeeze(-1)
+    return token_logprobs(lm_head(base_hidden), shifted(input_ids, 1, dim=1, fill=0))
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

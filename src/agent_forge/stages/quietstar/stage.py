@@ -12,48 +12,35 @@ done. Exercise: `agent-forge run --until quietstar` or `pytest tests/stages/quie
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from ...errors import ForgeError
-from ...evaluation import generate_exact_match
+from ...evaluation import generate_exact_match, percent
+from ...evaluation.table import cell, rows_table
 from ...models import load_agent, save_agent, with_thoughts
 from ...models.formats.thoughts import HeadInfo
-from ...tasks import make_tasks
+from ...tasks import task_grid
 from ...training.supervised import train_supervised
-from .. import StageInputs, StageResult
+from ...stage_contract import StageContext, StageResult
 from .data import text_chunks, training_batches
 from .evaluate import accuracy_with_thoughts, answer_nll_plain, answer_nll_with_thoughts
-from .train import train_quietstar
+from .train import anchored_control_loss, train_quietstar
 
 
 def eval_tasks(qc, seed: int) -> tuple[list, list]:
     """(validation tasks, multi-step test tasks) of the stage's domains and levels."""
-    val = [t for d in qc.domains for lvl in qc.levels for t in make_tasks(d, lvl, "val", qc.eval_items_per_level, seed)]
-    test = [t for d in qc.domains for lvl in qc.levels for t in make_tasks(d, lvl, "test", qc.eval_items_per_level, seed)]
+    val = task_grid(qc.domains, qc.levels, "val", qc.eval_items_per_level, seed)
+    test = task_grid(qc.domains, qc.levels, "test", qc.eval_items_per_level, seed)
     multistep = [t for t in test if t.meta.get("work", 0) >= qc.multistep_min_work]
     return val, multistep
 
 
-def input_model(inputs: StageInputs) -> Path:
-    """The previous stage's `model`, or its only output; ForgeError when that is ambiguous or absent."""
-    if "model" in inputs.models:
-        return Path(inputs.models["model"])
-    if len(inputs.models) == 1:
-        return Path(next(iter(inputs.models.values())))
-    raise ForgeError(
-        f"the quietstar stage needs one model from the previous stage, got {sorted(inputs.models) or 'none'} "
-        "(put evomerge before it)"
-    )
-
-
-def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = None) -> StageResult:
-    console = console or Console()
+def run(ctx: StageContext) -> StageResult:
+    cfg, stage_dir, console = ctx.cfg, ctx.stage_dir, ctx.console
     qc = cfg.quietstar
-    source = input_model(inputs)
+    source = ctx.input_model()
     if not qc.domains:
         raise ForgeError("quietstar.domains must name at least one task domain")
     texts = text_chunks(qc.text_files, qc.text_chunk_chars)
@@ -65,10 +52,10 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
             texts=texts, seed=cfg.seed,
         )
 
-    agent = load_agent(source, device=cfg.device, dtype=cfg.dtype)
+    agent = load_agent(source, device=ctx.device, dtype=ctx.dtype)
     model, tokenizer = agent.model, agent.tokenizer
     entry = _plain_metrics(model, tokenizer, val_tasks, test_tasks, qc)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(ctx.sub_seed("train"))
     trained = train_quietstar(model, tokenizer, qc, batches(), seed=cfg.seed)
     out_dir = stage_dir / "model"
     info = HeadInfo(qc.thought_length, qc.start_token, qc.end_token)
@@ -87,8 +74,8 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
     quietstar = {
         "val_answer_nll": _r(answer_nll_with_thoughts(model, tokenizer, trained.head, val_tasks, batch_size=qc.eval_batch_size, **common)),
         "val_answer_nll_no_thinking": _r(answer_nll_plain(model, tokenizer, val_tasks, qc.eval_batch_size)),
-        "test_multistep_accuracy": _r(acc_think),
-        "test_multistep_accuracy_no_thinking": _r(acc_silent),
+        "test_multistep_accuracy": percent(acc_think),
+        "test_multistep_accuracy_no_thinking": percent(acc_silent),
         "train_seconds": round(trained.log.seconds, 1),
         "final_loss": round(trained.log.tail_mean(), 4),
         "train_tail": trained.objective.summary(),
@@ -104,13 +91,14 @@ def run(cfg, inputs: StageInputs, stage_dir: Path, console: Console | None = Non
     }
     del model, agent
     if qc.compare_without_thoughts:
-        control_agent = load_agent(source, device=cfg.device, dtype=cfg.dtype)
+        control_agent = load_agent(source, device=ctx.device, dtype=ctx.dtype)
         control, control_tok = control_agent.model, control_agent.tokenizer
-        torch.manual_seed(cfg.seed)
+        torch.manual_seed(ctx.sub_seed("train"))
         train = qc.train
         log = train_supervised(
             control, control_tok, batches(), steps=train.steps, lr=train.lr, warmup_steps=train.warmup_steps,
             weight_decay=train.weight_decay, desc="quietstar: control without thoughts",
+            loss_fn=anchored_control_loss(control, qc.anchor_kl),
         )
         metrics["no_thoughts"] = {
             **_plain_metrics(control, control_tok, val_tasks, test_tasks, qc),
@@ -137,7 +125,7 @@ def _plain_metrics(model, tokenizer, val_tasks, test_tasks, qc) -> dict:
     scores = generate_exact_match(model, tokenizer, test_tasks, batch_size=qc.eval_batch_size, max_new_tokens=qc.max_new_tokens)
     return {
         "val_answer_nll": _r(answer_nll_plain(model, tokenizer, val_tasks, qc.eval_batch_size)),
-        "test_multistep_accuracy": _r(sum(scores) / max(1, len(scores))),
+        "test_multistep_accuracy": percent(sum(scores) / max(1, len(scores))),
     }
 
 
@@ -156,9 +144,6 @@ def _r(x: float) -> float:
 
 
 def _comparison_table(metrics: dict) -> Table:
-    table = Table(title="quietstar: validation answer NLL and multi-step test accuracy")
-    for column in ("model", "val answer NLL", "multi-step accuracy"):
-        table.add_column(column)
     q = metrics["quietstar"]
     rows = [("input model", metrics["input_model"]["val_answer_nll"], metrics["input_model"]["test_multistep_accuracy"])]
     rows.append(("Quiet-STaR, thinking", q["val_answer_nll"], q["test_multistep_accuracy"]))
@@ -166,6 +151,6 @@ def _comparison_table(metrics: dict) -> Table:
     if "no_thoughts" in metrics:
         n = metrics["no_thoughts"]
         rows.append(("same steps, no thoughts", n["val_answer_nll"], n["test_multistep_accuracy"]))
-    for name, nll, acc in rows:
-        table.add_row(name, f"{nll:.3f}", f"{100 * acc:.1f}%")
-    return table
+    return rows_table("quietstar: validation answer NLL and multi-step test accuracy",
+                      ("model", "val answer NLL", "multi-step accuracy (%)"),
+                      [(name, cell(nll, 3), cell(acc)) for name, nll, acc in rows])

@@ -8,14 +8,12 @@ models the user names (same family, shapes and vocabulary). Run: `agent-forge ru
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from .. import StageInputs, StageResult
+from ...stage_contract import StageContext, StageResult
 from .external import validate_external
 from .tiny import build_tiny_seed
 
 
-def run(cfg, inputs: StageInputs, stage_dir: Path) -> StageResult:
-    if cfg.seed_stage.profile == "external":
-        return validate_external(cfg, stage_dir)
-    return build_tiny_seed(cfg, stage_dir)
+def run(ctx: StageContext) -> StageResult:
+    if ctx.cfg.seed_stage.profile == "external":
+        return validate_external(ctx)
+    return build_tiny_seed(ctx)

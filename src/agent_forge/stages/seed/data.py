@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from typing import Callable, Sequence
 
-from ...tasks import DOMAINS, iter_tasks, knowledge_base_for, make_tasks
+from ...tasks import DOMAINS, iter_tasks, knowledge_base_for, task_grid
 
 Pair = tuple[str, str]
 
@@ -57,9 +57,4 @@ def _pair(task) -> Pair:
 def seed_eval_tasks(sc, seed: int) -> list:
     """Test-split tasks of every domain at the evaluation levels (never used for training)."""
     domains = list(sc.specialists) + [d for d in DOMAINS if d not in sc.specialists]
-    return [
-        task
-        for domain in domains
-        for level in sc.eval_levels
-        for task in make_tasks(domain, level, "test", sc.eval_items_per_level, seed, world_seed=seed)
-    ]
+    return task_grid(domains, sc.eval_levels, "test", sc.eval_items_per_level, seed, world_seed=seed)

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
+
 
 from ...errors import ForgeError
 from ...evaluation import evaluate
 from ...evaluation.table import accuracy_table
 from ...models import load_model
 from ...models.compat import check_mergeable
-from .. import StageResult
+from ...stage_contract import StageContext, StageResult
 from .data import seed_eval_tasks
 
 
-def validate_external(cfg, stage_dir: Path, console: Console | None = None) -> StageResult:
-    console = console or Console()
+def validate_external(ctx: StageContext) -> StageResult:
+    cfg, console = ctx.cfg, ctx.console
     sc = cfg.seed_stage
     sources = {name: Path(src).expanduser() for name, src in sc.models.items()}
     if sc.base:
@@ -24,7 +24,7 @@ def validate_external(cfg, stage_dir: Path, console: Console | None = None) -> S
     for name, src in sources.items():
         if not src.exists():
             raise ForgeError(f"seed model {name!r} not found: {src}")
-    loaded = {name: load_model(str(src), device=None if cfg.device == "auto" else cfg.device) for name, src in sources.items()}
+    loaded = {name: load_model(str(src), device=ctx.device, dtype=ctx.dtype) for name, src in sources.items()}
     check_mergeable({n: m for n, (m, _) in loaded.items()}, {n: t for n, (_, t) in loaded.items()})
     tasks = seed_eval_tasks(sc, cfg.seed)
     reports = {name: evaluate(model, tok, tasks, batch_size=16) for name, (model, tok) in loaded.items()}

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import torch
-from rich.console import Console
 
 from ...evaluation import evaluate
 from ...evaluation.table import accuracy_table
 from ...models import build_tiny_model, build_tiny_tokenizer, save_model
 from ...tasks import alphabet
 from ...training.supervised import train_supervised
-from .. import StageResult
+from ...stage_contract import StageContext, StageResult
 from .composable import anchored_batches, anchored_loss, fold_lora, with_lora
 from .data import pretrain_batches, seed_eval_tasks, specialist_batches
 
 
-def build_tiny_seed(cfg, stage_dir: Path, console: Console | None = None) -> StageResult:
-    console = console or Console()
+def build_tiny_seed(ctx: StageContext) -> StageResult:
+    cfg, stage_dir, console = ctx.cfg, ctx.stage_dir, ctx.console
     sc = cfg.seed_stage
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(ctx.sub_seed("base"))
     tokenizer = build_tiny_tokenizer(alphabet())
     base = build_tiny_model(tokenizer, sc.tiny, seed=cfg.seed)
 
@@ -37,7 +35,7 @@ def build_tiny_seed(cfg, stage_dir: Path, console: Console | None = None) -> Sta
     ft = sc.finetune
     n_anchor = sc.anchor_items if sc.anchor_weight > 0 else 0
     for i, domain in enumerate(sc.specialists):
-        torch.manual_seed(cfg.seed + 1 + i)
+        torch.manual_seed(ctx.sub_seed("specialist", domain))
         specialist = copy.deepcopy(base)
         params = None
         if sc.finetune_method == "lora":

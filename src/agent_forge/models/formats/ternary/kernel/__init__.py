@@ -15,7 +15,6 @@ compiles the kernel and prints which path is active.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
 import platform
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .....utils import digest
 from ..packing import kernel_row_bytes, rows_to_kernel, unpack_kernel
 from ..quant import activation_codes
 
@@ -123,9 +123,9 @@ def _load() -> ctypes.CDLL | None:
             _loaded = None
             return None
         errors = []
-        source_hash = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+        source = SOURCE.read_text(encoding="utf-8")
         for flags in _FLAG_SETS:
-            key = hashlib.sha256(f"{source_hash}|{flags}|{_cpu_fingerprint()}".encode()).hexdigest()[:16]
+            key = digest({"source": source, "flags": flags, "cpu": _cpu_fingerprint()})
             target = _cache_dir() / f"ternary_linear_{key}.so"
             try:
                 if not target.is_file():

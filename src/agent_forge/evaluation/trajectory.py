@@ -1,0 +1,109 @@
+"""The agent's trajectory: one measurement of a saved agent, taken the same way after every stage.
+
+`measure_agent(path, report_cfg, seed)` loads the agent with `load_agent` (every extension restored: a ternary
+checkpoint is scored ternary, a packed export through its kernel) and records
+* the full suite: every domain, the configured levels (1-10), test split, the fast teacher-forced path, in
+  percent, overall and by domain and level;
+* its size on disk (every file of the folder, or the GGUF file);
+* its answer decode speed: new tokens per second answering one batch of prompts greedily with
+  `inference.answer` (thinking if the agent thinks), after one warm-up call.
+
+`compare(entering, leaving, max_drop, trade_off)` applies the "no stage silently makes the agent worse" rule:
+the change of the mean over domains of the suite accuracy, flagged when it falls more than `max_drop`
+points, declared when the stage stated its trade-off. The runner writes both into `NN-<stage>/trajectory.json`.
+Exercise: `pytest tests/evaluation/test_trajectory.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..tasks import DOMAINS, task_grid
+from .report import evaluate
+
+TRAJECTORY_FILE = "trajectory.json"
+
+
+def is_agent_path(path: Path) -> bool:
+    """A folder with a transformers config (HF model or packed export), or a GGUF file: something to measure."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix == ".gguf"
+    config = path / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return "model_type" in json.loads(config.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        return False
+
+
+def size_on_disk(path: Path) -> int:
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def suite_tasks(report_cfg, seed: int) -> list:
+    return task_grid(list(DOMAINS), report_cfg.levels, "test", report_cfg.items_per_level, seed)
+
+
+def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None) -> dict[str, Any]:
+    """Suite accuracy (%), size and decode speed of the agent saved at `path`."""
+    from ..inference import answer
+    from ..models import load_agent
+
+    from ..models.formats.ternary import is_packed_export
+
+    if Path(path).is_dir() and is_packed_export(path):
+        device = dtype = None  # a packed export runs where its kernel does: the CPU, in float32
+    agent = load_agent(path, device=device, dtype=dtype)
+    tasks = suite_tasks(report_cfg, seed)
+    report = evaluate(agent.model, agent.tokenizer, tasks, method="fast", batch_size=report_cfg.batch_size)
+    by_domain = {d: round(v, 2) for d, v in report.by_domain.items()}
+    prompts = [t.prompt for t in tasks[:: max(1, len(tasks) // report_cfg.speed_prompts)]][: report_cfg.speed_prompts]
+    answer(agent, prompts[:1], max_new_tokens=2, batch_size=1)  # warm-up: kernels, caches
+    start = time.perf_counter()
+    replies = answer(agent, prompts, max_new_tokens=report_cfg.speed_tokens, batch_size=len(prompts))
+    seconds = time.perf_counter() - start
+    # every reply ends with its terminator token, which the text does not show
+    new_tokens = sum(len(agent.tokenizer(r.text, add_special_tokens=False)["input_ids"]) + 1 for r in replies)
+    return {
+        "suite": {
+            "accuracy": round(report.accuracy, 2),
+            "domain_mean": round(sum(by_domain.values()) / max(1, len(by_domain)), 2),
+            "by_domain": by_domain,
+            "by_domain_level": report.to_dict()["by_domain_level"],
+            "n": len(tasks),
+            "method": "fast (teacher-forced, no thinking)",
+        },
+        "size_bytes": size_on_disk(path),
+        "decode_tokens_per_s": round(new_tokens / seconds, 1) if seconds > 0 else None,
+        "agent": agent.describe(),
+    }
+
+
+def compare(entering: dict | None, leaving: dict, *, max_drop: float, trade_off: str | None) -> dict[str, Any]:
+    """The change of the domain-mean suite accuracy from entering to leaving, and whether it is a regression."""
+    if entering is None:
+        return {"change": None, "regression": False, "declared": None}
+    change = round(leaving["suite"]["domain_mean"] - entering["suite"]["domain_mean"], 2)
+    regression = change < -max_drop
+    return {
+        "change": change,
+        "regression": regression,
+        "declared": trade_off if regression and trade_off else None,
+        "undeclared": regression and not trade_off,
+        "max_drop": max_drop,
+    }
+
+
+def read_trajectory(stage_dir: Path) -> dict | None:
+    file = Path(stage_dir) / TRAJECTORY_FILE
+    if not file.is_file():
+        return None
+    return json.loads(file.read_text())

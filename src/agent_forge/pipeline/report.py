@@ -1,0 +1,430 @@
+"""What a finished (or partly finished) run achieved: the agent's trajectory and each stage's own results.
+
+    agent-forge report runs/tiny                # rich tables in the terminal, and runs/tiny/report.html
+    agent-forge report tiny --markdown          # the same tables as markdown (the README's results section)
+
+`load_run(run)` reads a run directory (a path, or a run name under `runs/`): its manifest, each stage's
+`metrics.json`, `trajectory.json` (written by the runner after every stage, `evaluation.trajectory`) and PNG
+plots. From it:
+* `trajectory_rows(run)`: one row per stage (suite accuracy, domain mean, of the model it received and the
+  one it leaves, the change in points, the regression flag, size on disk, decode speed, duration), then one
+  indented sub-row per secondary output (the seed's specialists or base, bitnet's packed export). A run
+  recorded before trajectories existed has none; the report says so and still shows the stage tables.
+* `stage_tables(run)`: each stage's own result table, built from its `metrics.json` (the numbers the stage
+  itself measured: its comparisons, its controls), as columns, rows of formatted cells and a closing note.
+Every table is built once as cells and then rendered as markdown (`markdown_report`), rich (`rich_report`)
+or HTML (`pipeline.report_html`), so all three show the same numbers. Accuracies are percentages (0-100).
+
+Exercise: `agent-forge report runs/tiny` or `python -m pytest tests/test_report.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from ..errors import ForgeError
+from ..evaluation.table import cell, markdown_table
+from ..evaluation.trajectory import TRAJECTORY_FILE
+from .manifest import DONE, MANIFEST_NAME, Manifest
+from .runner import METRICS_NAME, format_duration
+
+REPORT_HTML = "report.html"
+RUNS_ROOT = Path("runs")
+TRAJECTORY_COLUMNS = ["stage", "entering", "leaving", "change", "flag", "size (MB)", "decode tok/s", "duration"]
+TRAJECTORY_TITLE = "trajectory: suite accuracy (%, mean over domains) of the model each stage received and left"
+NOT_RECORDED = "The trajectory was not recorded for this run (no stage has a trajectory.json; runs made before " \
+               "the runner measured every stage have none)."
+
+
+# ------------------------------------------------------------------------------------------------ reading
+
+
+@dataclass
+class StageData:
+    """One stage of a run as the report needs it."""
+
+    name: str
+    dir: Path
+    status: str
+    duration_s: float | None
+    metrics: dict | None
+    trajectory: dict | None
+    plots: list[Path] = field(default_factory=list)
+
+
+@dataclass
+class RunData:
+    path: Path
+    manifest: Manifest
+    stages: list[StageData]
+
+    @property
+    def has_trajectory(self) -> bool:
+        return any(s.trajectory is not None for s in self.stages)
+
+
+def resolve_run(run: str | Path) -> Path:
+    """A run directory from a path or a run name under `runs/`; ForgeError when there is none."""
+    path = Path(run).expanduser()
+    if not path.is_dir() and not path.is_absolute() and (RUNS_ROOT / path).is_dir():
+        path = RUNS_ROOT / path
+    if not path.exists():
+        raise ForgeError(f"run not found: {run} (neither a directory nor a run name under {RUNS_ROOT}/)")
+    if not path.is_dir():
+        raise ForgeError(f"{run} is not a run directory")
+    if not (path / MANIFEST_NAME).is_file():
+        raise ForgeError(f"{path} is not an agent-forge run ({MANIFEST_NAME} not found)")
+    return path
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ForgeError(f"{path} is unreadable ({type(exc).__name__}); the run is damaged") from None
+    return data if isinstance(data, dict) else None
+
+
+def stage_plots(stage_dir: Path) -> list[Path]:
+    """The PNG plots a stage wrote (e.g. `evolution.png`, `plots/*.png`), in path order."""
+    if not stage_dir.is_dir():
+        return []
+    found = (p for p in stage_dir.rglob("*.png") if p.is_file())
+    return sorted(p for p in found if not any(part.startswith(".") for part in p.relative_to(stage_dir).parts))
+
+
+def load_run(run: str | Path) -> RunData:
+    """The manifest, and for every stage its metrics, trajectory and plots (None/empty where absent)."""
+    path = resolve_run(run)
+    manifest = Manifest.load(path)
+    stages = []
+    for record in manifest.stages.values():
+        stage_dir = path / record.dir
+        done = record.status == DONE
+        stages.append(StageData(
+            name=record.name, dir=stage_dir, status=record.status, duration_s=record.duration_s,
+            metrics=_read_json(stage_dir / METRICS_NAME) if done else None,
+            trajectory=_read_json(stage_dir / TRAJECTORY_FILE) if done else None,
+            plots=stage_plots(stage_dir) if done else [],
+        ))
+    return RunData(path, manifest, stages)
+
+
+# ------------------------------------------------------------------------------------------ the trajectory
+
+
+@dataclass
+class TrajectoryRow:
+    """One line of the trajectory table: a stage's main output, or (`sub`) one of its secondary outputs."""
+
+    stage: str
+    output: str | None  # the measured output's key; None when the stage has no measurement
+    sub: bool = False
+    entering: float | None = None
+    entering_input: str | None = None
+    leaving: float | None = None
+    change: float | None = None
+    flag: str = "-"  # ok | undeclared | declared | none (nothing to compare) | not recorded | a stage status
+    reason: str | None = None  # a declared trade-off's reason
+    max_drop: float | None = None
+    size_bytes: int | None = None
+    tokens_per_s: float | None = None
+    duration_s: float | None = None
+
+    @property
+    def label(self) -> str:
+        if self.sub:
+            return f"↳ {self.output}"
+        if self.output and self.output != "model":
+            return f"{self.stage} ({self.output})"
+        return self.stage
+
+    @property
+    def flag_text(self) -> str:
+        if self.flag == "undeclared":
+            return f"UNDECLARED REGRESSION (lost more than {cell(self.max_drop)} points)"
+        if self.flag == "declared":
+            return f"declared trade-off: {self.reason}"
+        if self.flag == "none":
+            return "-"
+        return "" if self.sub else self.flag
+
+    def cells(self) -> list[str]:
+        return [
+            self.label,
+            cell(self.entering, 2),
+            cell(self.leaving, 2),
+            "-" if self.change is None else f"{self.change:+.2f}",
+            self.flag_text,
+            "-" if self.size_bytes is None else f"{self.size_bytes / 1e6:.2f}",
+            cell(self.tokens_per_s, 1),
+            "" if self.sub else format_duration(self.duration_s),
+        ]
+
+
+def _flag(trajectory: dict) -> str:
+    if trajectory.get("change") is None:
+        return "none"
+    if trajectory.get("regression"):
+        return "declared" if trajectory.get("declared") else "undeclared"
+    return "ok"
+
+
+def trajectory_rows(run: RunData) -> list[TrajectoryRow]:
+    """One row per stage, each followed by its secondary outputs' sub-rows; [] when no trajectory was recorded."""
+    if not run.has_trajectory:
+        return []
+    rows = []
+    for stage in run.stages:
+        t = stage.trajectory
+        if t is None:
+            rows.append(TrajectoryRow(stage.name, None, flag=stage.status if stage.status != DONE else "not recorded",
+                                      duration_s=stage.duration_s))
+            continue
+        leaving = t.get("leaving") or {}
+        main = t.get("main_output") if t.get("main_output") in leaving else next(iter(leaving), None)
+        entering = t.get("entering") or None
+        m = leaving.get(main, {})
+        rows.append(TrajectoryRow(
+            stage.name, main,
+            entering=_domain_mean(entering["measurement"]) if entering else None,
+            entering_input=entering.get("input") if entering else None,
+            leaving=_domain_mean(m), change=t.get("change"), flag=_flag(t),
+            reason=t.get("declared") or t.get("trade_off"), max_drop=t.get("max_drop"),
+            size_bytes=m.get("size_bytes"), tokens_per_s=m.get("decode_tokens_per_s"), duration_s=stage.duration_s,
+        ))
+        for key, other in leaving.items():
+            if key != main:
+                rows.append(TrajectoryRow(stage.name, key, sub=True, leaving=_domain_mean(other), flag="",
+                                          size_bytes=other.get("size_bytes"),
+                                          tokens_per_s=other.get("decode_tokens_per_s")))
+    return rows
+
+
+def _domain_mean(measurement: dict | None) -> float | None:
+    return ((measurement or {}).get("suite") or {}).get("domain_mean")
+
+
+def main_measurement(stage: StageData) -> dict | None:
+    """The measurement of the model a stage leaves (its main output), or None."""
+    t = stage.trajectory
+    if not t or not t.get("leaving"):
+        return None
+    leaving = t["leaving"]
+    return leaving.get(t.get("main_output")) or next(iter(leaving.values()))
+
+
+# --------------------------------------------------------------------------------------- stage tables
+
+
+@dataclass
+class StageTable:
+    """A stage's own results: a table of formatted cells and a closing sentence."""
+
+    stage: str
+    duration_s: float | None
+    columns: list[str]
+    rows: list[list[str]]
+    note: str = ""
+
+    @property
+    def heading(self) -> str:
+        return self.stage + (f" ({self.duration_s:.0f} s)" if self.duration_s else "")
+
+    def markdown(self) -> str:
+        text = markdown_table(self.columns, self.rows) if self.columns else ""
+        return text + (f"\n\n{self.note}" if text and self.note else self.note)
+
+
+Table = tuple[list[str], list[list[str]], str]
+
+
+def _levels_label(levels: list[str]) -> str:
+    numbers = sorted(int(level) for level in levels)
+    if numbers and numbers == list(range(numbers[0], numbers[-1] + 1)) and len(numbers) > 1:
+        return f"L{numbers[0]}-{numbers[-1]}"
+    return "L" + ",".join(map(str, numbers))
+
+
+def seed_table(m: dict) -> Table:
+    first = next(iter(m["eval"].values()))["by_domain_level"]
+    domains = list(first)
+    rows = [[name, *("/".join(cell(v, 0) for v in ev["by_domain_level"][d].values()) for d in domains)]
+            for name, ev in m["eval"].items()]
+    leads = "; ".join(
+        f"{d}: +{v['lead_over_other_specialists']:.1f} over the other specialists, +{v['lead_over_base']:.1f} over the base"
+        for d, v in m["specialist_lead"].items()
+    )
+    return ["model", *(f"{d} {_levels_label(list(first[d]))}" for d in domains)], rows, \
+        f"Specialist leads in their own domain (mean of levels): {leads}."
+
+
+def evomerge_table(m: dict) -> Table:
+    champ = m["champion"]
+    return (
+        ["model", "test accuracy, mean over " + ", ".join(m["domains"])],
+        [[name, cell(value)] for name, value in m["test_mean_over_domains"].items()],
+        f"Champion: `{champ['label']}` (candidate {champ['id']}, generation {champ['generation']}); "
+        f"{m['evaluations']} evaluations, stopped: {m['stop_reason']}; beats every specialist: "
+        f"{m['beats_every_specialist']}, beats the uniform linear merge: {m['beats_uniform_linear']}.",
+    )
+
+
+def quietstar_table(m: dict) -> Table:
+    qs, plain, before = m["quietstar"], m.get("no_thoughts", {}), m["input_model"]
+    rows = [
+        ("model entering the stage (no training)", before["val_answer_nll"], before["test_multistep_accuracy"]),
+        ("Quiet-STaR fine-tune, thinking", qs["val_answer_nll"], qs["test_multistep_accuracy"]),
+        ("Quiet-STaR fine-tune, thinking off", qs["val_answer_nll_no_thinking"], qs["test_multistep_accuracy_no_thinking"]),
+    ]
+    if plain:
+        rows.append(("same steps and data, no thoughts", plain["val_answer_nll"], plain["test_multistep_accuracy"]))
+    tail = qs.get("train_tail", {})
+    return (
+        ["model", "val NLL of answer tokens", "test accuracy, multi-step tasks (%)"],
+        [[name, cell(nll, 3), cell(acc)] for name, nll, acc in rows],
+        f"Mean mixing weight on the post-thought prediction at the end of training: "
+        f"{tail.get('mean_mix_weight', float('nan')):.4f}; items: {m['eval_items']}.",
+    )
+
+
+def _scaled(value: float | None, factor: float = 1.0, digits: int = 1) -> str:
+    """`factor * value` with `digits` decimals; "-" when the stage recorded no value (e.g. nothing to retain)."""
+    return "-" if value is None else f"{factor * value:.{digits}f}"
+
+
+def bitnet_table(m: dict) -> Table:
+    size, retained = m["size"], m["retained_fraction"]
+    retained = "not defined (full precision scored 0)" if retained is None else f"{100 * retained:.1f}% of full precision"
+    return (
+        ["model", "test accuracy (%)"],
+        [[name, cell(value, 2)] for name, value in m["accuracy"].items()],
+        f"Packed linear weights: {size['bits_per_weight']:.4f} bits per weight (measured from the files); "
+        f"decoder linears {size['linear_shrink_ratio']:.2f}x smaller, model file {size['model_shrink_ratio']:.2f}x "
+        f"smaller ({size['fp32_model_bytes']:,} -> {size['file_bytes']:,} bytes); retained accuracy "
+        f"{retained}; {_scaled(m['ternary']['zero_fraction'], 100)}% of the "
+        f"ternary weights are zero; packed inference kernel: {m['kernel']}.",
+    )
+
+
+def curriculum_table(m: dict) -> Table:
+    def change(d: dict, part: str) -> str:
+        levels = ",".join(map(str, d[f"{part}_levels"])) or ("-" if part == "mastered" else "")
+        return f"{cell(d[f'{part}_before'])} -> {cell(d[f'{part}_after'])} (L{levels})"
+
+    return (
+        ["domain", "frontier (baseline)", "highest mastered after", "mastered levels: before -> after",
+         "levels above baseline: before -> after"],
+        [[domain, str(m["frontier"][domain]), str(m["mastered"][domain]), change(d, "mastered"), change(d, "above")]
+         for domain, d in m["by_domain"].items()],
+        f"Domains whose highest mastered level rose: {m['domains_improved'] or 'none'}; expected calibration error of "
+        f"the self-predicted confidence {_scaled(m['ece_before'], digits=3)} -> {_scaled(m['ece_after'], digits=3)}; "
+        f"{m['levels_trained']} curriculum levels in {m['seconds']:.0f} s; model still ternary: {m['ternary']['ternary']}.",
+    )
+
+
+def generic_table(m: dict) -> Table:
+    """A stage without a table of its own: its headline numbers."""
+    from .runner import headline_metrics
+
+    values = headline_metrics(m, limit=20)
+    return ["metric", "value"], [[k, cell(v, 4) if isinstance(v, float) else str(v)] for k, v in values.items()], ""
+
+
+STAGE_TABLES: dict[str, Callable[[dict], Table]] = {
+    "seed": seed_table, "evomerge": evomerge_table, "quietstar": quietstar_table, "bitnet": bitnet_table,
+    "curriculum": curriculum_table,
+}
+
+
+def stage_tables(run: RunData) -> list[StageTable]:
+    """Each finished stage's own table, in run order; a metrics file this version cannot read gets a note."""
+    tables = []
+    for stage in run.stages:
+        if stage.metrics is None:
+            continue
+        render = STAGE_TABLES.get(stage.name, generic_table)
+        try:
+            columns, rows, note = render(stage.metrics)
+        except (KeyError, TypeError, ValueError, StopIteration, AttributeError) as exc:
+            columns, rows, note = [], [], (f"{stage.dir.name}/{METRICS_NAME} lacks what this table needs "
+                                           f"({type(exc).__name__}: {exc}); it was written by another version.")
+        tables.append(StageTable(stage.name, stage.duration_s, columns, rows, note))
+    return tables
+
+
+# --------------------------------------------------------------------------------------------- renderers
+
+
+def markdown_report(run: RunData) -> str:
+    """The trajectory table and every stage's table as markdown, ready to paste into a README."""
+    parts = [f"### trajectory\n\n{TRAJECTORY_TITLE}.\n"]
+    rows = trajectory_rows(run)
+    if rows:
+        parts.append(markdown_table(TRAJECTORY_COLUMNS, [r.cells() for r in rows]) + "\n")
+    else:
+        parts.append(NOT_RECORDED + "\n")
+    for table in stage_tables(run):
+        parts.append(f"### {table.heading}\n\n{table.markdown()}\n")
+    return "\n".join(parts)
+
+
+_FLAG_STYLE = {"undeclared": "bold red", "declared": "yellow", "ok": "green"}
+
+
+def rich_trajectory_table(rows: list[TrajectoryRow]):
+    from rich.markup import escape
+    from rich.table import Table as RichTable
+
+    table = RichTable(title=TRAJECTORY_TITLE)
+    for column in TRAJECTORY_COLUMNS:
+        table.add_column(column, justify="left" if column in ("stage", "flag") else "right")
+    for row in rows:
+        cells = [escape(c) for c in row.cells()]
+        if row.sub:
+            cells[0] = "  " + cells[0]
+        style = _FLAG_STYLE.get(row.flag)
+        if style:
+            cells[4] = f"[{style}]{cells[4]}[/]"
+        table.add_row(*cells, style="dim" if row.sub else None)
+    return table
+
+
+def rich_report(run: RunData) -> Iterator[Any]:
+    """Renderables for a rich console: run header, trajectory table (or why there is none), stage tables."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    from ..evaluation.table import rows_table
+
+    m = run.manifest
+    yield Text(f"run {m.name} (config {m.config_hash}, seed {m.seed}) at {run.path}", style="bold")
+    rows = trajectory_rows(run)
+    yield rich_trajectory_table(rows) if rows else Text(NOT_RECORDED, style="yellow")
+    for table in stage_tables(run):
+        if table.columns:
+            yield rows_table(escape(table.heading), table.columns, [[escape(c) for c in r] for r in table.rows])
+        else:
+            yield Text(table.heading, style="bold")
+        if table.note:
+            yield Text(table.note)
+        yield Text("")
+
+
+def write_html(run: RunData, path: Path | str | None = None) -> Path:
+    """Write the self-contained HTML report (default `<run>/report.html`); returns its path."""
+    from ..utils import atomic_write_text
+    from .report_html import render_html
+
+    target = Path(path) if path is not None else run.path / REPORT_HTML
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, render_html(run))
+    except OSError as exc:
+        raise ForgeError(f"cannot write {target}: {exc.strerror or exc}") from None
+    return target

@@ -1,0 +1,22 @@
+"""The one list of pipeline stages, in run order: each name and where its `run(ctx)` function lives.
+
+Light on purpose (no imports): the config validates stage names against it, the runner resolves stage
+functions from it lazily, so that a run of the first stages never imports the machinery of later ones.
+Stages 3-5 add their line here as they land.
+"""
+
+from __future__ import annotations
+
+STAGES: dict[str, str] = {
+    "seed": "agent_forge.stages.seed:run",
+    "evomerge": "agent_forge.stages.evomerge:run",
+    "quietstar": "agent_forge.stages.quietstar:run",
+    "bitnet": "agent_forge.stages.bitnet:run",
+    "curriculum": "agent_forge.stages.curriculum:run",
+}
+
+# the original design's later stages, named so that configs may list them and get a clear "not implemented"
+PLANNED_STAGES = ["experts", "baking", "tools", "adas", "package"]
+
+# a stage's directory is `NN-<name>` with NN its position here, whatever subset of stages a run uses
+STAGE_ORDER = [*STAGES, *PLANNED_STAGES]
