@@ -82,12 +82,30 @@ def _config_file(tmp_path: Path, **fields) -> Path:
         ("threads: -3\n", ["threads"]),
         ("- a\n- b\n", ["mapping"]),
         ("stages: [seed, sede]\n", ["sede"]),
+        ("", ["is empty"]),  # not the whole default pipeline, silently
+        ("name: a\nseed: 1\nname: b\n", ["duplicate key 'name'", "line 3"]),
+        ("seed_stage:\n  pretrain: {steps: 0}\n", ["seed_stage.pretrain.steps", "at least 1 step"]),
     ],
 )
 def test_bad_config_file_is_one_line_and_exit_2(tmp_path, content, fragments):
     path = tmp_path / "bad.yaml"
     path.write_text(content)
-    _one_error_line(runner.invoke(app, ["run", "--config", str(path)]), *fragments)
+    _one_error_line(runner.invoke(app, ["run", "--config", str(path), f"run_root={tmp_path / 'runs'}"]), *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_binary_config_and_corrupted_manifest_are_one_line(tmp_path):
+    binary = tmp_path / "model.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    _one_error_line(runner.invoke(app, ["run", "--config", str(binary)]), "not a text file")
+    _one_error_line(runner.invoke(app, ["config", "show", "--config", str(binary)]), "not a text file")
+    run_dir = tmp_path / "runs" / "cli"
+    run_dir.mkdir(parents=True)
+    for content, fragment in [("{}", "lacks name, config_hash, seed, versions"), ("[]", "found an array"),
+                              ("{\"name\": ", "Expecting value")]:
+        (run_dir / "manifest.json").write_text(content)
+        _one_error_line(runner.invoke(app, ["status", str(run_dir)]), "corrupted", fragment)
+        _one_error_line(runner.invoke(app, ["run", "--config", str(_config_file(tmp_path))]), "corrupted", fragment)
 
 
 @pytest.mark.parametrize(
@@ -128,6 +146,8 @@ def test_run_status_rerun_and_eval_of_the_result(tmp_path, monkeypatch):
     result = runner.invoke(app, ["run", "--config", str(config), "seed=3"])
     assert result.exit_code == 0, result.output
     run_dir = tmp_path / "runs" / "cli"
+    # the first line says which config was taken and where the run goes, as absolute paths
+    assert result.stdout.splitlines()[0] == f"config {config.resolve()} -> run directory {run_dir}"
     manifest = Manifest.load(run_dir)
     assert manifest.seed == 3 and manifest.stages["seed"].status == "done"
     assert "00-seed" in result.stdout and "params_k=7.5" in result.stdout
@@ -197,6 +217,10 @@ def test_eval_and_chat_input_errors(tmp_path):
     _one_error_line(runner.invoke(app, ["eval", str(folder), "--method", "fastest"]), "--method")
     _one_error_line(runner.invoke(app, ["eval", str(folder), "--split", "dev"]), "--split")
     _one_error_line(runner.invoke(app, ["eval", str(folder), "--n", "0"]), "--n")
+    missing = tmp_path / "no" / "dir" / "x.json"
+    _one_error_line(runner.invoke(app, ["eval", str(folder), "--json", str(missing)]), "--json", "does not exist")
+    assert not (tmp_path / "no").exists()  # nothing is created for the user
+    _one_error_line(runner.invoke(app, ["eval", str(folder), "--json", str(tmp_path)]), "is a directory")
 
 
 def test_corrupted_model_is_one_line(tmp_path):
@@ -269,3 +293,87 @@ def test_eval_scores_a_bitnet_checkpoint_as_the_ternary_model(tmp_path):
     got = json.loads((tmp_path / "out.json").read_text())
     assert got["mean_loglik"] == pytest.approx(expected.mean_loglik, abs=1e-4)
     assert got["by_domain_level"] == expected.to_dict()["by_domain_level"]
+
+
+# ------------------------------------------------------------------------------- what a new user looks for
+
+
+def test_no_arguments_prints_the_help_once():
+    proc = subprocess.run([sys.executable, "-m", "agent_forge.cli"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("Usage:") == 1 and "stages" in proc.stdout and "config" in proc.stdout
+
+
+def test_stages_lists_each_stage_in_run_order_with_one_line():
+    from agent_forge.registry import PLANNED_STAGES
+
+    result = runner.invoke(app, ["stages"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert [line.split()[0] for line in lines[: len(STAGES)]] == list(STAGES)
+    seed_line = lines[0]
+    assert "Stage 0 (seed)" in seed_line  # the first line of the stage package's docstring
+    assert all(name in lines[-1] for name in PLANNED_STAGES)
+
+
+def test_config_show_prints_the_resolved_config_with_descriptions_and_defaults(tmp_path, monkeypatch):
+    from agent_forge.config import load_config, parse_yaml
+
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["config", "show", "--config", "smoke", "threads=1", "quietstar.text_files=[notes.txt]"])
+    assert result.exit_code == 0, result.output
+    expected = load_config("smoke", ["threads=1", "quietstar.text_files=[notes.txt]"])
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith("# config ") and first.endswith(f"config hash {expected.digest()}")
+    assert parse_yaml(result.stdout) == expected.model_dump(mode="json")
+    assert any(line.startswith("threads: 1  # torch CPU threads") and "(default: 0)" in line for line in rest)
+    assert any(str(tmp_path / "notes.txt") in line for line in rest)  # a relative path, recorded absolute
+    default = runner.invoke(app, ["config", "show"])  # without --config: the config `run` takes (tiny)
+    assert default.exit_code == 0 and "tiny.yaml" in default.stdout.splitlines()[0]
+    _one_error_line(runner.invoke(app, ["config", "show", "seed_stage.pretrain.steps=0"]), "at least 1 step")
+
+
+def cli_summary_stage(ctx):
+    """A stage whose headline has a percentage, a fraction and a missing value."""
+    build_and_save_tiny(ctx.stage_dir / "model")
+    summary = {"accuracy": 45.5, "retained": 0.9123, "mastered_change": None, "nll": 1.25}
+    return StageResult(models={"model": ctx.stage_dir / "model"}, metrics={"summary": summary})
+
+
+def test_status_shows_percentages_no_none_model_paths_and_time_so_far(tmp_path, monkeypatch):
+    from datetime import datetime, timedelta, timezone
+
+    from agent_forge.pipeline import RunLock
+
+    monkeypatch.setitem(STAGES, "seed", f"{__name__}:cli_summary_stage")
+    config = _config_file(tmp_path, stages=["seed", "evomerge"])
+    result = runner.invoke(app, ["run", "--config", str(config), "--until", "seed"])
+    assert result.exit_code == 0, result.output
+    run_dir = tmp_path / "runs" / "cli"
+    manifest = Manifest.load(run_dir)
+    manifest.stages["evomerge"].status = "running"
+    manifest.stages["evomerge"].started_at = (datetime.now(timezone.utc) - timedelta(minutes=3, seconds=7)).isoformat()
+    manifest.save(run_dir)
+    with RunLock(run_dir):  # a live process holds the run: the stage is running, not interrupted
+        shown = runner.invoke(app, ["status", str(run_dir)])
+    assert shown.exit_code == 0, shown.output
+    text = shown.stdout
+    assert "None" not in text
+    assert "accuracy=45.5%" in text and "retained=91.23%" in text and "mastered_change=-" in text
+    assert "nll=1.25" in text and "nll=1.25%" not in text
+    assert "running" in text and "3m0" in text and "so far" in text, text
+    assert "00-seed/model" in text and str(run_dir) in text  # model paths, relative to the run shown in the title
+
+
+def test_chat_shows_one_example_prompt_per_domain_on_start(tmp_path, monkeypatch):
+    import agent_forge.cli as cli
+    from agent_forge.tasks import DOMAINS
+
+    model = build_and_save_tiny(tmp_path / "model")
+    monkeypatch.setattr(cli, "_stdin_is_terminal", lambda: True)
+    result = runner.invoke(app, ["chat", str(model), "--max-new-tokens", "1"], input="/exit\n")
+    assert result.exit_code == 0, result.output
+    examples = cli.example_prompts()
+    assert set(examples) == set(DOMAINS)
+    for domain, prompt in examples.items():
+        assert any(line.split() and line.split()[0] == domain and prompt in line for line in result.stdout.splitlines())

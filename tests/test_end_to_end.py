@@ -22,12 +22,30 @@ def _cli(*args, cwd):
     )
 
 
+RUN_OUTPUT: dict[str, subprocess.CompletedProcess] = {}  # the smoke run's captured output, for the noise test
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
-    run = _cli("run", "--config", "smoke", f"run_root={root}", cwd=root)
+    run = _cli("run", "--config", "smoke", "threads=1", f"run_root={root}", cwd=root)
     assert run.returncode == 0, run.stderr[-2000:]
+    RUN_OUTPUT["run"] = run
     return root, root / "smoke"
+
+
+def test_the_run_says_what_it_runs_and_stays_quiet(smoke_run):
+    """First line: the config taken and the run directory; no transformers bars or warnings on the terminal."""
+    _, run_dir = smoke_run
+    run = RUN_OUTPUT["run"]
+    from agent_forge.config import packaged_configs
+
+    assert run.stdout.splitlines()[0] == f"config {packaged_configs()['smoke'].resolve()} -> run directory {run_dir}"
+    lines = (run.stdout + "\n" + run.stderr).replace("\r", "\n").splitlines()
+    noise = [line for line in lines if "Loading weights" in line or "Writing model shards" in line
+             or "Warning" in line or "warnings.warn" in line or "GPU available" in line]
+    assert not noise, noise[:5]
+    assert "is_gradient_checkpointing" not in (run_dir / "log.txt").read_text()  # not even there: it is silenced
 
 
 def _metrics(run_dir: Path, stage: str) -> dict:

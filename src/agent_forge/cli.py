@@ -5,6 +5,10 @@
     agent-forge status RUN_DIR
     agent-forge report RUN [--markdown] [--html PATH]
     agent-forge chat MODEL [--prompt TEXT] [--show-thoughts] [--max-new-tokens N]
+    agent-forge serve RUN_OR_AGENT [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--max-batch N]
+    agent-forge stages
+    agent-forge config show [--config FILE] [key.path=value ...]
+    agent-forge config reference            (the text of docs/config.md)
 
 Anything the user can get wrong (config, paths, stage names, damaged models, bad options) ends with one line
 `error: <what is wrong>` on stderr and exit code 2, never a traceback. Ctrl-C exits with 130; an interrupted
@@ -54,7 +58,10 @@ class _OneLineErrorGroup(TyperGroup):
         except ForgeError as exc:
             _fail(str(exc))
         except NoArgsIsHelpError as exc:
-            typer.echo(exc.ctx.get_help())
+            # rich help is printed while the exception is built; plain help is its message
+            message = exc.format_message()
+            if message.strip():
+                typer.echo(message)
             sys.exit(0)
         except ClickException as exc:
             ctx = getattr(exc, "ctx", None)
@@ -109,7 +116,7 @@ def run(
     config: Optional[str] = typer.Option(
         None, "--config", "-c", help="YAML file, or a packaged config's name: tiny (the default), smoke, ..."
     ),
-    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage."),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop after this stage (`agent-forge stages` lists them)."),
     resume: bool = typer.Option(False, "--resume", help="Continue an unfinished run, redoing any half-finished stage."),
 ) -> None:
     """Run the pipeline into runs/<name>/ (see `agent-forge status` for its progress).
@@ -119,20 +126,96 @@ def run(
     An unfinished run, or one made with a different config, is only continued with --resume, which keeps the
     finished stages and redoes any half-finished one; otherwise choose a new name=... .
     """
-    from .config import load_config, resolve_config
-    from .pipeline import run_pipeline, status_table
+    from .config import DEFAULT_CONFIG, load_config, resolve_config
+    from .pipeline import run_dir_for, run_pipeline, status_view
+    from .pipeline.logfile import quiet_libraries
 
     config_path = resolve_config(config) if config else default_config_path()
     cfg = load_config(config_path, list(overrides or []))
+    target = run_dir_for(cfg)
     console = Console()
-    console.print(f"config: {config_path}", markup=False)
+    which = "" if config else f" (the default, {DEFAULT_CONFIG})"
+    # one line whatever the width, so that it can be found (and copied) as it is
+    console.print(f"config {config_path.resolve()}{which} -> run directory {target}", markup=False, highlight=False,
+                  soft_wrap=True)
+    quiet_libraries()
     try:
         run_dir = run_pipeline(cfg, until=until, resume=resume, console=console)
     except KeyboardInterrupt:
         again = ["agent-forge run"] + ([f"--config {config}"] if config else []) + list(overrides or []) + ["--resume"]
         typer.echo(f"interrupted; the run is resumable: {' '.join(again)}", err=True)
         raise typer.Exit(INTERRUPTED) from None
-    console.print(status_table(run_dir))
+    console.print(status_view(run_dir))
+
+
+# --------------------------------------------------------------------------------------------------- stages
+
+
+def stage_summaries() -> dict[str, str]:
+    """Each registered stage (run order) with the first line of its package's docstring, read without importing it."""
+    import ast
+    import importlib.util
+
+    from .registry import STAGES
+
+    summaries = {}
+    for name, target in STAGES.items():
+        module = target.split(":")[0]
+        spec = importlib.util.find_spec(module)
+        text = ""
+        if spec is not None and spec.origin and spec.origin.endswith(".py"):
+            doc = ast.get_docstring(ast.parse(Path(spec.origin).read_text(encoding="utf-8"))) or ""
+            text = doc.strip().splitlines()[0] if doc.strip() else ""
+        summaries[name] = text
+    return summaries
+
+
+@app.command()
+def stages() -> None:
+    """List the pipeline's stages in run order, one line each (the names `stages=` and `--until` take)."""
+    from .registry import PLANNED_STAGES
+
+    summaries = stage_summaries()
+    width = max(len(name) for name in [*summaries, *PLANNED_STAGES])
+    for name, summary in summaries.items():
+        typer.echo(f"{name:<{width}}  {summary}")
+    typer.echo(f"{'':<{width}}  planned, not implemented yet: {', '.join(PLANNED_STAGES)}")
+
+
+# --------------------------------------------------------------------------------------------------- config
+
+config_app = typer.Typer(
+    cls=TyperGroup, no_args_is_help=True, add_completion=False,
+    help="Explain the configuration: the resolved config with descriptions, or the full reference.",
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+def config_show(
+    overrides: Optional[list[str]] = typer.Argument(None, help="Overrides key.path=value, as `run` takes them."),
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", help="YAML file, or a packaged config's name (default: tiny, as `run`)."
+    ),
+) -> None:
+    """Print the config `run` would use (same --config and overrides) as YAML, each key with its description
+    and default."""
+    from .config import load_config, resolve_config
+    from .config.reference import show_config
+
+    config_path = resolve_config(config) if config else default_config_path()
+    cfg = load_config(config_path, list(overrides or []))
+    given = f" with {' '.join(overrides)}" if overrides else ""
+    typer.echo(f"# config {config_path.resolve()}{given}; config hash {cfg.digest()}")
+    typer.echo(show_config(cfg), nl=False)
+
+
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the reference of every config key as markdown (docs/config.md is this output)."""
+    from .config.reference import reference_markdown
+
+    typer.echo(reference_markdown(), nl=False)
 
 
 # --------------------------------------------------------------------------------------------------- status
@@ -140,12 +223,12 @@ def run(
 
 @app.command()
 def status(run_dir: Path = typer.Argument(..., help="A run directory, or a run name under runs/.")) -> None:
-    """Show each stage of a run: status, duration and headline metrics."""
-    from .pipeline import MANIFEST_NAME, status_table
+    """Show each stage of a run (status, duration or time so far, headline metrics) and the models it wrote."""
+    from .pipeline import MANIFEST_NAME, status_view
 
     if not (run_dir / MANIFEST_NAME).exists() and (Path("runs") / run_dir / MANIFEST_NAME).exists():
         run_dir = Path("runs") / run_dir
-    Console().print(status_table(run_dir))
+    Console().print(status_view(run_dir))
 
 
 # --------------------------------------------------------------------------------------------------- report
@@ -209,6 +292,27 @@ def _existing_model(model: str) -> str:
     return model
 
 
+def _writable_file(path: Path, option: str) -> Path:
+    """A file path whose folder exists (nothing is created for the user); ForgeError otherwise."""
+    path = path.expanduser()
+    if path.is_dir():
+        raise ForgeError(f"{option} {path} is a directory; give a file name")
+    if not path.parent.is_dir():
+        raise ForgeError(f"{option} {path}: folder {path.parent} does not exist")
+    return path
+
+
+def _loading_agent(model: str, device: str, dtype: str):
+    """`load_agent` with library noise off; a GGUF file (dequantized, slow) says so first, on stderr."""
+    from .models import load_agent
+    from .pipeline.logfile import quiet_libraries
+
+    quiet_libraries()
+    if Path(model).suffix.lower() == ".gguf" and Path(model).expanduser().is_file():
+        typer.echo(f"loading {model} (GGUF, dequantizing)...", err=True)
+    return load_agent(model, device=device, dtype=dtype)
+
+
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
     if value not in allowed:
         raise ForgeError(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
@@ -229,11 +333,14 @@ def eval_command(
     dtype: str = typer.Option("auto", "--dtype", help="auto, float32, bfloat16 or float16."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads; 0 keeps torch's default."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the results to this JSON file."),
+    experts: str = typer.Option("auto", "--experts", help="Expert vectors: auto (dispatch), off, or an expert's name."),
 ) -> None:
     """Evaluate a model on the task suites and print accuracy by domain and level."""
     from .tasks import DOMAINS, SPLITS
 
     _existing_model(model)
+    if json_out is not None:
+        json_out = _writable_file(json_out, "--json")
     split = _choice(split, tuple(SPLITS), "--split")
     method = _choice(method, ("fast", "generate"), "--method")
     level_list = parse_levels(levels)
@@ -244,7 +351,6 @@ def eval_command(
 
     from .evaluation import evaluate
     from .evaluation.table import accuracy_grid
-    from .models import load_agent
     from .tasks import task_grid
     from .utils import configure_threads
 
@@ -252,10 +358,10 @@ def eval_command(
     console = Console()
     try:
         # every extension restored: a BitNet checkpoint is scored ternary, a packed export through its kernel
-        agent = load_agent(model, device=device, dtype=dtype)
+        agent = _loading_agent(model, device, dtype)
         tasks = task_grid(domain_list, level_list, split, n, seed)
         console.print(f"{model}: {len(tasks)} {split} tasks, method {method}", markup=False)
-        report = evaluate(agent.model, agent.tokenizer, tasks, method=method, batch_size=batch_size)
+        report = _evaluate_with_experts(agent, tasks, experts, method=method, batch_size=batch_size, console=console)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(INTERRUPTED) from None
@@ -272,6 +378,44 @@ def eval_command(
         }
         atomic_write_json(json_out, summary)
         console.print(f"wrote {json_out}", markup=False)
+
+
+def _set_experts(agent, mode: str):
+    """The agent's expert set with `--experts` applied (None when the agent has none or mode is off)."""
+    found = agent.extensions.get("experts")
+    if found is None:
+        if mode not in ("auto", "off"):
+            raise ForgeError(f"--experts {mode}: this model has no expert vectors")
+        return None
+    if mode not in ("auto", "off") and mode not in found.experts:
+        raise ForgeError(f"--experts: no expert named {mode!r}; this model has {', '.join(sorted(found.experts))}")
+    found.mode = mode
+    return found
+
+
+def _evaluate_with_experts(agent, tasks, mode: str, *, method: str, batch_size: int, console):
+    """`evaluate`, with each task answered under the expert dispatch chooses for it (grouped by expert)."""
+    from .evaluation import evaluate
+    from .evaluation.report import EvalReport
+
+    found = _set_experts(agent, mode)
+    if found is None or mode == "off":
+        return evaluate(agent.model, agent.tokenizer, tasks, method=method, batch_size=batch_size)
+    choices = found.route(agent, [t.prompt for t in tasks])
+    groups: dict = {}
+    for i, c in enumerate(choices):
+        groups.setdefault(c.expert, []).append(i)
+    console.print("experts: " + ", ".join(f"{k or 'base'} {len(v)}" for k, v in groups.items()), markup=False)
+    items: list = [None] * len(tasks)
+    loglik: list = [None] * len(tasks)
+    for expert, idx in groups.items():
+        with found.using(agent.model, expert):
+            part = evaluate(agent.model, agent.tokenizer, [tasks[i] for i in idx], method=method, batch_size=batch_size)
+        for k, i in enumerate(idx):
+            items[i] = part.items[k]
+            if part.loglik:
+                loglik[i] = part.loglik[k]
+    return EvalReport(items=items, loglik=[x for x in loglik if x is not None])
 
 
 # ----------------------------------------------------------------------------------------------------- chat
@@ -310,6 +454,28 @@ def render_reply(reply, agent, show_thoughts: bool) -> Any:
     return shown
 
 
+def _stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
+def example_prompts(tokenizer=None, seed: int = 0) -> dict[str, str]:
+    """One level-1 training prompt per task domain (`agent_forge.tasks.DOMAINS`), as a user would type it.
+
+    With a tokenizer, a domain whose example it cannot spell (characters outside a character-level
+    vocabulary) is left out.
+    """
+    from .tasks import DOMAINS, make_tasks
+
+    unknown = getattr(tokenizer, "unk_token_id", None) if tokenizer is not None else None
+    examples = {}
+    for domain in DOMAINS:
+        prompt = make_tasks(domain, 1, "train", 1, seed)[0].prompt
+        if unknown is not None and unknown in tokenizer(prompt, add_special_tokens=False)["input_ids"]:
+            continue
+        examples[domain] = prompt
+    return examples
+
+
 @app.command()
 def chat(
     model: str = typer.Argument(..., help="A Hugging Face model folder or a .gguf file."),
@@ -321,29 +487,40 @@ def chat(
     device: str = typer.Option("auto", "--device"),
     dtype: str = typer.Option("auto", "--dtype"),
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads; 0 keeps torch's default."),
+    experts: str = typer.Option("auto", "--experts", help="Expert vectors: auto (dispatch), off, or an expert's name."),
 ) -> None:
-    """Talk to a model: one reply per line typed (each line is answered on its own); /exit or EOF quits."""
+    """Talk to a model: one reply per line typed (each line is answered on its own); /exit or EOF quits.
+
+    On start it shows one example prompt per task domain: the formats the forged models were trained on.
+    """
     from .inference import answer
-    from .models import load_agent
     from .utils import configure_threads
 
     _existing_model(model)
     configure_threads(threads)
-    agent = load_agent(model, device=device, dtype=dtype)
+    agent = _loading_agent(model, device, dtype)
+    expert_set = _set_experts(agent, experts)
 
     def reply(text: str):
         # raw text (special tokens kept) so that delimiter spans of a model without a head can be shown
         result = answer(agent, [text], max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, batch_size=1,
                         keep_special_tokens=True)
-        return render_reply(result[0], agent, show_thoughts)
+        shown = render_reply(result[0], agent, show_thoughts)
+        if expert_set is not None and expert_set.last:
+            c = expert_set.last[0]
+            shown.append(f"  [expert: {c.expert or 'base'}, confidence {c.confidence:.2f}]", style="dim")
+        return shown
 
     console = Console(highlight=False)
     if prompt is not None:
         console.print(reply(prompt))
         return
-    interactive = sys.stdin.isatty()
+    interactive = _stdin_is_terminal()
     if interactive:
-        console.print(f"chatting with {model}; /exit or Ctrl-D to quit")
+        console.print(f"chatting with {model}; /exit or Ctrl-D to quit", markup=False)
+        console.print("prompts it understands (one per task domain):", markup=False)
+        for domain, example in example_prompts(agent.tokenizer).items():
+            console.print(f"  {domain:<11} {example}", markup=False)
     try:
         while True:
             if interactive:
@@ -358,6 +535,45 @@ def chat(
                 console.print(reply(text))
     except KeyboardInterrupt:
         console.print()
+
+
+# ---------------------------------------------------------------------------------------------------- serve
+
+
+@app.command("serve")
+def serve_command(
+    source: str = typer.Argument(
+        ..., help="A run directory (serves its last finished stage's model), an agent folder or a .gguf file."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on; beyond loopback only with an API key."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port (0 picks a free one)."),
+    api_key: Optional[list[str]] = typer.Option(
+        None, "--api-key", help="Require 'Authorization: Bearer KEY' (repeatable); also read from AGENT_FORGE_API_KEY."
+    ),
+    model_name: Optional[str] = typer.Option(None, "--model-name", help="Model id clients ask for (default: the run's or folder's name)."),
+    max_batch: int = typer.Option(32, "--max-batch", min=1, help="Requests decoded together (1 = one at a time)."),
+    max_concurrent: int = typer.Option(256, "--max-concurrent", min=1, help="Requests in flight; more get 429."),
+    max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", min=1, help="Larger request bodies get 413."),
+    max_prompt_tokens: Optional[int] = typer.Option(None, "--max-prompt-tokens", min=1, help="Default: the model's context."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="The largest max_tokens a request may ask for."),
+    request_timeout: float = typer.Option(300.0, "--request-timeout", min=0.001, help="Seconds before a request gets 408."),
+    device: str = typer.Option("auto", "--device"),
+    dtype: str = typer.Option("auto", "--dtype"),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads; 0 keeps torch's default."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level: critical, error, warning, info, debug."),
+) -> None:
+    """Serve an agent over an OpenAI-compatible API (chat, completions, streaming, tools) with dynamic batching."""
+    from .serve import ServeSettings, resolve_api_keys, serve
+    from .utils import configure_threads
+
+    configure_threads(threads)
+    settings = ServeSettings(
+        host=host, port=port, api_keys=resolve_api_keys(api_key or []), model_name=model_name, max_batch=max_batch,
+        max_concurrent=max_concurrent, max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens,
+        max_tokens=max_tokens, request_timeout_s=request_timeout, device=device, dtype=dtype,
+    )
+    serve(source, settings, log_level=_choice(log_level, ("critical", "error", "warning", "info", "debug"), "--log-level"),
+          say=lambda line: typer.echo(line, err=True))
 
 
 def main() -> None:  # pragma: no cover - `python -m agent_forge.cli`

@@ -13,10 +13,11 @@ STAGES: dict[str, str] = {
     "quietstar": "agent_forge.stages.quietstar:run",
     "bitnet": "agent_forge.stages.bitnet:run",
     "curriculum": "agent_forge.stages.curriculum:run",
+    "experts": "agent_forge.stages.experts:run",
 }
 
 # the original design's later stages, named so that configs may list them and get a clear "not implemented"
-PLANNED_STAGES = ["experts", "baking", "tools", "adas", "package"]
+PLANNED_STAGES = ["baking", "tools", "adas", "package"]
 
 # a stage's directory is `NN-<name>` with NN its position here, whatever subset of stages a run uses
 STAGE_ORDER = [*STAGES, *PLANNED_STAGES]

@@ -174,3 +174,25 @@ def test_unsupported_gguf_architecture(trained_like, tiny_tokenizer, tmp_path):
 def test_folder_holding_only_a_gguf_points_at_the_file(trained_like, tiny_tokenizer, tmp_path):
     write_llama_gguf(trained_like, tiny_tokenizer, tmp_path / "tiny.gguf")
     assert "give the file itself" in _one_line_error(tmp_path)
+
+
+def test_a_gguf_file_is_parsed_once_per_load(trained_like, tiny_tokenizer, tmp_path, monkeypatch):
+    """Header check, tokenizer, config and weights share one parsed reader (a real file takes seconds each)."""
+    import gguf
+
+    path = tmp_path / "tiny.gguf"
+    write_llama_gguf(trained_like, tiny_tokenizer, path)
+    parsed = []
+    original = gguf.GGUFReader
+
+    class CountingReader(original):
+        def __init__(self, *args, **kwargs):
+            parsed.append(args[0] if args else kwargs.get("path"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gguf, "GGUFReader", CountingReader)
+    model, tok = load_model(path)
+    assert len(parsed) == 1 and str(parsed[0]).endswith("tiny.gguf")
+    assert gguf.GGUFReader is CountingReader  # the sharing ends with the load
+    ids = tiny_tokenizer(TEXT, add_special_tokens=False)["input_ids"]
+    assert torch.allclose(_logits(model, ids), _logits(trained_like, ids), atol=1e-5)

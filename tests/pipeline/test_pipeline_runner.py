@@ -134,7 +134,7 @@ def test_until_and_stage_names_are_checked(tmp_path):
 
 def test_changed_config_needs_new_name_or_resume(tmp_path):
     run_dir, _ = _run(toy_config(tmp_path, "changed"), until="seed")
-    changed = toy_config(tmp_path, "changed", threads=1)
+    changed = toy_config(tmp_path, "changed", dtype="float32")
     with pytest.raises(ForgeError, match="different config.*new name.*--resume"):
         _run(changed)
     _, out = _run(changed, resume=True)
@@ -144,7 +144,22 @@ def test_changed_config_needs_new_name_or_resume(tmp_path):
     assert manifest.stages["seed"].attempts == 1  # finished stages are kept
     assert [h["event"] for h in manifest.history] == ["created", "config-changed", "resumed"]
     assert manifest.history[1]["previous_hash"] == toy_config(tmp_path, "changed").digest()
-    assert load_config(run_dir / "config.yaml").threads == 1
+    assert load_config(run_dir / "config.yaml").dtype == "float32"
+
+
+def test_execution_settings_do_not_make_a_finished_run_a_different_one(tmp_path):
+    """threads (and where the run lives) are left out of the config hash: the finished run is found as it is."""
+    run_dir, _ = _run(toy_config(tmp_path, "threads", threads=0))
+    manifest = Manifest.load(run_dir).to_dict()
+    _, out = _run(toy_config(tmp_path, "threads", threads=1))
+    assert "nothing to do" in out
+    assert Manifest.load(run_dir).to_dict()["stages"] == manifest["stages"]
+    moved = tmp_path / "moved"
+    run_dir.rename(tmp_path / "elsewhere")
+    moved.mkdir()
+    (tmp_path / "elsewhere").rename(moved / "renamed")
+    _, out = _run(toy_config(moved, "renamed", threads=2))
+    assert "nothing to do" in out
 
 
 def test_stage_error_marks_failed_and_resume_recomputes_only_that_stage(tmp_path):

@@ -16,33 +16,46 @@ from pydantic import Field, ValidationError
 
 from ..errors import ForgeError
 from ..utils.hashing import digest
-from .base import Section
+from .base import Section, UserPath
 from .seed import SeedConfig, TinyModelConfig, TrainPhase
 from .evomerge import EvoMergeConfig
 from .quietstar import QuietStarConfig
 from .bitnet import BitNetConfig
 from .curriculum import CurriculumConfig
+from .experts import ExpertsConfig
 
 from ..registry import STAGE_ORDER
 from .report import ReportConfig
 
 
 class ForgeConfig(Section):
-    """Top-level config. Stage sections are added here as stages land."""
+    """Top-level config: the run's identity and execution settings, then one section per stage.
 
-    name: str = "tiny"
-    seed: int = 0
-    run_root: str = "runs"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
-    stages: list[str] = Field(default_factory=lambda: ["seed"])
-    seed_stage: SeedConfig = SeedConfig()
-    evomerge: EvoMergeConfig = EvoMergeConfig()
-    quietstar: QuietStarConfig = QuietStarConfig()
-    bitnet: BitNetConfig = BitNetConfig()
-    curriculum: CurriculumConfig = CurriculumConfig()
-    report: ReportConfig = ReportConfig()
+    `name`, `run_root` and `threads` are execution settings (`EXECUTION_FIELDS`): they decide where a run goes
+    and how fast it computes, not what it computes, so they are left out of `digest()` and a finished run
+    re-run with another thread count, or moved and re-run under another name, is still the same run.
+    `device` and `dtype` stay in the hash (CPU float32 and CUDA bfloat16 give different numbers), and so does
+    `report` (the trajectory it measures is part of the run's results).
+    """
+
+    name: str = Field("tiny", description="the run's name: it goes to <run_root>/<name>/")
+    seed: int = Field(0, description="seed of every random stream of the run (each stage derives its own from it)")
+    run_root: UserPath = Field(
+        "runs", validate_default=True, description="folder that holds the runs; relative to the working directory")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="where models compute; auto: cuda if available")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="model precision; auto: float32 on CPU, bfloat16 on CUDA")
+    threads: int = Field(
+        0, ge=0, description="torch CPU threads; 0 keeps torch's default (lower it on a busy machine)")
+    stages: list[str] = Field(
+        default_factory=lambda: ["seed"], description="the stages to run, always in pipeline order (see `agent-forge stages`)")
+    seed_stage: SeedConfig = Field(SeedConfig(), description="stage 0: the three specialists (seed)")
+    evomerge: EvoMergeConfig = Field(EvoMergeConfig(), description="stage 1.1: evolutionary merge of the specialists")
+    quietstar: QuietStarConfig = Field(QuietStarConfig(), description="stage 1.2: Quiet-STaR thought training")
+    bitnet: BitNetConfig = Field(BitNetConfig(), description="stage 1.3: BitNet b1.58 ternary conversion and training")
+    curriculum: CurriculumConfig = Field(CurriculumConfig(), description="stage 2: the ten-level RL curriculum")
+    experts: ExpertsConfig = Field(ExpertsConfig(), description="stage 3: SVF expert vectors and their dispatch")
+    report: ReportConfig = Field(ReportConfig(), description="the trajectory measured after every stage")
 
     def stage_list(self) -> list[str]:
         unknown = [s for s in self.stages if s not in STAGE_ORDER]
@@ -51,8 +64,16 @@ class ForgeConfig(Section):
         return [s for s in STAGE_ORDER if s in self.stages]
 
     def digest(self) -> str:
-        """Stable hash of the resolved config, recorded in the manifest."""
-        return digest(self.model_dump(mode="json"))
+        """Stable hash of the resolved config without its execution settings, recorded in the manifest.
+
+        `utils.digest` of the JSON dump minus `EXECUTION_FIELDS` (before these were left out, the whole dump was
+        hashed: runs made by earlier versions record a different hash and need `--resume` once).
+        """
+        return digest({k: v for k, v in self.model_dump(mode="json").items() if k not in EXECUTION_FIELDS})
+
+
+# settings that decide where and how fast a run goes, not what it computes: not part of `ForgeConfig.digest()`
+EXECUTION_FIELDS = frozenset({"name", "run_root", "threads"})
 
 
 def _set_dotted(tree: dict, dotted: str, value) -> None:
@@ -149,33 +170,78 @@ def resolve_config(spec: Path | str) -> Path:
     return packaged[text]
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a mapping naming the same key twice (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # keys a `<<: *anchor` brings in may be overridden by keys written here
+                key = self.construct_object(key_node, deep=deep)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # an unhashable key: the base class reports it
+                    break
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first on line {first.line + 1})", key_node.start_mark)
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str):
+    """YAML text -> Python values, with duplicate mapping keys an error (`yaml.YAMLError`)."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: as safe as yaml.safe_load
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ForgeError(f"config {path} is not a text file (it is not UTF-8); give a YAML file") from None
+    except OSError as exc:
+        raise ForgeError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    if "\x00" in text:
+        raise ForgeError(f"config {path} is not a text file (it contains NUL bytes); give a YAML file")
+    try:
+        loaded = parse_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ForgeError(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', exc)}") from None
+    if loaded is None:
+        raise ForgeError(
+            f"config {path} is empty; give the settings to change (an empty mapping {{}} means every default, "
+            "which is the full tiny pipeline)"
+        )
+    if not isinstance(loaded, dict):
+        raise ForgeError(f"config {path} must be a mapping at the top level")
+    return loaded
+
+
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> ForgeConfig:
     """Read YAML (or start from defaults), apply `a.b=value` overrides, validate; ForgeError on bad input.
 
     `path` is a file or a packaged config's name (see `resolve_config`); None starts from the built-in defaults.
+    A file that is empty, not UTF-8 text, not a mapping, or names a key twice is refused. Path fields
+    (`UserPath`) come back absolute, resolved against the working directory.
     """
     tree: dict = {}
     if path is not None:
         path = resolve_config(path)
         if not path.is_file():
             raise _config_not_found(str(path))
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise ForgeError(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', exc)}") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ForgeError(f"config {path} must be a mapping at the top level")
-        tree = _expand_env(loaded)
+        tree = _expand_env(_read_yaml(path))
     for item in overrides or []:
         if "=" not in item:
             raise ForgeError(f"override {item!r} must look like key.path=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = parse_yaml(raw)
+        except yaml.constructor.ConstructorError as exc:
+            raise ForgeError(f"override {item!r}: {exc.problem}") from None
         except yaml.YAMLError:
             value = raw
         _set_dotted(tree, key.strip(), value)
@@ -186,6 +252,6 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
 
 
 __all__ = [
-    "ForgeConfig", "SeedConfig", "TinyModelConfig", "TrainPhase", "STAGE_ORDER", "load_config", "Section",
-    "DEFAULT_CONFIG", "PACKAGED_CONFIG_DIR", "packaged_configs", "resolve_config",
+    "EXECUTION_FIELDS", "ForgeConfig", "SeedConfig", "TinyModelConfig", "TrainPhase", "STAGE_ORDER", "load_config",
+    "Section", "UserPath", "parse_yaml", "DEFAULT_CONFIG", "PACKAGED_CONFIG_DIR", "packaged_configs", "resolve_config",
 ]

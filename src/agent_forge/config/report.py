@@ -18,7 +18,7 @@ class ReportConfig(Section):
     trajectory: bool = Field(True, description="measure every stage's entering and leaving model")
     levels: list[int] = Field(default_factory=lambda: list(range(1, 11)), description="suite levels")
     items_per_level: int = Field(20, ge=1, description="test tasks per domain and level")
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="evaluation batch size")
     speed_prompts: int = Field(8, ge=1, description="prompts answered (one batch) to measure decode speed")
     speed_tokens: int = Field(24, ge=1, description="new tokens per prompt in the speed measurement")
     max_undeclared_drop: float = Field(

@@ -2,60 +2,78 @@
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .base import Section
+from .base import Section, UserPath
 
 
 class TinyModelConfig(Section):
     """Shape of the built-in tiny Llama used by the tiny profile."""
 
-    hidden_size: int = Field(128, ge=8)
-    intermediate_size: int = Field(384, ge=8)
-    num_hidden_layers: int = Field(4, ge=1)
-    num_attention_heads: int = Field(4, ge=1)
-    num_key_value_heads: int = Field(4, ge=1)
-    max_position_embeddings: int = Field(256, ge=16)
+    hidden_size: int = Field(128, ge=8, description="width of the residual stream (embedding size)")
+    intermediate_size: int = Field(384, ge=8, description="width of each MLP's hidden layer")
+    num_hidden_layers: int = Field(4, ge=1, description="transformer blocks")
+    num_attention_heads: int = Field(4, ge=1, description="query heads per attention layer")
+    num_key_value_heads: int = Field(4, ge=1, description="key/value heads (fewer than the query heads: grouped-query attention)")
+    max_position_embeddings: int = Field(256, ge=16, description="longest sequence in tokens (prompt plus answer)")
 
 
 class TrainPhase(Section):
-    """One supervised training phase (pretraining or a specialist fine-tune)."""
+    """One supervised training phase (pretraining, a specialist fine-tune, Quiet-STaR or BitNet training)."""
 
-    steps: int = Field(ge=0)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    warmup_steps: int = Field(20, ge=0)
-    weight_decay: float = Field(0.0, ge=0)
+    steps: int = Field(description="optimizer steps; at least 1 (leave a stage out of `stages` to skip it)")
+    batch_size: int = Field(64, ge=1, description="examples per step")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW), reached after the warm-up")
+    warmup_steps: int = Field(20, ge=0, description="steps of linear learning-rate warm-up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+
+    @field_validator("steps")
+    @classmethod
+    def _trains_something(cls, steps: int) -> int:
+        if steps < 1:
+            raise ValueError(
+                f"a training phase needs at least 1 step, got {steps}: 0 steps would train nothing and still report "
+                "the stage done (to skip a stage, leave it out of `stages`)"
+            )
+        return steps
 
 
 class SeedConfig(Section):
     """Stage 0. `profile: tiny` builds models; `profile: external` validates three given models."""
 
-    profile: Literal["tiny", "external"] = "tiny"
-    # external profile: three model sources (HF folders or .gguf files), keyed by specialist name
-    models: dict[str, str] = Field(default_factory=dict)
-    # external profile, optional: the common ancestor of the three (task vectors are taken against it)
-    base: str | None = None
-    # tiny profile
-    tiny: TinyModelConfig = TinyModelConfig()
-    specialists: list[str] = Field(default_factory=lambda: ["arithmetic", "strings", "logic"])
-    pretrain_levels: list[int] = Field(default_factory=lambda: [1, 2])
-    specialist_levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4])
-    pretrain: TrainPhase = TrainPhase(steps=900, lr=1e-3)
-    # specialists: LoRA adapters (folded back into the weights) or full fine-tunes; lr is the finetune phase's
-    finetune: TrainPhase = TrainPhase(steps=350, lr=2e-3)
-    finetune_method: Literal["lora", "full"] = "lora"
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: float = Field(16.0, gt=0)
-    # disentanglement anchor: of each specialist batch, `anchor_items` rows are other domains' tasks on which
-    # the specialist is pulled toward the base by KL (weight `anchor_weight`; 0 turns it off)
-    anchor_items: int = Field(16, ge=0)
-    anchor_weight: float = Field(1.0, ge=0)
-    replay_fraction: float = Field(0.2, ge=0, le=1)
-    # share of each pretraining batch that is plain fact statements about the generated world (facts domain)
-    statement_fraction: float = Field(0.2, ge=0, lt=1)
-    eval_levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4])
-    eval_items_per_level: int = Field(50, ge=1)
+    profile: Literal["tiny", "external"] = Field(
+        "tiny", description="tiny: build a small base and three specialists; external: use the three models in `models`")
+    models: dict[str, UserPath] = Field(
+        default_factory=dict,
+        description="external profile: three model sources (HF folders or .gguf files) keyed by specialist name; "
+                    "relative paths are taken from the working directory")
+    base: UserPath | None = Field(
+        None, description="external profile, optional: the three models' common ancestor (task vectors are taken against it)")
+    tiny: TinyModelConfig = Field(TinyModelConfig(), description="tiny profile: the model's shape")
+    specialists: list[str] = Field(
+        default_factory=lambda: ["arithmetic", "strings", "logic"],
+        description="tiny profile: one specialist is fine-tuned per task domain named here")
+    pretrain_levels: list[int] = Field(
+        default_factory=lambda: [1, 2], description="task levels of every domain the shared base is pretrained on")
+    specialist_levels: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4], description="task levels of its own domain each specialist is fine-tuned on")
+    pretrain: TrainPhase = Field(TrainPhase(steps=900, lr=1e-3), description="pretraining of the shared base")
+    finetune: TrainPhase = Field(
+        TrainPhase(steps=350, lr=2e-3), description="each specialist's fine-tune (lr is the adapters' when finetune_method is lora)")
+    finetune_method: Literal["lora", "full"] = Field(
+        "lora", description="lora: LoRA adapters folded back into the weights; full: every weight is fine-tuned")
+    lora_rank: int = Field(8, ge=1, description="rank of the LoRA adapters")
+    lora_alpha: float = Field(16.0, gt=0, description="LoRA scaling numerator (the update is scaled by alpha / rank)")
+    anchor_items: int = Field(
+        16, ge=0, description="rows of each specialist batch that are other domains' tasks, on which the specialist is "
+                              "pulled toward the base by KL (disentanglement anchor)")
+    anchor_weight: float = Field(1.0, ge=0, description="weight of the anchor's KL term; 0 turns the anchor off")
+    replay_fraction: float = Field(
+        0.2, ge=0, le=1, description="share of each specialist batch replayed from the pretraining mixture")
+    statement_fraction: float = Field(
+        0.2, ge=0, lt=1, description="share of each pretraining batch that is plain fact statements about the generated world")
+    eval_levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4], description="task levels of the seed and evomerge test tables")
+    eval_items_per_level: int = Field(50, ge=1, description="test tasks per domain and level in those tables")
 
     @model_validator(mode="after")
     def _check_profile(self):

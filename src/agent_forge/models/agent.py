@@ -8,6 +8,8 @@ stages added, each one an `AgentExtension` registered in `EXTENSIONS`:
   checkpoint comes back ternary without any other call. A packed 2-bit export loads through the C kernel.
 * `thoughts`: `quietstar_head.safetensors`; the mixing head comes back with its model, the delimiter strings
   from the head file's metadata.
+* `experts`: `experts/` (SVF expert vectors, their SVD cache, the prompt router); `agent.extensions["experts"]`
+  is also the answer-time dispatch hook.
 
 Consumers (stages, `chat`, `eval`, the server) call only these two functions; none of them copies side files
 or remembers to restore a layer type. Stages 3-5 add their extension (experts, tools, memory, the agent
@@ -39,6 +41,7 @@ from .formats.ternary import (
     restore_bitlinear,
     write_packed_files,
 )
+from .formats.experts import ExpertsExtension
 from .formats.thoughts import HeadInfo, MixingHead, ThoughtTokens, has_head, load_head, save_head, thought_tokens_of
 from .loading import load_model
 from .saving import write_model_files
@@ -156,7 +159,8 @@ class ThoughtsExtension:
 
 
 # order matters on load: layers are restored (ternary) before heads that read the model's shape
-EXTENSIONS: list[AgentExtension] = [TernaryExtension(), ThoughtsExtension()]
+# experts after ternary: their SVD belongs to the (latent) weights the ternary restore rebuilt
+EXTENSIONS: list[AgentExtension] = [TernaryExtension(), ThoughtsExtension(), ExpertsExtension()]
 
 
 def load_agent(source: str | os.PathLike, *, device=None, dtype=None) -> Agent:

@@ -36,7 +36,7 @@ def check_mergeable(models: Mapping[str, torch.nn.Module], tokenizers: Mapping[s
         for key, shape in ref_shapes.items():
             if shapes[key] != shape:
                 raise ForgeError(
-                    f"cannot merge {ref_name!r} with {name!r}: tensor {key} has shape {list(shapes[key])} vs {list(shape)}"
+                    f"cannot merge {ref_name!r} with {name!r}: tensor {key} has shape {list(shape)} vs {list(shapes[key])}"
                 )
     if tokenizers:
         ref_vocab = tokenizers[ref_name].get_vocab()

@@ -4,7 +4,8 @@ Every way the input can be wrong is checked before transformers sees it, so the 
 what is wrong with which file instead of a deep stack trace: a missing path, a folder without config.json or
 without weights, a truncated or corrupted safetensors or GGUF file, an architecture transformers cannot load
 as a causal LM, weights that leave parameters uninitialised. GGUF weights are dequantized into an ordinary
-model (transformers' GGUF support), so it can be trained and saved like any other.
+model (transformers' GGUF support), so it can be trained and saved like any other; the file is parsed once
+per load (`_gguf_read_once`), not once per part (header check, tokenizer, config, weights).
 
 Exercise: `python -c "from agent_forge.models import load_model; print(load_model('runs/tiny/00-seed/base')[0])"`.
 """
@@ -12,9 +13,12 @@ Exercise: `python -c "from agent_forge.models import load_model; print(load_mode
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import transformers
@@ -23,6 +27,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from ..errors import ForgeError
 from .device import resolve_device, resolve_dtype
+
+log = logging.getLogger("agent_forge.models")
 
 # transformers 4.56 renamed from_pretrained's `torch_dtype` to `dtype`
 _DTYPE_KW = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
@@ -132,18 +138,47 @@ def check_safetensors_file(file: Path) -> None:
 
 
 def _load_gguf(path: Path, dtype: torch.dtype):
-    architecture = check_gguf_file(path)
-    supported = _gguf_architectures()
-    if supported and architecture not in supported:
-        raise ForgeError(f"{path}: GGUF architecture {architecture!r} is not supported by transformers' GGUF loader")
-    folder, name = str(path.parent), path.name
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **_dequantize_kw(name), **{_DTYPE_KW: dtype})
-    except Exception as exc:
-        raise ForgeError(f"cannot load GGUF {path}: {_first_line(exc)}") from None
+    log.info("loading %s (GGUF, dequantizing)", path)
+    with _gguf_read_once():
+        architecture = check_gguf_file(path)
+        supported = _gguf_architectures()
+        if supported and architecture not in supported:
+            raise ForgeError(f"{path}: GGUF architecture {architecture!r} is not supported by transformers' GGUF loader")
+        folder, name = str(path.parent), path.name
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, **_dequantize_kw(name), **{_DTYPE_KW: dtype})
+        except Exception as exc:
+            raise ForgeError(f"cannot load GGUF {path}: {_first_line(exc)}") from None
     _forget_gguf_origin(model)
     return model, tokenizer
+
+
+@contextmanager
+def _gguf_read_once() -> Iterator[None]:
+    """Parse each GGUF file once while loading it.
+
+    The header check, the tokenizer, the config and the weights each open the file with `gguf.GGUFReader`
+    (transformers imports it when called), and parsing a real file's metadata (a 49k-token vocabulary) takes
+    seconds each time: within this block every reader of one file is the same, already parsed object.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], object] = {}
+
+    def shared_reader(file, mode="r"):
+        key = (os.path.realpath(os.fspath(file)), mode)
+        if key not in readers:
+            readers[key] = original(file, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared_reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+        readers.clear()
 
 
 def _dequantize_kw(gguf_name: str) -> dict:
@@ -160,10 +195,10 @@ def check_gguf_file(path: Path) -> str:
     with open(path, "rb") as handle:
         if handle.read(4) != b"GGUF":
             raise ForgeError(f"{path} is not a GGUF file (it does not start with the GGUF magic bytes)")
-    from gguf import GGUFReader
+    import gguf
 
     try:
-        reader = GGUFReader(str(path))
+        reader = gguf.GGUFReader(str(path))  # looked up at call time: `_gguf_read_once` may share it
     except Exception as exc:  # the reader fails with assorted errors on cut or garbled files
         raise ForgeError(f"{path} is truncated or corrupted: {_first_line(exc)}") from None
     size = path.stat().st_size

@@ -76,6 +76,17 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+        """The manifest written by `to_dict`; ValueError naming what is missing or of the wrong kind."""
+        if not isinstance(data, dict):
+            found = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+            raise ValueError(f"expected a JSON object, found {'null' if data is None else found.get(type(data), 'a value')}")
+        missing = [name for name in REQUIRED_FIELDS if name not in data]
+        if missing:
+            raise ValueError(f"it lacks {', '.join(missing)}")
+        if not isinstance(data.get("stages", {}), dict) or not all(
+            isinstance(record, dict) for record in data.get("stages", {}).values()
+        ):
+            raise ValueError("its stages are not JSON objects")
         stages = {name: StageRecord(**record) for name, record in data.get("stages", {}).items()}
         fields = {k: v for k, v in data.items() if k != "stages"}
         return cls(stages=stages, **fields)
@@ -93,8 +104,8 @@ class Manifest:
             raise ForgeError(f"no agent-forge run at {run_dir} ({MANIFEST_NAME} not found)")
         try:
             manifest = cls.from_dict(json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError, KeyError, UnicodeDecodeError) as exc:
-            raise ForgeError(f"{path} is corrupted ({type(exc).__name__}: {exc}); move the run away and start again") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:  # JSON and Unicode errors are ValueErrors
+            raise ForgeError(f"{path} is corrupted ({_first_line(exc)}); move the run away and start again") from None
         bad = [r.name for r in manifest.stages.values() if r.status not in STATUSES]
         if bad:
             raise ForgeError(f"{path} has an unknown status for stage(s) {bad}")
@@ -103,6 +114,14 @@ class Manifest:
     def output_paths(self, stage: str, run_dir: Path) -> dict[str, Path]:
         """A stage's recorded outputs as absolute paths."""
         return {key: resolve_recorded(run_dir, value) for key, value in self.stages[stage].outputs.items()}
+
+
+REQUIRED_FIELDS = ("name", "config_hash", "seed", "versions")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def record_path(run_dir: Path, path: Path) -> str:

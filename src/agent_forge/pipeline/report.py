@@ -379,9 +379,10 @@ _FLAG_STYLE = {"undeclared": "bold red", "declared": "yellow", "ok": "green"}
 
 def rich_trajectory_table(rows: list[TrajectoryRow]):
     from rich.markup import escape
-    from rich.table import Table as RichTable
 
-    table = RichTable(title=TRAJECTORY_TITLE)
+    from ..evaluation.table import FitTable
+
+    table = FitTable(title=TRAJECTORY_TITLE)  # stage names stay whole; too wide a table is split, not cut
     for column in TRAJECTORY_COLUMNS:
         table.add_column(column, justify="left" if column in ("stage", "flag") else "right")
     for row in rows:

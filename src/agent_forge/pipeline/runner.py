@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -437,7 +438,7 @@ def to_jsonable(value: Any) -> Any:
     raise TypeError(f"metric value of type {type(value).__name__} cannot be written to JSON")
 
 
-def headline_metrics(metrics: Mapping[str, Any], limit: int = 4) -> dict[str, Any]:
+def headline_metrics(metrics: Mapping[str, Any], limit: int = 5) -> dict[str, Any]:
     """The few numbers shown in progress lines and `status`.
 
     A stage chooses them by putting a `"summary"` mapping in its metrics; otherwise the first top-level
@@ -450,14 +451,24 @@ def headline_metrics(metrics: Mapping[str, Any], limit: int = 4) -> dict[str, An
     return dict(list(numbers.items())[:limit])
 
 
-def format_summary(values: Mapping[str, Any]) -> str:
-    """`k=v` pairs, floats with 4 significant digits."""
-    def show(v: Any) -> str:
-        if isinstance(v, float) and math.isfinite(v):
-            return f"{v:.4g}"
-        return str(v)
+# headline values a stage gives as a fraction of 1 (BitNet's retained accuracy): shown as percentages like the rest
+FRACTION_KEYS = frozenset({"retained", "retained_fraction"})
+_PERCENT_KEY = re.compile(r"(^|_)acc(uracy)?($|_)")  # accuracies are percentages everywhere
 
-    return ", ".join(f"{k}={show(v)}" for k, v in values.items())
+
+def format_summary(values: Mapping[str, Any]) -> str:
+    """`k=v` pairs: floats with 4 significant digits, hit rates as percentages (`45.2%`), a missing value as "-"."""
+    def show(k: str, v: Any) -> str:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return str(v)
+        if k in FRACTION_KEYS:
+            return f"{100 * v:.4g}%"
+        text = f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else str(v)
+        return text + "%" if _PERCENT_KEY.search(k) else text
+
+    return ", ".join(f"{k}={show(k, v)}" for k, v in values.items())
 
 
 def format_duration(seconds: float | None) -> str:

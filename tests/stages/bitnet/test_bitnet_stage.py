@@ -75,7 +75,8 @@ def test_stage_outputs_a_loadable_ternary_model_and_a_packed_export(input_model,
     m = result.metrics
     assert set(m["accuracy"]) == {"full precision", "naive ternary", "warm-up + distillation", "packed inference"}
     assert m["size"]["bits_per_weight"] <= 2.05
-    assert set(m["summary"]) == {"accuracy", "fp_accuracy", "retained", "bits_per_weight"}
+    assert set(m["summary"]) == {"accuracy", "fp_accuracy", "retained", "bits_per_weight", "kernel"}
+    assert m["summary"]["kernel"] == ("C" if m["kernel"].startswith("C kernel") else "torch fallback")
     assert m["size"]["model_shrink_ratio"] > 1
     assert m["train"]["lambda_reaches_one_at_step"] == 2  # 30% of 6 steps
     assert m["packed_max_logit_gap"] < 1e-3

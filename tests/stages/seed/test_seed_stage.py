@@ -84,7 +84,9 @@ def test_external_profile_accepts_compatible_models(tmp_path):
 
 def test_external_profile_rejects_different_shapes(tmp_path):
     a, b, c = _tiny(tmp_path / "a", 32), _tiny(tmp_path / "b", 32), _tiny(tmp_path / "c", 48)
-    with pytest.raises(ForgeError, match=r"cannot merge 'a' with 'c'.*shape"):
+    # the shapes are printed in the order of the names: 'a' (hidden 32) first, 'c' (hidden 48) second
+    with pytest.raises(ForgeError, match=r"cannot merge 'a' with 'c': tensor model\.embed_tokens\.weight has shape "
+                                         r"\[\d+, 32\] vs \[\d+, 48\]$"):
         run_seed(_external_cfg({"a": a, "b": b, "c": c}), StageInputs(), tmp_path / "stage")
 
 
@@ -104,3 +106,39 @@ def test_external_profile_reports_a_missing_model(tmp_path):
 def test_external_profile_needs_three_models():
     with pytest.raises(ForgeError, match="exactly three"):
         load_config(SMOKE, ["seed_stage.profile=external", "seed_stage.models={a: x}"])
+
+
+def test_external_profile_with_relative_paths_runs_to_completion(tmp_path, monkeypatch):
+    """Paths as a user types them, relative to where they stand: resolved at config load, recorded absolute."""
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from agent_forge.cli import app
+    from agent_forge.pipeline import Manifest
+
+    work = tmp_path / "work"
+    for name in ("arithmetic", "strings", "logic", "base"):
+        _tiny(work / "models" / name, 32)
+    monkeypatch.chdir(work)
+    result = CliRunner().invoke(app, [
+        "run", "--config", SMOKE, "name=ext", "run_root=runs", "threads=1", "stages=[seed,evomerge]",
+        "seed_stage.profile=external",
+        "seed_stage.models={arithmetic: models/arithmetic, strings: ./models/strings, logic: models/../models/logic}",
+        "seed_stage.base=models/base", "seed_stage.eval_levels=[1]", "seed_stage.eval_items_per_level=2",
+        "report.levels=[1, 2]", "report.items_per_level=2",
+    ])
+    assert result.exit_code == 0, result.output
+    run_dir = work / "runs" / "ext"
+    manifest = Manifest.load(run_dir)
+    assert [r.status for r in manifest.stages.values()] == ["done", "done"]
+    models = work / "models"
+    assert manifest.stages["seed"].outputs == {
+        "specialist_arithmetic": str(models / "arithmetic"), "specialist_strings": str(models / "strings"),
+        "specialist_logic": str(models / "logic"), "base": str(models / "base"),
+    }
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["seed_stage"]["models"]["logic"] == str(models / "logic")
+    assert resolved["seed_stage"]["base"] == str(models / "base") and resolved["run_root"] == str(work / "runs")
+    assert json.loads((run_dir / "01-evomerge" / "metrics.json").read_text())["evaluations"] > 0

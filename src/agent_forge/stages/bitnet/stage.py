@@ -125,6 +125,8 @@ def run(ctx: StageContext) -> StageResult:
                "retained": retained}
     if "size" in metrics:
         summary["bits_per_weight"] = metrics["size"]["bits_per_weight"]
+        # never silent: `agent-forge status` shows whether the packed path ran on the C kernel or the fallback
+        summary["kernel"] = "C" if metrics["kernel"].startswith("C kernel") else "torch fallback"
     metrics = {"summary": summary, **metrics}
     metrics.update({
         "accuracy": {name: round(r.accuracy, 2) for name, r in reports.items()},

@@ -19,6 +19,7 @@ Exercise: `pytest tests/stages/seed/test_composable.py`.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import torch
@@ -35,8 +36,12 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 def with_lora(model: torch.nn.Module, rank: int, alpha: float) -> tuple[torch.nn.Module, list[torch.nn.Parameter]]:
     """Wrap `model` with LoRA adapters on every linear layer; returns the wrapper and its trainable parameters."""
-    wrapped = get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(LORA_TARGETS),
-                                               lora_dropout=0.0, bias="none"))
+    with warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing` (a FutureWarning on every specialist);
+        # gradient checkpointing is never used here
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        wrapped = get_peft_model(model, LoraConfig(r=rank, lora_alpha=alpha, target_modules=list(LORA_TARGETS),
+                                                   lora_dropout=0.0, bias="none"))
     return wrapped, [p for p in wrapped.parameters() if p.requires_grad]
 
 

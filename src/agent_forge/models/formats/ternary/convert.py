@@ -6,13 +6,8 @@ that records how it was converted. On disk it is an ordinary HF folder: the late
 under the usual ``...q_proj.weight`` keys, so ``load_model`` loads it like any model; ``restore_bitlinear``
 then swaps the recorded layers back to ``BitLinear`` so training continues on the latent weights.
 
-What a later stage does with a model it received::
-
-    model, tok = load_model(path)
-    restore_bitlinear(model, path)   # no-op (returns False) for a model that was never converted
-    ...train as usual (the STE routes gradients to the latent weights)...
-    keep_ternary(model)              # after adding layers: converts new linears, re-asserts full strength
-    save_model(model, tok, out)      # the marker travels in config.json
+`models.agent.load_agent` calls ``restore_bitlinear`` for every consumer; a stage that added linear layers
+calls ``keep_ternary(model)`` (converts new linears, re-asserts full strength) before ``save_agent``.
 
 Exercise: ``pytest tests/stages/bitnet/test_bitnet_convert.py``.
 """

@@ -8,7 +8,7 @@ and the CPU's feature flags (``$AGENT_FORGE_KERNEL_DIR`` or ``~/.cache/agent_for
 through ctypes. If compilation fails, or ``AGENT_FORGE_TERNARY_KERNEL=torch`` is set, the same arithmetic
 runs in torch one layer at a time (slower, same integers).
 
-Exercise: ``pytest tests/stages/bitnet/test_bitnet_kernel.py``; ``python -m agent_forge.stages.bitnet.kernel``
+Exercise: ``pytest tests/stages/bitnet/test_bitnet_kernel.py``; ``python -m agent_forge.models.formats.ternary.kernel``
 compiles the kernel and prints which path is active.
 """
 
@@ -115,6 +115,7 @@ def _load() -> ctypes.CDLL | None:
             return _loaded or None
         if os.environ.get("AGENT_FORGE_TERNARY_KERNEL", "").lower() == "torch":
             _failure = "disabled by AGENT_FORGE_TERNARY_KERNEL=torch"
+            _announce_fallback()
             _loaded = None
             return None
         if not SOURCE.is_file():

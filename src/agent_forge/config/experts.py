@@ -1,0 +1,50 @@
+"""Config of stage 3 (experts): SVF expert vectors trained by REINFORCE per domain, and their dispatch.
+
+Every knob of `agent_forge.stages.experts` lives here; `agent-forge run experts.steps=20` overrides one.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from .base import Section
+
+
+class ExpertsConfig(Section):
+    """Stage 3: one SVF expert per domain (REINFORCE on verified rewards), a prompt router, dispatch."""
+
+    domains: list[str] = Field(
+        default_factory=lambda: ["arithmetic", "strings", "logic", "facts"],
+        description="domains that get an expert (each is also a class of the router)")
+    levels: list[int] = Field(
+        default_factory=lambda: [1, 2, 3, 4, 5], description="task levels an expert trains and is measured on")
+    matrices: str = Field(
+        r"\.mlp\.[^.]+\.weight$",
+        description="regex over parameter names choosing the matrices an expert scales (the reference: MLP only)")
+    init_value: float = Field(
+        0.1, description="initial logit of every singular-value scale (any constant reproduces W after the rescale)")
+    max_mult: float = Field(
+        2.0, gt=0, description="z = max_mult * sigmoid(logit): the largest factor a singular value may be scaled by")
+    steps: int = Field(40, ge=1, description="REINFORCE steps per expert")
+    prompts_per_step: int = Field(16, ge=1, description="train prompts rolled out per step")
+    samples_per_prompt: int = Field(8, ge=2, description="answers sampled per prompt (the group of the group baseline)")
+    temperature: float = Field(0.8, gt=0, description="sampling temperature of the rollouts")
+    max_new_tokens: int = Field(24, ge=1, description="longest sampled answer in tokens")
+    lr: float = Field(5e-2, gt=0, description="learning rate of the expert logits (Adam)")
+    warmup_steps: int = Field(2, ge=0, description="linear lr warm-up of each expert's optimiser")
+    kl_coef: float = Field(0.05, ge=0, description="weight of the KL to the entering model")
+    normalize_std: bool = Field(False, description="divide each advantage by its group's reward std")
+    val_every: int = Field(5, ge=1, description="steps between validation checks (checkpoint selection)")
+    val_items: int = Field(24, ge=2, description="validation items per level of the expert's domain")
+    test_items: int = Field(24, ge=2, description="test items per domain and level in the report")
+    router_items: int = Field(48, ge=2, description="train prompts per domain the router is fitted on")
+    router_l2: float = Field(1e-3, ge=0, description="L2 penalty of the router's logistic regression")
+    lora_rank: int = Field(16, ge=1, description="rank of the LoRA the expert's parameter count is compared with")
+
+    @model_validator(mode="after")
+    def _checks(self):
+        if not self.domains:
+            raise ValueError("experts.domains must name at least one domain")
+        if any(not 1 <= lvl <= 10 for lvl in self.levels) or not self.levels:
+            raise ValueError("experts.levels must be levels in 1-10")
+        return self

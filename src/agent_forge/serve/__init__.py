@@ -1,0 +1,36 @@
+"""Serving a forged agent over an OpenAI-compatible HTTP API (`agent-forge serve RUN_OR_AGENT`).
+
+Layer: imports `models`, `inference` and `utils`; never a stage or the pipeline. One module per job:
+
+* `settings.py` (limits, keys, loopback rule), `source.py` (which agent a run directory serves);
+* `engine.py` (the one thread that owns the model: dynamic batching, the thinking/hooks path), with
+  `batch.py` (the batched KV cache rows join and leave), `sampling.py` (per-row greedy/seeded sampling) and
+  `textstream.py` (incremental text, stop strings, held-back tool calls);
+* `protocol.py` (request bodies), `prompts.py` (messages and tools -> prompt), `tools.py` (Hermes-style
+  `<tool_call>` <-> OpenAI `tool_calls`), `responses.py` (response objects, SSE);
+* `generation.py` (a request's trip through the engine: limits, timeout, cleanup), `chat.py`,
+  `completions.py` (the two generation routes), `state.py`, `metrics.py`, `errors.py`, `middleware.py`
+  (keys, body size), `app.py` (the FastAPI app), `server.py` (binding, uvicorn, the CLI's entry).
+
+Exercise: `pytest tests/serve` (the server driven by the official `openai` client).
+"""
+
+from .settings import API_KEY_ENV, ServeSettings, check_exposure, is_loopback, resolve_api_keys
+from .source import resolve_agent_source
+
+__all__ = [
+    "API_KEY_ENV", "ServeSettings", "check_exposure", "create_app", "is_loopback", "resolve_agent_source",
+    "resolve_api_keys", "serve",
+]
+
+
+def __getattr__(name: str):  # FastAPI, uvicorn and torch load only when a server is actually built
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    if name == "serve":
+        from .server import serve
+
+        return serve
+    raise AttributeError(name)

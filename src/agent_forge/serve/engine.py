@@ -1,0 +1,360 @@
+"""The batching engine: one thread owns the model; requests join and leave a shared batch between decode steps.
+
+Requests arrive as `Sequence`s (one per answer: a request with `n=3` brings three) in a queue. The engine
+thread loops:
+
+1. admit waiting sequences while the batch has room (`max_batch` rows): prefill them together (left-padded,
+   position ids counting real tokens only), sample each one's first token from the prefill logits, and merge
+   their KV cache into the running batch (`batch.BatchState.join`: zero left-padding to the common length);
+2. run one decode step for every row at once (each row feeds the token it sampled last; the attention mask
+   hides each row's padding), choose each row's next token (greedy, or sampled with the row's own seeded
+   generator, `sampling.py`), turn it into streamable text (`textstream.py`) and send the text to the request;
+3. drop the rows that finished (terminator, stop string, `max_tokens`) or were cancelled (client gone, request
+   timed out) from the cache and the batch, and go on.
+
+So a request that arrives while others are decoding waits at most one step before it shares the batch, and a
+short answer leaves without waiting for long ones. Each row's keys and values are its own row of the batched
+cache; a greedy row computes exactly what `agent_forge.models.generate` computes for its prompt alone (padding
+is masked and positions skip it), token for token (tested).
+
+Thinking agents: a request that thinks (a Quiet-STaR head, and the request did not say `think: false`) is
+answered by `agent_forge.inference.answer` in its own micro-batch (waiting thinking requests with the same
+sampling settings together, up to `max_batch`), between decode steps of the shared batch, which pauses for it:
+thinking inserts and removes a thought before every answer token, which does not fit a shared step. The same
+path serves every request of an agent whose extensions act at answer time (expert dispatch, tool execution:
+`inference.agent_hooks`), so those hooks run exactly as in `chat` and `eval`. Their text arrives in one piece.
+
+Events go back through each sequence's `sink` (the server passes `loop.call_soon_threadsafe`). The engine never
+raises into a request: a failed step ends the affected sequences with an error event and the engine goes on.
+
+Exercise: `pytest tests/serve/test_engine.py`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence as Seq
+
+import torch
+from ..inference import agent_hooks, answer
+from ..models import Agent, pad_id, prompt_format
+from .batch import BatchState, new_cache
+from .sampling import choose_tokens, row_generator
+from .textstream import TextStream
+
+log = logging.getLogger("agent_forge.serve")
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one answer is generated."""
+
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    think: bool = False  # answer through `inference.answer` with thoughts (only for an agent that thinks)
+    hold_from: str | None = None  # never stream text from this marker on (tool calls)
+
+
+@dataclass
+class Event:
+    """What the engine tells a request: text to send (`delta`), an answer finished (`done`), or `error`."""
+
+    kind: str
+    index: int
+    text: str = ""
+    thoughts: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    completion_tokens: int = 0
+    full_text: str = ""
+    error: str | None = None
+
+
+class Sequence:
+    """One answer being generated: one choice of one request."""
+
+    def __init__(self, prompt_ids: Seq[int], params: SamplingParams, *, index: int = 0,
+                 sink: Callable[[Event], Any], tokenizer, prompt_text: str | None = None, streaming: bool = True):
+        self.prompt_ids = list(prompt_ids)
+        self.prompt_text = prompt_text
+        self.params = params
+        self.index = index
+        self.sink = sink
+        self.streaming = streaming  # False: no `delta` events, the text comes with `done` only
+        self.generated: list[int] = []
+        self.first_token_at: float | None = None  # time.monotonic() when its first token was chosen
+        self.stream = TextStream(tokenizer, params.stop, params.hold_from, incremental=streaming)
+        self.generator = row_generator(params.seed) if params.temperature > 0 else None
+        self.cancelled = False
+        self.finished = False
+
+    def emit(self, event: Event) -> None:
+        try:
+            self.sink(event)
+        except Exception:  # the request's event loop is gone (server shutting down): nobody is listening
+            self.cancelled = True
+
+
+@dataclass
+class EngineStats:
+    """Counters for tests and benchmarks: decode steps run, the widest batch seen, tokens generated."""
+
+    steps: int = 0
+    prefills: int = 0
+    max_rows: int = 0
+    tokens: int = 0
+
+
+class Engine:
+    """Owns `agent.model` in one thread and serves `Sequence`s submitted from any thread."""
+
+    def __init__(self, agent: Agent, *, max_batch: int = 32):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.agent = agent
+        self.model = agent.model
+        self.tokenizer = agent.tokenizer
+        self.max_batch = max_batch
+        self.fmt = prompt_format(agent.tokenizer)
+        self.stop_ids = set(self.fmt.stop_ids)
+        self.pad_id = pad_id(agent.tokenizer)
+        self.device = next(self.model.parameters()).device
+        suppress = getattr(getattr(self.model, "generation_config", None), "suppress_tokens", None)
+        self.suppressed = torch.tensor(sorted(set(suppress)), dtype=torch.long, device=self.device) if suppress else None
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._last_logits = next(({k: 1} for k in ("logits_to_keep", "num_logits_to_keep") if k in params), {})
+        self.hooks_at_answer_time = bool(agent_hooks(agent))
+        self.stats = EngineStats()
+        self._queue: deque[Sequence] = deque()
+        self._answering = 0
+        self._batch = BatchState(max_batch)
+        self._cond = threading.Condition()
+        self._paused = False
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------------------ control
+
+    @property
+    def waiting(self) -> int:
+        """Sequences queued, not yet in the batch."""
+        return len(self._queue)
+
+    @property
+    def running(self) -> int:
+        """Sequences being decoded (in the shared batch or a thinking micro-batch)."""
+        return len(self._batch) + self._answering
+
+    def start(self) -> "Engine":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="agent-forge-engine", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread; sequences still queued or running end with an error event."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        for seq in list(self._queue) + list(self._batch.items):
+            self._fail(seq, "the server is shutting down")
+        self._queue.clear()
+        self._batch.clear()
+
+    def submit(self, sequences: Seq[Sequence]) -> None:
+        with self._cond:
+            self._queue.extend(sequences)
+            self._cond.notify_all()
+
+    def cancel(self, sequences: Seq[Sequence]) -> None:
+        """Stop working on these sequences (they leave the batch at the next step; no more events)."""
+        for seq in sequences:
+            seq.cancelled = True
+        with self._cond:
+            self._cond.notify_all()
+
+    def pause(self) -> None:
+        """Hold every request where it is (queued or in the batch) until `resume`; for tests and maintenance."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    # --------------------------------------------------------------------------------------------- loop
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and (self._paused or not (self._queue or self._batch.items)):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                newcomers = []
+                while self._queue and len(self._batch) + len(newcomers) < self.max_batch:
+                    seq = self._queue.popleft()
+                    if not seq.cancelled:
+                        newcomers.append(seq)
+            try:
+                with torch.no_grad():
+                    self._drop_cancelled()
+                    if newcomers:
+                        self._admit(newcomers)
+                    if self._batch.items:
+                        self._step()
+            except Exception as exc:  # keep serving: fail what was in flight, start from an empty batch
+                log.exception("decode step failed")
+                for seq in newcomers + list(self._batch.items):
+                    self._fail(seq, f"generation failed: {type(exc).__name__}: {exc}")
+                self._batch.clear()
+
+    def _admit(self, sequences: list[Sequence]) -> None:
+        thinking = [s for s in sequences if s.params.think or self.hooks_at_answer_time]
+        plain = [s for s in sequences if not (s.params.think or self.hooks_at_answer_time)]
+        if plain:
+            self._prefill(plain)
+        if thinking:
+            self._answer(thinking)
+
+    def _prefill(self, sequences: list[Sequence]) -> None:
+        width = max(len(s.prompt_ids) for s in sequences)
+        input_ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), width), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            input_ids[row, width - len(seq.prompt_ids):] = torch.tensor(seq.prompt_ids, dtype=torch.long)
+            mask[row, width - len(seq.prompt_ids):] = 1
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = new_cache()
+        out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                         **{self._cache_kw: cache}, **self._last_logits)
+        cache = _cache_of(out, cache)
+        tokens = self._choose(out.logits[:, -1], sequences)
+        self.stats.prefills += 1
+        going = [row for row, (seq, token) in enumerate(zip(sequences, tokens)) if self._advance(seq, token)]
+        if not going:
+            return
+        index = torch.tensor(going, dtype=torch.long, device=self.device)
+        if len(going) < len(sequences):
+            cache.batch_select_indices(index)  # a plain DynamicCache: those rows are copied into slots next
+        self._batch.join(
+            cache, mask[index], positions[index, -1:] + 1, torch.tensor(tokens, device=self.device)[index],
+            [sequences[row] for row in going],
+        )
+
+    def _step(self) -> None:
+        batch = self._batch
+        batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch), 1))], dim=1)
+        out = self.model(input_ids=batch.last_tokens[:, None], attention_mask=batch.mask,
+                         position_ids=batch.next_position, use_cache=True, **{self._cache_kw: batch.cache})
+        batch.cache = _cache_of(out, batch.cache)
+        batch.next_position = batch.next_position + 1
+        tokens = self._choose(out.logits[:, -1], batch.items)
+        self.stats.steps += 1
+        self.stats.max_rows = max(self.stats.max_rows, len(batch))
+        going = [row for row, (seq, token) in enumerate(zip(batch.items, tokens)) if self._advance(seq, token)]
+        batch.last_tokens = torch.tensor(tokens, dtype=torch.long, device=self.device)
+        batch.keep(going)
+
+    def _choose(self, logits: torch.Tensor, sequences: Seq[Sequence]) -> list[int]:
+        if self.suppressed is not None:
+            # e.g. Quiet-STaR's thought delimiters: never emitted as text (as models.generate does)
+            logits = logits.index_fill(-1, self.suppressed, float("-inf"))
+        return choose_tokens(
+            logits, [s.params.temperature for s in sequences], [s.params.top_p for s in sequences],
+            [s.generator for s in sequences],
+        )
+
+    def _advance(self, seq: Sequence, token: int) -> bool:
+        """Record one generated token; False when the sequence is finished (or cancelled) and leaves."""
+        if seq.cancelled:
+            seq.finished = True
+            return False
+        seq.generated.append(token)
+        if seq.first_token_at is None:
+            seq.first_token_at = time.monotonic()
+        self.stats.tokens += 1
+        if token in self.stop_ids:
+            self._finish(seq, "stop")
+            return False
+        delta, stopped = seq.stream.push(token)
+        if delta and seq.streaming:
+            seq.emit(Event("delta", seq.index, text=delta))
+        if stopped:
+            self._finish(seq, "stop")
+            return False
+        if len(seq.generated) >= seq.params.max_tokens:
+            self._finish(seq, "length")
+            return False
+        return True
+
+    def _finish(self, seq: Sequence, reason: str) -> None:
+        rest = seq.stream.finish()
+        if rest and seq.streaming:
+            seq.emit(Event("delta", seq.index, text=rest))
+        seq.finished = True
+        seq.emit(Event("done", seq.index, finish_reason=reason, completion_tokens=len(seq.generated),
+                       full_text=seq.stream.text))
+
+    def _fail(self, seq: Sequence, message: str) -> None:
+        if not seq.finished:
+            seq.finished = True
+            seq.emit(Event("error", seq.index, error=message))
+
+    def _drop_cancelled(self) -> None:
+        items = self._batch.items
+        if any(s.cancelled for s in items):
+            self._batch.keep([row for row, s in enumerate(items) if not s.cancelled])
+
+    # -------------------------------------------------------------------------- thinking / hooks path
+
+    def _answer(self, sequences: list[Sequence]) -> None:
+        groups: dict[tuple, list[Sequence]] = {}
+        for seq in sequences:
+            p = seq.params
+            seed = p.seed if p.seed is not None else secrets.randbits(31)
+            groups.setdefault((p.max_tokens, p.temperature, seed, p.stop, p.think), []).append(seq)
+        for (max_tokens, temperature, seed, stop, think), group in groups.items():
+            self._answering = len(group)
+            try:
+                texts = [s.prompt_text if s.prompt_text is not None else self.tokenizer.decode(s.prompt_ids)
+                         for s in group]
+                replies = answer(self.agent, texts, max_new_tokens=max_tokens, temperature=temperature, seed=seed,
+                                 think=think, batch_size=self.max_batch, stop=list(stop) or None, render=False)
+            finally:
+                self._answering = 0
+            for seq, reply in zip(group, replies):
+                if seq.cancelled:
+                    continue
+                seq.first_token_at = time.monotonic()
+                count = len(self.tokenizer(reply.text, add_special_tokens=False)["input_ids"])
+                marker = seq.params.hold_from
+                visible = reply.text[: reply.text.index(marker)] if marker and marker in reply.text else reply.text
+                seq.stream.text = reply.text
+                self.stats.tokens += count
+                if seq.streaming and (visible or reply.thoughts):
+                    seq.emit(Event("delta", seq.index, text=visible, thoughts=list(reply.thoughts)))
+                seq.finished = True
+                seq.emit(Event("done", seq.index, finish_reason="length" if count >= max_tokens else "stop",
+                               completion_tokens=count, full_text=reply.text, thoughts=list(reply.thoughts)))
+
+
+def _cache_of(output, fallback):
+    cache = getattr(output, "cache", None)
+    if cache is None:
+        cache = getattr(output, "past_key_values", None)
+    return cache if cache is not None else fallback

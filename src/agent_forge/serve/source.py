@@ -1,0 +1,55 @@
+"""What `agent-forge serve RUN_OR_AGENT` serves: a run's agent, or an agent folder / GGUF file as given.
+
+The agent of a run is the `model` output of its last finished stage (`manifest.json`: stages in run order,
+status "done"), so `agent-forge serve runs/tiny` serves what the pipeline produced last. The served model name
+is the run's name, or the folder's (with its parent's when the folder is generically named `model`/`packed`).
+
+Exercise: `pytest tests/serve/test_settings.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ForgeError
+
+MANIFEST = "manifest.json"
+_GENERIC_NAMES = {"model", "packed", "agent"}
+
+
+def resolve_agent_source(source: str) -> tuple[Path, str]:
+    """(the agent folder or file to load, the model name to serve it under); ForgeError if there is none."""
+    path = Path(source).expanduser()
+    if not path.exists() and (Path("runs") / source / MANIFEST).is_file():
+        path = Path("runs") / source
+    if not path.exists():
+        raise ForgeError(f"nothing to serve at {source}: give a run directory, an agent folder or a .gguf file")
+    if (path / MANIFEST).is_file():
+        return _run_agent(path)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ForgeError(f"{path} is neither a run directory ({MANIFEST}) nor an agent folder (config.json)")
+    name = path.stem if path.is_file() else path.resolve().name
+    if name in _GENERIC_NAMES:
+        name = f"{path.resolve().parent.name}/{name}"
+    return path, name
+
+
+def _run_agent(run_dir: Path) -> tuple[Path, str]:
+    try:
+        manifest = json.loads((run_dir / MANIFEST).read_text())
+        stages = manifest["stages"]
+        records = list(stages.items())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ForgeError(f"{run_dir / MANIFEST} is unreadable ({type(exc).__name__}: {exc})") from None
+    for stage, record in reversed(records):
+        if not isinstance(record, dict):
+            continue
+        outputs = record.get("outputs") or {}
+        if record.get("status") == "done" and "model" in outputs:
+            recorded = Path(outputs["model"])
+            path = recorded if recorded.is_absolute() else run_dir.resolve() / recorded
+            if not path.exists():
+                raise ForgeError(f"run {run_dir}: the {stage} stage's model {path} is missing")
+            return path, str(manifest.get("name") or run_dir.resolve().name)
+    raise ForgeError(f"run {run_dir} has no finished stage with a model yet (see `agent-forge status {run_dir}`)")

@@ -1,0 +1,100 @@
+"""One server's state: the agent and engine once loaded, its settings and metrics, and requests in flight.
+
+The agent loads in a background thread while the server already answers (`/health` says 503 until it is
+ready; so does every `/v1` route). `admit` enforces the concurrency limit: requests in flight (queued or
+generating) beyond `max_concurrent` get 429 at once instead of waiting without bound.
+
+Exercise: `pytest tests/serve/test_server_errors.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..models import Agent, load_agent
+from .engine import Engine
+from .errors import APIError
+from .metrics import ServerMetrics
+from .settings import ServeSettings
+
+log = logging.getLogger("agent_forge.serve")
+
+
+class ServerState:
+    def __init__(self, settings: ServeSettings, model_name: str):
+        self.settings = settings
+        self.model_name = model_name
+        self.metrics = ServerMetrics()
+        self.agent: Agent | None = None
+        self.engine: Engine | None = None
+        self.load_error: str | None = None
+        self.created = int(time.time())
+        self.context_length: int | None = None
+        self._in_flight = 0
+        self._lock = threading.Lock()
+        self.metrics.watch(lambda: self.engine.running if self.engine else 0,
+                           lambda: self.engine.waiting if self.engine else 0)
+
+    # ----------------------------------------------------------------------------------------- loading
+
+    def attach(self, agent: Agent) -> None:
+        """Serve this (already loaded) agent."""
+        self.context_length = getattr(agent.model.config, "max_position_embeddings", None)
+        self.engine = Engine(agent, max_batch=self.settings.max_batch).start()
+        self.agent = agent
+        log.info("serving %s as %r: %s, max batch %d", agent.source or "agent", self.model_name, agent.describe(),
+                 self.settings.max_batch)
+
+    def load(self, source: Path, on_error: Callable[[BaseException], None] | None = None) -> None:
+        """Load the agent at `source` and start serving it (run in a background thread)."""
+        try:
+            self.attach(load_agent(source, device=self.settings.device, dtype=self.settings.dtype))
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller, who stops the server
+            self.load_error = f"{type(exc).__name__}: {exc}" if not str(exc).startswith("error") else str(exc)
+            log.error("cannot load the agent at %s: %s", source, exc)
+            if on_error is not None:
+                on_error(exc)
+
+    def shutdown(self) -> None:
+        if self.engine is not None:
+            self.engine.stop()
+
+    # --------------------------------------------------------------------------------------- requests
+
+    def ready_engine(self) -> Engine:
+        """The engine, or 503 while the agent is still loading (or failed to load)."""
+        if self.engine is None:
+            message = f"the agent failed to load: {self.load_error}" if self.load_error else "the agent is still loading"
+            raise APIError(503, message, code="model_loading", headers={"Retry-After": "2"})
+        return self.engine
+
+    def check_model(self, name: str) -> None:
+        if name != self.model_name:
+            raise APIError(404, f"the model {name!r} does not exist; this server serves {self.model_name!r}",
+                           param="model", code="model_not_found")
+
+    def admit(self) -> None:
+        """Count one more request in flight, or 429 if the server already holds `max_concurrent`."""
+        with self._lock:
+            if self._in_flight >= self.settings.max_concurrent:
+                raise APIError(429, f"too many concurrent requests (the limit is {self.settings.max_concurrent}); "
+                               "retry shortly", code="too_many_requests", headers={"Retry-After": "1"})
+            self._in_flight += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def max_prompt_tokens(self) -> int | None:
+        if self.settings.max_prompt_tokens is not None:
+            return self.settings.max_prompt_tokens
+        return self.context_length - 1 if self.context_length else None

@@ -1,0 +1,236 @@
+"""The experts stage's run: SVD once, one expert per domain, the router, dispatch, the report.
+
+Resumable per expert: the SVD cache and each finished expert are written under `ctx.scratch_dir` (with a
+state file naming the finished domains and a digest of the config and input); a rerun continues with the
+next domain, so a killed run loses at most the expert in progress. Every random stream is a `ctx.sub_seed`.
+
+Exercise: `pytest tests/stages/experts/test_stage.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from ...errors import ForgeError
+from ...evaluation import fast_exact_match, percent
+from ...evaluation.table import cell, rows_table
+from ...models import load_agent, save_agent
+from ...models.formats.experts import (
+    ExpertSet,
+    Router,
+    applied,
+    cached_decomposition,
+    lora_parameter_count,
+    prompt_features,
+    svf_parameter_count,
+    target_names,
+)
+from ...models.formats.experts.store import FORMAT
+from ...models.formats.thoughts.checkpoint import reproducible_safetensors
+from ...stage_contract import StageContext, StageResult
+from ...tasks import DOMAINS, make_tasks, task_grid
+from ...utils import digest
+from ...utils.atomic import atomic_write_bytes, atomic_write_json
+from .training import train_expert
+
+STATE_FILE = "state.json"
+
+
+def _accuracy(rows: list[bool], tasks, domain: str | None = None) -> float:
+    picked = [ok for ok, t in zip(rows, tasks) if domain is None or t.domain == domain]
+    return percent(sum(picked) / len(picked)) if picked else 0.0
+
+
+def choose_threshold(probs: list[float], routed: list[bool], base: list[bool]) -> tuple[float, float]:
+    """(threshold, accuracy): the confidence threshold that maximises validation accuracy when prompts below
+    it are answered by the base weights (`routed[i]`/`base[i]`: correct with the routed expert / the base).
+    Ties go to the lowest threshold (the expert answers more often)."""
+    candidates = sorted({0.0, *probs})
+    best_t, best_acc = 0.0, -1.0
+    for t in candidates:
+        acc = sum((r if p >= t else b) for p, r, b in zip(probs, routed, base)) / max(1, len(probs))
+        if acc > best_acc + 1e-12:
+            best_t, best_acc = t, acc
+    return best_t, best_acc
+
+
+class ExpertsRun:
+    def __init__(self, ctx: StageContext):
+        self.ctx = ctx
+        self.ec = ctx.cfg.experts
+        self.seed = ctx.cfg.seed  # task streams and the facts world follow the run's seed
+        unknown = [d for d in self.ec.domains if d not in DOMAINS]
+        if unknown:
+            raise ForgeError(f"experts.domains: unknown domain(s) {unknown}; known: {sorted(DOMAINS)}")
+        self.source = ctx.input_model()
+        self.scratch = ctx.scratch_dir
+
+    def _digest(self) -> str:
+        return digest({"cfg": self.ec.model_dump(mode="json"), "seed": self.seed, "source": str(self.source)})
+
+    def _load_state(self) -> dict:
+        path = self.scratch / STATE_FILE
+        if path.is_file():
+            try:
+                state = json.loads(path.read_text())
+                if state.get("digest") == self._digest():
+                    return state
+            except json.JSONDecodeError:
+                pass
+        return {"digest": self._digest(), "done": [], "logs": {}}
+
+    def _say(self, text: str) -> None:
+        self.ctx.console.print(f"[experts] {text}")
+        self.ctx.log.info(text)
+
+    def run(self) -> StageResult:
+        ec, ctx = self.ec, self.ctx
+        start = time.perf_counter()
+        agent = load_agent(self.source, device=ctx.device)
+        if agent.packed:
+            raise ForgeError("the experts stage needs the latent (unpacked) model, not a packed export")
+        model, tok = agent.model, agent.tokenizer
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        names = target_names(model, ec.matrices)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        decomposition = cached_decomposition(model, names, self.scratch / "svd.safetensors")
+        state = self._load_state()
+        resumed = bool(state["done"])
+        experts: dict[str, dict[str, torch.Tensor]] = {}
+        for d in state["done"]:
+            experts[d] = load_file(str(self.scratch / f"expert-{d}.safetensors"))
+        if resumed:
+            self._say(f"resuming with finished experts {state['done']}")
+        for d in ec.domains:
+            if d in experts:
+                continue
+            experts[d] = self._train_one(model, tok, decomposition, d, state)
+            atomic_write_bytes(self.scratch / f"expert-{d}.safetensors", reproducible_safetensors(
+                {n: t.contiguous() for n, t in experts[d].items()}, {"format": FORMAT, "expert": d}))
+            state["done"].append(d)
+            atomic_write_json(self.scratch / STATE_FILE, state)  # written last: names the expert as finished
+        return self._finish(agent, names, decomposition, experts, state, resumed, time.perf_counter() - start)
+
+    def _val_tasks(self, domains):
+        return task_grid(list(domains), list(self.ec.levels), "val", self.ec.val_items, self.seed)
+
+    def _train_one(self, model, tok, decomposition, domain: str, state: dict):
+        ec, ctx = self.ec, self.ctx
+        torch.manual_seed(ctx.sub_seed("expert", domain))
+        per_level = max(8, -(-ec.steps * ec.prompts_per_step // len(ec.levels)))
+        train = [t for lvl in ec.levels
+                 for t in make_tasks(domain, lvl, "train", per_level, ctx.sub_seed("train", domain, lvl), world_seed=self.seed)]
+        val = self._val_tasks([domain])
+
+        def validate(z) -> float:
+            with applied(model, decomposition, z):
+                right = fast_exact_match(model, tok, val)
+            return sum(right) / len(right)
+
+        self._say(f"training the {domain} expert ({ec.steps} steps)")
+        best, log = train_expert(
+            model, tok, decomposition, train, steps=ec.steps, prompts_per_step=ec.prompts_per_step,
+            samples=ec.samples_per_prompt, temperature=ec.temperature, max_new_tokens=ec.max_new_tokens, lr=ec.lr,
+            kl_coef=ec.kl_coef, warmup_steps=ec.warmup_steps, normalize_std=ec.normalize_std, init=ec.init_value,
+            max_mult=ec.max_mult, val_every=ec.val_every, validate=validate, seed=ctx.sub_seed("rollouts", domain),
+            log=lambda s: self._say(f"{domain} {s}"),
+        )
+        state["logs"][domain] = {"val": log.val, "best_step": log.best_step, "best_val": percent(log.best_val),
+                                 "steps": log.steps}
+        return best
+
+    def _correctness(self, model, tok, decomposition, experts, tasks) -> dict[str, list[bool]]:
+        """Greedy correctness of every task under the base weights ("base") and under each expert."""
+        out = {"base": fast_exact_match(model, tok, tasks)}
+        for name, z in experts.items():
+            with applied(model, decomposition, z):
+                out[name] = fast_exact_match(model, tok, tasks)
+        return out
+
+    def _finish(self, agent, names, decomposition, experts, state, resumed, seconds) -> StageResult:
+        ec, ctx = self.ec, self.ctx
+        model, tok = agent.model, agent.tokenizer
+        domains = list(ec.domains)
+        test = task_grid(domains, list(ec.levels), "test", ec.test_items, self.seed)
+        val = self._val_tasks(domains)
+        right_test = self._correctness(model, tok, decomposition, experts, test)
+        right_val = self._correctness(model, tok, decomposition, experts, val)
+        # per-domain test accuracy of the entering model and of each expert, on every domain
+        table = {who: {d: _accuracy(rows, test, d) for d in domains} | {"mean": _accuracy(rows, test)}
+                 for who, rows in right_test.items()}
+        gains = {d: round(table[d][d] - table["base"][d], 2) for d in domains}
+        cross = {d: max((abs(table[d][o] - table["base"][o]) for o in domains if o != d), default=0.0) for d in domains}
+
+        # router: logistic regression on the base model's mean-pooled last hidden state of train prompts
+        classes = domains
+        per_level = max(1, -(-ec.router_items // len(ec.levels)))
+        router_tasks = [t for d in domains for lvl in ec.levels
+                        for t in make_tasks(d, lvl, "train", per_level, ctx.sub_seed("router", d, lvl), world_seed=self.seed)]
+        router = Router.fit(prompt_features(model, tok, [t.prompt for t in router_tasks]),
+                            [classes.index(t.domain) for t in router_tasks], classes, l2=ec.router_l2)
+
+        def routed(tasks, rights):
+            probs = router.probabilities(prompt_features(model, tok, [t.prompt for t in tasks]))
+            top = probs.argmax(-1).tolist()
+            conf = [float(probs[i, k]) for i, k in enumerate(top)]
+            with_expert = [rights[classes[k]][i] for i, k in enumerate(top)]
+            hits = [classes[k] == t.domain for k, t in zip(top, tasks)]
+            return conf, with_expert, hits
+
+        conf_val, expert_val, _ = routed(val, right_val)
+        threshold, _ = choose_threshold(conf_val, expert_val, right_val["base"])
+        conf_test, expert_test, hits = routed(test, right_test)
+        dispatched = [e if c >= threshold else b for c, e, b in zip(conf_test, expert_test, right_test["base"])]
+        routing_accuracy = percent(sum(hits) / len(hits))
+        dispatched_acc = {d: _accuracy(dispatched, test, d) for d in domains} | {"mean": _accuracy(dispatched, test)}
+        best_single = max(domains, key=lambda d: table[d]["mean"])
+
+        agent.extensions["experts"] = ExpertSet(names, decomposition, experts, ec.max_mult, router, threshold)
+        out_dir = ctx.stage_dir / "model"
+        save_agent(agent, out_dir)
+        expert_bytes = {d: (out_dir / "experts" / f"expert-{d}.safetensors").stat().st_size for d in domains}
+        svf_params = svf_parameter_count(decomposition)
+        lora_params = lora_parameter_count(model, names, ec.lora_rank)
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+        self._print(table, dispatched_acc, domains, routing_accuracy, threshold, svf_params, lora_params)
+        metrics = {
+            "test_accuracy": table, "own_domain_gain": gains, "max_cross_domain_change": cross,
+            "routing": {"mode": "classifier on mean last hidden state", "test_accuracy": routing_accuracy,
+                        "threshold": round(threshold, 4),
+                        "below_threshold_share": percent(sum(c < threshold for c in conf_test) / len(conf_test))},
+            "dispatched_accuracy": dispatched_acc, "best_single_expert": best_single,
+            "parameters": {"matrices": len(names), "svf_expert": svf_params, f"lora_rank{ec.lora_rank}": lora_params,
+                           "ratio": round(svf_params / lora_params, 4)},
+            "expert_file_bytes": expert_bytes, "ternary": agent.ternary, "training": state["logs"],
+            "resumed": resumed, "seconds": round(seconds, 1),
+            "summary": {
+                "own_gain_mean": round(sum(gains.values()) / len(gains), 2),
+                "routing": routing_accuracy,
+                "dispatched": dispatched_acc["mean"], "base": table["base"]["mean"],
+                "best_single": table[best_single]["mean"],
+            },
+        }
+        return StageResult(models={"model": out_dir}, metrics=metrics)
+
+    def _print(self, table, dispatched, domains, routing, threshold, svf, lora) -> None:
+        rows = [(who, *[cell(table[who][d]) for d in domains], cell(table[who]["mean"])) for who in table]
+        rows.append(("dispatched", *[cell(dispatched[d]) for d in domains], cell(dispatched["mean"])))
+        self.ctx.console.print(rows_table("experts: test accuracy (%) by domain", ("weights", *domains, "mean"), rows,
+                                          justify="right"))
+        self._say(f"routing accuracy {routing:.1f}% (threshold {threshold:.3f}); expert {svf} numbers vs "
+                  f"rank-{self.ec.lora_rank} LoRA {lora}")
+
+
+def run(ctx: StageContext) -> StageResult:
+    """Stage entry point (registered in `agent_forge.registry.STAGES`)."""
+    return ExpertsRun(ctx).run()

@@ -1,0 +1,112 @@
+"""The experts stage end to end on a tiny ternary model: outputs, experts carried by the agent, determinism,
+resume after a kill between experts, threshold choice, and the toy REINFORCE problem."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from agent_forge.config import ForgeConfig
+from agent_forge.config.seed import TinyModelConfig
+from agent_forge.models import Agent, build_tiny_model, build_tiny_tokenizer, load_agent, save_agent
+from agent_forge.models.formats.ternary import convert_to_bitlinear, is_ternary
+from agent_forge.stage_contract import StageContext, StageInputs
+from agent_forge.stages.experts import run as run_experts
+from agent_forge.stages.experts import stage as stage_module
+from agent_forge.stages.experts.stage import choose_threshold
+from agent_forge.tasks import alphabet
+
+TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=4, max_position_embeddings=256)
+SMALL = {"domains": ["arithmetic", "strings"], "levels": [1], "steps": 2, "prompts_per_step": 2,
+         "samples_per_prompt": 2, "max_new_tokens": 6, "val_every": 1, "val_items": 4, "test_items": 4,
+         "router_items": 8}
+
+
+@pytest.fixture(scope="module")
+def entering(tmp_path_factory):
+    tok = build_tiny_tokenizer(alphabet())
+    model = build_tiny_model(tok, TINY, seed=0)
+    convert_to_bitlinear(model, sub_norm=True)
+    path = tmp_path_factory.mktemp("experts") / "entering"
+    save_agent(Agent(model, tok), path)
+    return path
+
+
+def _run(source, stage_dir):
+    cfg = ForgeConfig.model_validate({"device": "cpu", "experts": SMALL})
+    return run_experts(StageContext.create("experts", cfg, StageInputs(models={"model": source}), stage_dir))
+
+
+def test_stage_writes_an_agent_with_experts_and_its_report(entering, tmp_path):
+    result = _run(entering, tmp_path / "05-experts")
+    m = result.metrics
+    assert set(m["test_accuracy"]) == {"base", "arithmetic", "strings"}
+    assert set(m["test_accuracy"]["arithmetic"]) == {"arithmetic", "strings", "mean"}  # cross-domain effects
+    assert m["parameters"]["svf_expert"] < m["parameters"]["lora_rank16"]
+    assert 0.0 <= m["routing"]["test_accuracy"] <= 100.0 and m["ternary"]
+    agent = load_agent(result.models["model"])
+    assert is_ternary(agent.model)
+    experts = agent.extensions["experts"]
+    assert sorted(experts.experts) == ["arithmetic", "strings"] and experts.router.classes == ["arithmetic", "strings"]
+    # the model's own weights are the entering ones: experts are applied only at answer time
+    entering_agent = load_agent(entering)
+    for (n, a), (_, b) in zip(agent.model.state_dict().items(), entering_agent.model.state_dict().items()):
+        assert torch.equal(a, b), n
+    assert not (tmp_path / ".resume" / "05-experts").exists()
+
+
+def test_stage_is_deterministic_and_resumes_after_a_kill_between_experts(entering, tmp_path, monkeypatch):
+    whole = _run(entering, tmp_path / "a" / "05-experts").models["model"]
+    original = stage_module.ExpertsRun._train_one
+    calls = []
+
+    def dies_on_second(self, *args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # stands in for SIGKILL after the first expert was written
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(stage_module.ExpertsRun, "_train_one", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        _run(entering, tmp_path / "b" / "05-experts")
+    assert (tmp_path / "b" / ".resume" / "05-experts" / "expert-arithmetic.safetensors").is_file()
+    calls.clear()
+    monkeypatch.setattr(stage_module.ExpertsRun, "_train_one", lambda self, *a, **k: (calls.append(a[3]), original(self, *a, **k))[1])
+    resumed = _run(entering, tmp_path / "b" / "05-experts")
+    assert calls == ["strings"] and resumed.metrics["resumed"]
+    for d in ("arithmetic", "strings"):
+        a = load_file(str(whole / "experts" / f"expert-{d}.safetensors"))
+        b = load_file(str(resumed.models["model"] / "experts" / f"expert-{d}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_threshold_choice_falls_back_to_the_base_where_the_expert_is_unsure():
+    probs = [0.9, 0.8, 0.4, 0.3]
+    routed = [True, True, False, False]
+    base = [False, False, True, True]
+    t, acc = choose_threshold(probs, routed, base)
+    assert 0.4 < t <= 0.8 and acc == 1.0
+    assert choose_threshold([0.5, 0.6], [True, True], [False, False]) == (0.0, 1.0)
+
+
+def test_eval_and_chat_dispatch_with_the_experts_flag(entering, tmp_path):
+    from typer.testing import CliRunner
+
+    from agent_forge.cli import app
+
+    model = _run(entering, tmp_path / "05-experts").models["model"]
+    runner = CliRunner()
+    common = ["--domains", "arithmetic,strings", "--levels", "1", "--n", "3", "--threads", "1", "--device", "cpu"]
+    results = {}
+    for mode in ("auto", "off", "strings"):
+        out = runner.invoke(app, ["eval", str(model), *common, "--experts", mode, "--json", str(tmp_path / f"{mode}.json")])
+        assert out.exit_code == 0, out.output
+        results[mode] = out.output
+    assert "experts:" in results["auto"] and "experts:" not in results["off"]
+    bad = runner.invoke(app, ["eval", str(model), *common, "--experts", "nope"])
+    assert bad.exit_code != 0 and "nope" in bad.output
+    chat = runner.invoke(app, ["chat", str(model), "--prompt", "12+3=?", "--max-new-tokens", "3", "--device", "cpu"])
+    assert chat.exit_code == 0, chat.output
+    assert "[expert:" in chat.output and "confidence" in chat.output
