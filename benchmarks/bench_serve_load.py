@@ -126,7 +126,8 @@ def prompt_for(client: int, request: int) -> str:
     return f"{client * 37 + request * 11}+{request * 7 + 3} (digits reversed)"
 
 
-async def _drive(base: str, clients: int, requests: int, max_tokens: int, result: PhaseResult) -> None:
+async def _drive(base: str, clients: int, requests: int, max_tokens: int, result: PhaseResult,
+                 client_kind: str = "httpx") -> None:
     import httpx
     import openai
 
@@ -134,20 +135,29 @@ async def _drive(base: str, clients: int, requests: int, max_tokens: int, result
     async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(600.0)) as http:
         client = openai.AsyncOpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, http_client=http)
 
+        async def ask(prompt: str) -> tuple[str, int]:
+            body = {"model": "bench", "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
+                    "temperature": 0}
+            if client_kind == "openai":
+                reply = await client.chat.completions.create(**body)
+                return reply.choices[0].message.content or "", reply.usage.completion_tokens
+            response = await http.post(base + "/v1/chat/completions", json=body)
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            data = response.json()
+            return data["choices"][0]["message"]["content"] or "", data["usage"]["completion_tokens"]
+
         async def one_client(c: int) -> None:
             for r in range(requests):
                 start = time.perf_counter()
                 try:
-                    reply = await client.chat.completions.create(
-                        model="bench", messages=[{"role": "user", "content": prompt_for(c, r)}],
-                        max_tokens=max_tokens, temperature=0,
-                    )
+                    text, tokens = await ask(prompt_for(c, r))
                 except Exception as exc:  # every failure is counted and shown, none stops the run
                     result.errors.append(f"{type(exc).__name__}: {exc}")
                     continue
                 result.latencies.append(time.perf_counter() - start)
-                result.completion_tokens += reply.usage.completion_tokens
-                result.answers[(c, r)] = reply.choices[0].message.content or ""
+                result.completion_tokens += tokens
+                result.answers[(c, r)] = text
 
         start = time.perf_counter()
         await asyncio.gather(*(one_client(c) for c in range(clients)))
@@ -155,11 +165,12 @@ async def _drive(base: str, clients: int, requests: int, max_tokens: int, result
 
 
 def run_phase(agent: Path, label: str, max_batch: int, clients: int, requests: int, max_tokens: int,
-              timeout: float) -> PhaseResult:
+              timeout: float, client_kind: str = "httpx") -> PhaseResult:
     result = PhaseResult(label, max_batch)
     with ServerProcess(agent, max_batch) as server:
         try:
-            asyncio.run(asyncio.wait_for(_drive(server.base, clients, requests, max_tokens, result), timeout))
+            asyncio.run(asyncio.wait_for(_drive(server.base, clients, requests, max_tokens, result, client_kind),
+                                         timeout))
         except asyncio.TimeoutError:
             result.errors.append(f"phase stopped after {timeout:g} s")
             result.wall_s = result.wall_s or timeout
@@ -167,9 +178,11 @@ def run_phase(agent: Path, label: str, max_batch: int, clients: int, requests: i
 
 
 def run_load(agent: Path, *, clients: int, requests: int, max_tokens: int, max_batch: int = 32,
-             sequential: bool = True, timeout: float = 900.0) -> tuple[PhaseResult, PhaseResult | None]:
-    batched = run_phase(agent, "batched", max_batch, clients, requests, max_tokens, timeout)
-    one = run_phase(agent, "one at a time", 1, clients, requests, max_tokens, timeout) if sequential else None
+             sequential: bool = True, timeout: float = 900.0, client_kind: str = "httpx",
+             ) -> tuple[PhaseResult, PhaseResult | None]:
+    batched = run_phase(agent, "batched", max_batch, clients, requests, max_tokens, timeout, client_kind)
+    one = (run_phase(agent, "one at a time", 1, clients, requests, max_tokens, timeout, client_kind)
+           if sequential else None)
     return batched, one
 
 
@@ -182,15 +195,18 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds each phase may take at most")
     parser.add_argument("--no-sequential", action="store_true", help="skip the one-at-a-time comparison")
+    parser.add_argument("--client", choices=("httpx", "openai"), default="httpx",
+                        help="load generator: plain httpx (light, default) or the official openai client")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         agent = args.agent or build_bundle(Path(tmp) / "bundle")
         print(f"agent: {agent}; {args.clients} clients x {args.requests} requests, max_tokens {args.max_tokens}, "
-              f"greedy; server: 1 torch thread; cpus: {os.cpu_count()}; load average before: "
+              f"greedy; {args.client} clients; server: 1 torch thread; cpus: {os.cpu_count()}; load average before: "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
         batched, one = run_load(agent, clients=args.clients, requests=args.requests, max_tokens=args.max_tokens,
-                                max_batch=args.max_batch, sequential=not args.no_sequential, timeout=args.timeout)
+                                max_batch=args.max_batch, sequential=not args.no_sequential, timeout=args.timeout,
+                                client_kind=args.client)
     for phase in (batched, one):
         if phase is None:
             continue

@@ -120,11 +120,11 @@ def test_installed_wheel_runs_every_smoke_stage_from_an_empty_folder(wheel, tmp_
     # no --config: the packaged tiny config of the installed copy (stops at the unknown --until, after loading)
     default = subprocess.run([script, "run", "--until", "no-such-stage"], cwd=empty, env=env, capture_output=True,
                              text=True, timeout=300)
-    assert default.returncode == 2 and f"config:{package / 'configs' / 'tiny.yaml'}" in _unwrapped(default.stdout), default
+    assert default.returncode == 2 and f"config{package / 'configs' / 'tiny.yaml'}" in _unwrapped(default.stdout), default
 
     run = _check(subprocess.run([script, "run", "--config", "smoke", "threads=1"], cwd=empty, env=env,
                                 capture_output=True, text=True, timeout=1200))
-    assert f"config:{package / 'configs' / 'smoke.yaml'}" in _unwrapped(run.stdout)
+    assert f"config{package / 'configs' / 'smoke.yaml'}" in _unwrapped(run.stdout)
 
     run_dir = empty / "runs" / "smoke"
     manifest = json.loads((run_dir / "manifest.json").read_text())

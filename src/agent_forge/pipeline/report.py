@@ -328,6 +328,22 @@ def curriculum_table(m: dict) -> Table:
     )
 
 
+def experts_table(m: dict) -> Table:
+    acc = m["test_accuracy"]
+    domains = [d for d in acc["base"] if d != "mean"]
+    rows = [[("entering model" if who == "base" else f"{who} expert"), *[cell(v[d]) for d in domains], cell(v["mean"])]
+            for who, v in acc.items()]
+    rows.append(["dispatched", *[cell(m["dispatched_accuracy"][d]) for d in domains], cell(m["dispatched_accuracy"]["mean"])])
+    p, r = m["parameters"], m["routing"]
+    lora = next(k for k in p if k.startswith("lora_rank"))
+    return (
+        ["weights", *domains, "mean"], rows,
+        f"Test accuracy (%) of each expert on every domain. Routing accuracy {cell(r['test_accuracy'])}% "
+        f"(confidence threshold {r['threshold']}); one expert has {p['svf_expert']:,} numbers, a "
+        f"{lora.replace('lora_rank', 'rank-')} LoRA on the same {p['matrices']} matrices {p[lora]:,}.",
+    )
+
+
 def generic_table(m: dict) -> Table:
     """A stage without a table of its own: its headline numbers."""
     from .runner import headline_metrics
@@ -338,7 +354,7 @@ def generic_table(m: dict) -> Table:
 
 STAGE_TABLES: dict[str, Callable[[dict], Table]] = {
     "seed": seed_table, "evomerge": evomerge_table, "quietstar": quietstar_table, "bitnet": bitnet_table,
-    "curriculum": curriculum_table,
+    "curriculum": curriculum_table, "experts": experts_table,
 }
 
 

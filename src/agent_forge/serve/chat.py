@@ -35,7 +35,7 @@ async def chat_completions(request: Request, state: ServerState):
     ids = encode_prompt(engine.tokenizer, text)
     param = "max_completion_tokens" if body.max_completion_tokens else "max_tokens"
     params = SamplingParams(
-        max_tokens=plan_max_tokens(state, [len(ids)], body.requested_max_tokens, param),
+        max_tokens=plan_max_tokens(state, [len(ids)], body.requested_max_tokens, param, "messages"),
         temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop_strings(),
         think=engine.agent.thinks and body.think is not False, hold_from=TOOL_CALL_OPEN if tools else None,
     )

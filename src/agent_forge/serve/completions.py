@@ -50,7 +50,8 @@ async def completions(request: Request, state: ServerState):
     body.refuse_unsupported()
     prompts = _prompts(body, engine.tokenizer)
     params = SamplingParams(
-        max_tokens=plan_max_tokens(state, [len(ids) for ids, _ in prompts], body.requested_max_tokens, "max_tokens"),
+        max_tokens=plan_max_tokens(state, [len(ids) for ids, _ in prompts], body.requested_max_tokens, "max_tokens",
+                                   "prompt"),
         temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop_strings(),
     )
     generation = Generation.start(state, "completions", prompts, params, body.n, streaming=body.stream)

@@ -24,16 +24,16 @@ from .errors import APIError
 from .state import ServerState
 
 
-def plan_max_tokens(state: ServerState, prompt_lengths: Seq[int], requested: int | None, param: str) -> int:
+def plan_max_tokens(state: ServerState, prompt_lengths: Seq[int], requested: int | None, param: str,
+                    prompt_param: str) -> int:
     """The max_tokens to generate per answer after checking the prompt and max_tokens limits."""
     settings, longest = state.settings, max(prompt_lengths)
     limit = state.max_prompt_tokens
     if longest == 0:
-        raise APIError(400, "the prompt is empty", param="prompt", code="empty_prompt")
+        raise APIError(400, "the prompt is empty", param=prompt_param, code="empty_prompt")
     if limit is not None and longest > limit:
         raise APIError(400, f"the prompt has {longest} tokens; this server accepts at most {limit}",
-                       param="messages" if param == "max_completion_tokens" else "prompt",
-                       code="context_length_exceeded")
+                       param=prompt_param, code="context_length_exceeded")
     if requested is not None and requested > settings.max_tokens:
         raise APIError(400, f"{param}={requested} is above this server's limit of {settings.max_tokens}",
                        param=param, code="max_tokens_too_large")

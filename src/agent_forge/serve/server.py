@@ -1,5 +1,7 @@
 """`agent-forge serve`: check what may be exposed, bind, start uvicorn, load the agent in the background.
 
+Ctrl-C (or SIGTERM) stops it gracefully (requests in flight get up to 5 s) and the command exits with 0.
+
 The socket is bound here before uvicorn starts, so a port in use is one `error:` line (and `--port 0` picks a
 free port, which the start-up message names). Without an API key the server refuses non-loopback hosts and
 says loudly that it is unauthenticated. A load failure stops the server with that error.
@@ -34,13 +36,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def serve(source: str, settings: ServeSettings, *, log_level: str = "info", say=print) -> None:
     """Serve the agent at `source` (run directory, agent folder or GGUF) until interrupted."""
-    import os
     import uvicorn
 
     from .app import create_app
-    if os.environ.get("SWITCH"):
-        import sys
-        sys.setswitchinterval(float(os.environ["SWITCH"]))
 
     path, name = resolve_agent_source(source)
     check_exposure(settings)
@@ -74,6 +72,8 @@ def serve(source: str, settings: ServeSettings, *, log_level: str = "info", say=
     logger.setLevel(log_level.upper() if log_level.upper() in logging.getLevelNamesMapping() else logging.INFO)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn shut down gracefully, then re-raised the Ctrl-C: the normal way to stop
+        pass
     finally:
         sock.close()
     if failure:

@@ -54,7 +54,9 @@ class ServerState:
         try:
             self.attach(load_agent(source, device=self.settings.device, dtype=self.settings.dtype))
         except BaseException as exc:  # noqa: BLE001 - reported to the caller, who stops the server
-            self.load_error = f"{type(exc).__name__}: {exc}" if not str(exc).startswith("error") else str(exc)
+            from ..errors import ForgeError
+
+            self.load_error = str(exc) if isinstance(exc, ForgeError) else f"{type(exc).__name__}: {exc}"
             log.error("cannot load the agent at %s: %s", source, exc)
             if on_error is not None:
                 on_error(exc)

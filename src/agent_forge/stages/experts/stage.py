@@ -4,7 +4,7 @@ Resumable per expert: the SVD cache and each finished expert are written under `
 state file naming the finished domains and a digest of the config and input); a rerun continues with the
 next domain, so a killed run loses at most the expert in progress. Every random stream is a `ctx.sub_seed`.
 
-Exercise: `pytest tests/stages/experts/test_stage.py`.
+Exercise: `pytest tests/stages/experts/test_experts_stage.py`.
 """
 
 from __future__ import annotations

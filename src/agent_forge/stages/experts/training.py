@@ -7,7 +7,7 @@ shared `PolicyGradientTrainer` does the rest: group-baseline advantages, KL to t
 module, used without the expert), gradient clipping. Rollouts are sampled with the expert's weights held in
 the model (`applied`), which restores them exactly afterwards.
 
-Exercise: `pytest tests/stages/experts/test_training.py`.
+Exercise: `pytest tests/stages/experts`.
 """
 
 from __future__ import annotations
