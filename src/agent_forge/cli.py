@@ -349,7 +349,6 @@ def eval_command(
     if unknown:
         raise ForgeError(f"unknown domain(s) {', '.join(unknown)}; known: {', '.join(DOMAINS)}")
 
-    from .evaluation import evaluate
     from .evaluation.table import accuracy_grid
     from .tasks import task_grid
     from .utils import configure_threads
@@ -395,12 +394,12 @@ def _set_experts(agent, mode: str):
 
 def _evaluate_with_experts(agent, tasks, mode: str, *, method: str, batch_size: int, console):
     """`evaluate`, with each task answered under the expert dispatch chooses for it (grouped by expert)."""
-    from .evaluation import evaluate
+    from .evaluation import evaluate_agent
     from .evaluation.report import EvalReport
 
     found = _set_experts(agent, mode)
     if found is None or mode == "off":
-        return evaluate(agent.model, agent.tokenizer, tasks, method=method, batch_size=batch_size)
+        return evaluate_agent(agent, tasks, method=method, batch_size=batch_size)
     choices = found.route(agent, [t.prompt for t in tasks])
     groups: dict = {}
     for i, c in enumerate(choices):
@@ -410,7 +409,7 @@ def _evaluate_with_experts(agent, tasks, mode: str, *, method: str, batch_size: 
     loglik: list = [None] * len(tasks)
     for expert, idx in groups.items():
         with found.using(agent.model, expert):
-            part = evaluate(agent.model, agent.tokenizer, [tasks[i] for i in idx], method=method, batch_size=batch_size)
+            part = evaluate_agent(agent, [tasks[i] for i in idx], method=method, batch_size=batch_size)
         for k, i in enumerate(idx):
             items[i] = part.items[k]
             if part.loglik:

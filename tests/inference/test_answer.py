@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from contextlib import contextmanager
 
+import torch
 
 from agent_forge.inference import answer
 from agent_forge.models import Agent, generate
@@ -90,3 +91,22 @@ def test_continue_hook_appends_and_generation_goes_on_a_bounded_number_of_times(
     assert hook.calls == 2  # bounded by max_hook_rounds, not by the hook
     assert reply.startswith(first + "=7")
     assert reply.count("=7") >= 2
+
+
+def test_generation_evaluation_of_a_thinking_agent_answers_with_thoughts(tiny_model, tiny_tokenizer):
+    from agent_forge.evaluation import evaluate_agent
+    from agent_forge.tasks import task_grid, verify
+
+    agent = _agent(tiny_model, tiny_tokenizer)
+    tokens, _ = add_thought_tokens(agent.model, agent.tokenizer)
+    head = MixingHead(agent.model.config.hidden_size)
+    with torch.no_grad():
+        head.output.weight.normal_()
+    agent.extensions["thoughts"] = Thoughts(head, tokens, HeadInfo(2, START_OF_THOUGHT, END_OF_THOUGHT))
+    tasks = task_grid(["arithmetic", "strings"], [1], "test", 3, 0)
+    report = evaluate_agent(agent, tasks, method="generate")
+    from agent_forge.evaluation.generation import _max_new_tokens
+
+    replies = answer(agent, [t.prompt for t in tasks], max_new_tokens=_max_new_tokens(agent.tokenizer, tasks, 8))
+    assert all(r.thoughts for r in replies)
+    assert [s for *_, s in report.items] == [verify(t, r.text) for t, r in zip(tasks, replies)]

@@ -8,9 +8,9 @@ measures the speed ratio. Tables of accuracy: `evaluation.table`.
 
 from .teacher_forced import TeacherForcedResult, answer_loglik, fast_exact_match, teacher_forced
 from .generation import generate_answers, generate_exact_match
-from .report import EvalReport, evaluate, percent
+from .report import EvalReport, evaluate, evaluate_agent, percent
 
 __all__ = [
-    "EvalReport", "TeacherForcedResult", "answer_loglik", "evaluate", "fast_exact_match",
+    "EvalReport", "evaluate_agent", "TeacherForcedResult", "answer_loglik", "evaluate", "fast_exact_match",
     "generate_answers", "generate_exact_match", "percent", "teacher_forced",
 ]

@@ -79,3 +79,20 @@ def evaluate(
         raise ValueError(f"unknown evaluation method {method!r}")
     items = [(t.task_id, t.domain, t.level, s) for t, s in zip(tasks, scores)]
     return EvalReport(items=items, loglik=loglik)
+
+
+def evaluate_agent(agent, tasks: Sequence[Task], method: Literal["fast", "generate"] = "fast", batch_size: int = 64) -> EvalReport:
+    """`evaluate` for a loaded agent: the generation path answers through `inference.answer`, so an agent with a
+    Quiet-STaR head thinks before each answer token as it does in chat; the fast path scores its ordinary
+    (no-thought) predictions."""
+    if method != "generate":
+        return evaluate(agent.model, agent.tokenizer, tasks, method=method, batch_size=batch_size)
+    from ..inference import answer
+    from .generation import _max_new_tokens
+
+    if not tasks:
+        return EvalReport(items=[])
+    replies = answer(agent, [t.prompt for t in tasks], max_new_tokens=_max_new_tokens(agent.tokenizer, tasks, 8),
+                     batch_size=batch_size)
+    items = [(t.task_id, t.domain, t.level, verify(t, r.text)) for t, r in zip(tasks, replies)]
+    return EvalReport(items=items)

@@ -111,9 +111,10 @@ class Sequence:
 
 @dataclass
 class EngineStats:
-    """Counters for tests and benchmarks: decode steps run, the widest batch seen, tokens generated."""
+    """Counters for /metrics, tests and benchmarks: decode steps, rows decoded, prefills, widest batch, tokens."""
 
     steps: int = 0
+    rows: int = 0  # summed over steps: rows / steps is the mean batch size
     prefills: int = 0
     max_rows: int = 0
     tokens: int = 0
@@ -140,6 +141,10 @@ class Engine:
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._last_logits = next(({k: 1} for k in ("logits_to_keep", "num_logits_to_keep") if k in params), {})
         self.hooks_at_answer_time = bool(agent_hooks(agent))
+        embeddings = self.model.get_input_embeddings()
+        self._dtype = embeddings.weight.dtype if embeddings is not None else torch.float32
+        # transformers >= 5 (masking_utils) uses a ready 4-D mask as it is; older versions get the 2-D one
+        self._mask_4d = _accepts_4d_masks()
         self.stats = EngineStats()
         self._queue: deque[Sequence] = deque()
         self._answering = 0
@@ -221,7 +226,7 @@ class Engine:
                         if not seq.cancelled:
                             newcomers.append(seq)
             try:
-                with torch.no_grad():
+                with torch.inference_mode():  # cheaper than no_grad per op; nothing here is ever trained
                     self._drop_cancelled()
                     if newcomers:
                         self._admit(newcomers)
@@ -286,16 +291,28 @@ class Engine:
     def _step(self) -> None:
         batch = self._batch
         batch.mask = torch.cat([batch.mask, batch.mask.new_ones((len(batch), 1))], dim=1)
-        out = self.model(input_ids=batch.last_tokens[:, None], attention_mask=batch.mask,
+        out = self.model(input_ids=batch.last_tokens[:, None], attention_mask=self._decode_mask(batch.mask),
                          position_ids=batch.next_position, use_cache=True, **{self._cache_kw: batch.cache})
         batch.cache = _cache_of(out, batch.cache)
         batch.next_position = batch.next_position + 1
         tokens = self._choose(out.logits[:, -1], batch.items)
         self.stats.steps += 1
+        self.stats.rows += len(batch)
         self.stats.max_rows = max(self.stats.max_rows, len(batch))
         going = [row for row, (seq, token) in enumerate(zip(batch.items, tokens)) if self._advance(seq, token)]
         batch.last_tokens = torch.tensor(tokens, dtype=torch.long, device=self.device)
         batch.keep(going)
+
+    def _decode_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """The (rows, 1, 1, length) additive mask of a one-token step, which the model uses as it is.
+
+        Building it here skips the model's own mask construction each step, and attention is faster with an
+        additive float mask than with the boolean one transformers builds (about a tenth of a 32-row step).
+        """
+        if not self._mask_4d:
+            return mask
+        return torch.zeros(mask.shape, dtype=self._dtype, device=mask.device).masked_fill_(
+            mask == 0, torch.finfo(self._dtype).min)[:, None, None, :]
 
     def _choose(self, logits: torch.Tensor, sequences: Seq[Sequence]) -> list[int]:
         if self.suppressed is not None:
@@ -383,6 +400,14 @@ class Engine:
                 seq.finished = True
                 seq.emit(Event("done", seq.index, finish_reason="length" if count >= max_tokens else "stop",
                                completion_tokens=count, full_text=reply.text, thoughts=list(reply.thoughts)))
+
+
+def _accepts_4d_masks() -> bool:
+    try:
+        from transformers.masking_utils import create_causal_mask  # noqa: F401
+    except ImportError:  # pragma: no cover
+        return False
+    return True
 
 
 def _cache_of(output, fallback):

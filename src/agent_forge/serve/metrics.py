@@ -4,7 +4,9 @@
   with `n` choices counts n), read from the engine at scrape time;
 * `agent_forge_prompt_tokens_total`, `agent_forge_generation_tokens_total`;
 * `agent_forge_requests_total{endpoint,status}`: finished requests by HTTP status;
-* `agent_forge_time_to_first_token_seconds`, `agent_forge_e2e_request_latency_seconds`: histograms.
+* `agent_forge_time_to_first_token_seconds`, `agent_forge_e2e_request_latency_seconds`: histograms;
+* `agent_forge_decode_steps_total`, `agent_forge_decode_rows_total` (their ratio is the mean batch size),
+  `agent_forge_prefills_total`: what the batching engine did.
 
 Exercise: `curl localhost:8000/metrics` or `pytest tests/serve/test_server_openai.py`.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -35,10 +38,27 @@ class ServerMetrics:
         self.e2e = Histogram("agent_forge_e2e_request_latency_seconds", "Time from request to its last byte.",
                              buckets=LATENCY_BUCKETS, registry=r)
 
-    def watch(self, running: Callable[[], float], waiting: Callable[[], float]) -> None:
-        """Read the running/waiting gauges from these callables at every scrape."""
+    def watch(self, running: Callable[[], float], waiting: Callable[[], float], stats: Callable[[], object]) -> None:
+        """Read the running/waiting gauges and the engine's counters (`EngineStats` or None) at every scrape."""
         self.running.set_function(running)
         self.waiting.set_function(waiting)
+        self.registry.register(_EngineCollector(stats))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _EngineCollector:
+    def __init__(self, stats: Callable[[], object]):
+        self._stats = stats
+
+    def collect(self):
+        stats = self._stats()
+        for name, attribute, text in (
+            ("agent_forge_decode_steps", "steps", "Decode steps run (one forward for every row of the batch)."),
+            ("agent_forge_decode_rows", "rows", "Rows decoded, summed over steps (divided by steps: mean batch size)."),
+            ("agent_forge_prefills", "prefills", "Prefill forwards (newcomers joining the batch)."),
+        ):
+            family = CounterMetricFamily(name, text)
+            family.add_metric([], float(getattr(stats, attribute, 0)) if stats is not None else 0.0)
+            yield family

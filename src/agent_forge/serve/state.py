@@ -37,7 +37,8 @@ class ServerState:
         self._in_flight = 0
         self._lock = threading.Lock()
         self.metrics.watch(lambda: self.engine.running if self.engine else 0,
-                           lambda: self.engine.waiting if self.engine else 0)
+                           lambda: self.engine.waiting if self.engine else 0,
+                           lambda: self.engine.stats if self.engine else None)
 
     # ----------------------------------------------------------------------------------------- loading
 

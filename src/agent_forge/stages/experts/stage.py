@@ -10,10 +10,8 @@ Exercise: `pytest tests/stages/experts/test_experts_stage.py`.
 from __future__ import annotations
 
 import json
-import random
 import shutil
 import time
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
