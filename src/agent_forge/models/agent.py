@@ -10,6 +10,8 @@ stages added, each one an `AgentExtension` registered in `EXTENSIONS`:
   from the head file's metadata.
 * `experts`: `experts/` (SVF expert vectors, their SVD cache, the prompt router); `agent.extensions["experts"]`
   is also the answer-time dispatch hook.
+* `tools`: `tools.json` (the enabled built-in tools); `agent.extensions["tools"]` is a `tools.ToolUse`, the
+  answer hook that executes tool calls inside the generation loop.
 
 Consumers (stages, `chat`, `eval`, the server) call only these two functions; none of them copies side files
 or remembers to restore a layer type. Stages 3-5 add their extension (experts, tools, memory, the agent
@@ -42,6 +44,7 @@ from .formats.ternary import (
     write_packed_files,
 )
 from .formats.experts import ExpertsExtension
+from .formats.tools import ToolsExtension
 from .formats.thoughts import HeadInfo, MixingHead, ThoughtTokens, has_head, load_head, save_head, thought_tokens_of
 from .loading import load_model
 from .saving import write_model_files
@@ -160,7 +163,8 @@ class ThoughtsExtension:
 
 # order matters on load: layers are restored (ternary) before heads that read the model's shape
 # experts after ternary: their SVD belongs to the (latent) weights the ternary restore rebuilt
-EXTENSIONS: list[AgentExtension] = [TernaryExtension(), ThoughtsExtension(), ExpertsExtension()]
+# tools last: `tools.json` (enabled tools, the answer hook that executes calls) reads nothing of the model
+EXTENSIONS: list[AgentExtension] = [TernaryExtension(), ThoughtsExtension(), ExpertsExtension(), ToolsExtension()]
 
 
 def load_agent(source: str | os.PathLike, *, device=None, dtype=None) -> Agent:

@@ -4,18 +4,20 @@ Requests arrive as `Sequence`s (one per answer: a request with `n=3` brings thre
 thread loops:
 
 1. admit waiting sequences while the batch has room (`max_batch` rows): prefill them together (left-padded,
-   position ids counting real tokens only), sample each one's first token from the prefill logits, and merge
-   their KV cache into the running batch (`batch.BatchState.join`: zero left-padding to the common length);
+   position ids counting real tokens only), sample each one's first token from the prefill logits, and write
+   their keys and values into free slots of the running batch's cache (`batch.BatchState.join`, zero
+   left-padding to the common length);
 2. run one decode step for every row at once (each row feeds the token it sampled last; the attention mask
    hides each row's padding), choose each row's next token (greedy, or sampled with the row's own seeded
    generator, `sampling.py`), turn it into streamable text (`textstream.py`) and send the text to the request;
 3. drop the rows that finished (terminator, stop string, `max_tokens`) or were cancelled (client gone, request
    timed out) from the cache and the batch, and go on.
 
-So a request that arrives while others are decoding waits at most one step before it shares the batch, and a
-short answer leaves without waiting for long ones. Each row's keys and values are its own row of the batched
-cache; a greedy row computes exactly what `agent_forge.models.generate` computes for its prompt alone (padding
-is masked and positions skip it), token for token (tested).
+So a request that arrives while others are decoding joins within a few steps, and a short answer leaves
+without waiting for long ones. Each row's keys and values are its own slot of the batched cache; a greedy row
+computes what `agent_forge.models.generate` computes for its prompt alone (padding is masked and positions skip
+it), token for token (tested). Decode steps run under `torch.inference_mode` with a ready 4-D additive mask
+(`_decode_mask`), about a tenth faster per 32-row step of the tiny model than no_grad and transformers' own mask.
 
 Thinking agents: a request that thinks (a Quiet-STaR head, and the request did not say `think: false`) is
 answered by `agent_forge.inference.answer` in its own micro-batch (waiting thinking requests with the same
@@ -27,7 +29,7 @@ path serves every request of an agent whose extensions act at answer time (exper
 
 Admission: a prefill costs about one decode step whatever its size, so while a batch is running, newcomers are
 gathered for up to `coalesce_s` (20 ms) unless they would fill the free rows anyway; an idle engine admits at
-once. In the 32-client load test this halved the number of prefills.
+once. In the 32-client load test (HTTP) this halved the number of prefills.
 
 Events go back through each sequence's `sink` (the server passes `loop.call_soon_threadsafe`). The engine never
 raises into a request: a failed step ends the affected sequences with an error event and the engine goes on.

@@ -1,0 +1,218 @@
+"""A persistent memory several processes share: SQLite in WAL mode, BM25 (FTS5) plus vectors (sqlite-vec).
+
+    store = MemoryStore("runs/tiny/memory.db")          # MiniLM vectors + BM25; embedder=None: BM25 only
+    store.write("belenan lives in befvik.", tags=["kb"])  # returns the id once committed (durable)
+    store.search("where does belenan live?", k=5)          # hybrid: reciprocal-rank fusion of BM25 and vectors
+
+Every write is one `BEGIN IMMEDIATE` transaction over the item, its FTS5 row and its vector, committed with
+`synchronous=FULL`: once `write` has returned, the item survives a kill of the process (or of the machine).
+Concurrent writers wait on SQLite's lock (`busy_timeout`); readers never block writers (WAL).
+The store remembers which embedder wrote its vectors and refuses another one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ..errors import ForgeError
+from .embed import MEMORY_EXTRA_HINT, make_embedder
+
+MODES = ("hybrid", "bm25", "vector")
+RRF_K = 60
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    text: str
+    tags: tuple[str, ...]
+    score: float
+
+
+def _load_vec(connection: sqlite3.Connection) -> None:
+    try:
+        import sqlite_vec
+    except ImportError:
+        raise ForgeError(f"vector memory needs sqlite-vec: {MEMORY_EXTRA_HINT} (or embedder=None for BM25 only)") from None
+    connection.enable_load_extension(True)
+    try:
+        sqlite_vec.load(connection)
+    finally:
+        connection.enable_load_extension(False)
+
+
+def fts_query(text: str) -> str:
+    """A safe FTS5 query: the text's words, each quoted, OR-ed (no FTS5 syntax from the user reaches SQLite)."""
+    words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:64]
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+class MemoryStore:
+    """Text items with tags, searchable by BM25, by vector similarity, or by both (hybrid)."""
+
+    def __init__(self, path: str | os.PathLike, *, embedder="minilm", timeout_s: float = 60.0):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.embedder = make_embedder(embedder)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        self._retry(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
+        self._db.execute("PRAGMA synchronous = FULL")
+        self.vectors = False
+        self._setup()
+
+    def _retry(self, action, attempts: int = 50):
+        for attempt in range(attempts):
+            try:
+                return action()
+            except sqlite3.OperationalError as error:  # journal-mode switch races with another opener
+                if "locked" not in str(error) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05)
+
+    def _setup(self) -> None:
+        db = self._db
+        self._retry(lambda: db.execute("BEGIN IMMEDIATE"))
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS items (id INTEGER PRIMARY KEY, text TEXT NOT NULL, "
+                       "tags TEXT NOT NULL DEFAULT '[]', created REAL NOT NULL)")
+            db.execute("CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5(text, tags)")
+            row = db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+            stored = json.loads(row[0]) if row else None
+            if self.embedder is not None:
+                wanted = {"name": self.embedder.name, "dim": self.embedder.dim}
+                if stored is not None and stored != wanted:
+                    raise ForgeError(f"memory {self.path} holds {stored['name']} vectors; opened with {wanted['name']}")
+                _load_vec(db)
+                db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS items_vec USING vec0(embedding float[{wanted['dim']}])")
+                if stored is None:
+                    count = db.execute("SELECT count(*) FROM items").fetchone()[0]
+                    if count:
+                        raise ForgeError(f"memory {self.path} has {count} items without vectors; open it with embedder=None")
+                    db.execute("INSERT INTO meta VALUES ('embedder', ?)", (json.dumps(wanted),))
+                self.vectors = True
+            elif stored is not None:
+                self._stored_embedder = stored
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    # -- writing --------------------------------------------------------------------------------------------
+    def write(self, text: str, tags: Iterable[str] = ()) -> int:
+        """Store one item; returns its id after the commit (the write is durable from then on)."""
+        return self.write_many([text], [tags])[0]
+
+    def write_many(self, texts: Sequence[str], tags: Sequence[Iterable[str]] | None = None) -> list[int]:
+        """Store several items in one transaction (all or none); their ids in order."""
+        texts = [str(t) for t in texts]
+        tag_lists = [list(map(str, t)) for t in (tags if tags is not None else [()] * len(texts))]
+        if len(tag_lists) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(tag_lists)} tag lists")
+        if self.embedder is None and getattr(self, "_stored_embedder", None):
+            raise ForgeError(f"memory {self.path} keeps {self._stored_embedder['name']} vectors: open it with that "
+                             "embedder to write")
+        vectors = self.embedder.encode(texts).astype(np.float32) if self.vectors else None
+        now = time.time()
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                ids = []
+                for i, (text, tag_list) in enumerate(zip(texts, tag_lists)):
+                    cursor = db.execute("INSERT INTO items (text, tags, created) VALUES (?, ?, ?)",
+                                        (text, json.dumps(tag_list), now))
+                    item = cursor.lastrowid
+                    db.execute("INSERT INTO items_fts (rowid, text, tags) VALUES (?, ?, ?)", (item, text, " ".join(tag_list)))
+                    if vectors is not None:
+                        db.execute("INSERT INTO items_vec (rowid, embedding) VALUES (?, ?)", (item, vectors[i].tobytes()))
+                    ids.append(item)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return ids
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT count(*) FROM items").fetchone()[0]
+
+    def get(self, item: int) -> Hit | None:
+        with self._lock:
+            row = self._db.execute("SELECT id, text, tags FROM items WHERE id = ?", (item,)).fetchone()
+        return Hit(row[0], row[1], tuple(json.loads(row[2])), 0.0) if row else None
+
+    def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
+        """(id, score) by FTS5 BM25, best first (score = -bm25, higher is better)."""
+        match = fts_query(query)
+        if not match:
+            return []
+        with self._lock:
+            rows = self._db.execute("SELECT rowid, bm25(items_fts) AS s FROM items_fts WHERE items_fts MATCH ? "
+                                    "ORDER BY s LIMIT ?", (match, k)).fetchall()
+        return [(r[0], -r[1]) for r in rows]
+
+    def nearest(self, query: str | np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(id, similarity) by vector search, best first; [] without vectors."""
+        if not self.vectors:
+            return []
+        vector = self.embedder.encode([query])[0] if isinstance(query, str) else np.asarray(query, dtype=np.float32)
+        with self._lock:
+            rows = self._db.execute("SELECT rowid, distance FROM items_vec WHERE embedding MATCH ? AND k = ? "
+                                    "ORDER BY distance", (vector.astype(np.float32).tobytes(), k)).fetchall()
+        return [(r[0], 1.0 - r[1] ** 2 / 2) for r in rows]  # unit vectors: cosine from L2 distance
+
+    def search(self, query: str, k: int = 5, *, mode: str = "hybrid", tag: str | None = None) -> list[Hit]:
+        """The `k` best items for `query`: "bm25", "vector", or "hybrid" (reciprocal-rank fusion of both)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}")
+        if mode != "bm25" and not self.vectors:
+            mode = "bm25"
+        depth = max(4 * k, 20) if (mode == "hybrid" or tag) else k
+        if mode == "bm25":
+            ranked = self.bm25(query, depth)
+        elif mode == "vector":
+            ranked = self.nearest(query, depth)
+        else:
+            fused: dict[int, float] = {}
+            for ranking in (self.bm25(query, depth), self.nearest(query, depth)):
+                for rank, (item, _) in enumerate(ranking):
+                    fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank + 1)
+            ranked = sorted(fused.items(), key=lambda kv: -kv[1])
+        hits = []
+        for item, score in ranked:
+            found = self.get(item)
+            if found is None or (tag is not None and tag not in found.tags):
+                continue
+            hits.append(Hit(found.id, found.text, found.tags, float(score)))
+            if len(hits) == k:
+                break
+        return hits
+
+    def integrity_check(self) -> str:
+        with self._lock:
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
