@@ -393,28 +393,15 @@ def _set_experts(agent, mode: str):
 
 
 def _evaluate_with_experts(agent, tasks, mode: str, *, method: str, batch_size: int, console):
-    """`evaluate`, with each task answered under the expert dispatch chooses for it (grouped by expert)."""
+    """`evaluate_agent` with `--experts` applied; says how dispatch split the tasks."""
     from .evaluation import evaluate_agent
-    from .evaluation.report import EvalReport
+    from .evaluation.report import dispatch_groups
 
-    found = _set_experts(agent, mode)
-    if found is None or mode == "off":
-        return evaluate_agent(agent, tasks, method=method, batch_size=batch_size)
-    choices = found.route(agent, [t.prompt for t in tasks])
-    groups: dict = {}
-    for i, c in enumerate(choices):
-        groups.setdefault(c.expert, []).append(i)
-    console.print("experts: " + ", ".join(f"{k or 'base'} {len(v)}" for k, v in groups.items()), markup=False)
-    items: list = [None] * len(tasks)
-    loglik: list = [None] * len(tasks)
-    for expert, idx in groups.items():
-        with found.using(agent.model, expert):
-            part = evaluate_agent(agent, [tasks[i] for i in idx], method=method, batch_size=batch_size)
-        for k, i in enumerate(idx):
-            items[i] = part.items[k]
-            if part.loglik:
-                loglik[i] = part.loglik[k]
-    return EvalReport(items=items, loglik=[x for x in loglik if x is not None])
+    if _set_experts(agent, mode) is not None and mode != "off":
+        groups = dispatch_groups(agent, [t.prompt for t in tasks])
+        if groups is not None:
+            console.print("experts: " + ", ".join(f"{k or 'base'} {len(v)}" for k, v in groups[1].items()), markup=False)
+    return evaluate_agent(agent, tasks, method=method, batch_size=batch_size)
 
 
 # ----------------------------------------------------------------------------------------------------- chat

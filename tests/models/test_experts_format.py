@@ -173,3 +173,31 @@ def test_experts_travel_with_the_agent_and_dispatch_restores(tiny_model, tiny_to
         assert choices[0].expert == "a"
         assert not torch.equal(dict(back.model.named_parameters())[names[0]], state[names[0]])
     assert torch.equal(dict(back.model.named_parameters())[names[0]], state[names[0]])
+
+
+def test_evaluation_scores_each_task_under_the_expert_dispatch_picks(tiny_model, tiny_tokenizer):
+    """evaluate_agent (used by eval and the trajectory) groups tasks by their routed expert."""
+    from agent_forge.evaluation import evaluate, evaluate_agent
+    from agent_forge.evaluation.report import dispatch_groups
+    from agent_forge.tasks import task_grid
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    names = target_names(tiny_model)
+    dec = decompose_model(tiny_model, names)
+    experts = {"a": _random_z(dec, 1), "b": _random_z(dec, 2)}
+    tasks = task_grid(["arithmetic", "strings"], [1], "test", 4, 0)
+    labels = [0 if t.domain == "arithmetic" else 1 for t in tasks]
+    router = Router.fit(prompt_features(tiny_model, tok, [t.prompt for t in tasks]), labels, ["a", "b"])
+    found = ExpertSet(names, dec, experts, 1.0, router, 0.0)
+    agent = Agent(tiny_model, tok, extensions={"experts": found})
+    dispatcher, groups = dispatch_groups(agent, [t.prompt for t in tasks])
+    assert dispatcher is found and set(groups) <= {"a", "b"}
+    report = evaluate_agent(agent, tasks)
+    for expert, indices in groups.items():
+        with found.using(tiny_model, expert):
+            expected = evaluate(tiny_model, tok, [tasks[i] for i in indices])
+        assert [report.items[i] for i in indices] == expected.items
+        assert [report.loglik[k] for k in range(len(tasks)) if k in indices] == pytest.approx(expected.loglik)
+    found.mode = "off"
+    assert evaluate_agent(agent, tasks).loglik == pytest.approx(evaluate(tiny_model, tok, tasks).loglik)
+    assert found.mode == "off"

@@ -82,9 +82,51 @@ def evaluate(
 
 
 def evaluate_agent(agent, tasks: Sequence[Task], method: Literal["fast", "generate"] = "fast", batch_size: int = 64) -> EvalReport:
-    """`evaluate` for a loaded agent: the generation path answers through `inference.answer`, so an agent with a
-    Quiet-STaR head thinks before each answer token as it does in chat; the fast path scores its ordinary
+    """`evaluate` for a loaded agent, as it answers: an agent that dispatches prompts to experts (an extension
+    with `route` and `using`, e.g. SVF experts) is scored with each task under the weights its dispatch picks
+    (tasks grouped by choice), and the generation path answers through `inference.answer`, so an agent with a
+    Quiet-STaR head thinks before each answer token as it does in chat. The fast path scores the ordinary
     (no-thought) predictions."""
+    groups = dispatch_groups(agent, [t.prompt for t in tasks])
+    if groups is None:
+        return _evaluate_plainly(agent, tasks, method, batch_size)
+    dispatcher, by_choice = groups
+    items: list = [None] * len(tasks)
+    loglik: list = [None] * len(tasks)
+    saved_mode = dispatcher.mode
+    try:
+        for choice, indices in by_choice.items():
+            part_tasks = [tasks[i] for i in indices]
+            if method == "generate":
+                # answer()'s own hook applies the expert: pin the dispatch to this group's choice
+                dispatcher.mode = choice or "off"
+                part = _evaluate_plainly(agent, part_tasks, method, batch_size)
+            else:
+                with dispatcher.using(agent.model, choice):
+                    part = _evaluate_plainly(agent, part_tasks, method, batch_size)
+            for k, i in enumerate(indices):
+                items[i] = part.items[k]
+                if part.loglik:
+                    loglik[i] = part.loglik[k]
+    finally:
+        dispatcher.mode = saved_mode
+    return EvalReport(items=items, loglik=[x for x in loglik if x is not None])
+
+
+def dispatch_groups(agent, prompts: Sequence[str]):
+    """(dispatcher, {choice: task indices}) for an agent whose extension routes prompts, else None."""
+    if getattr(agent, "packed", False):
+        return None  # packed weights cannot be scaled: a packed agent answers with its base weights
+    for extension in agent.extensions.values():
+        if hasattr(extension, "route") and hasattr(extension, "using"):
+            by_choice: dict = {}
+            for i, choice in enumerate(extension.route(agent, list(prompts))):
+                by_choice.setdefault(choice.expert, []).append(i)
+            return extension, by_choice
+    return None
+
+
+def _evaluate_plainly(agent, tasks: Sequence[Task], method: str, batch_size: int) -> EvalReport:
     if method != "generate":
         return evaluate(agent.model, agent.tokenizer, tasks, method=method, batch_size=batch_size)
     from ..inference import answer

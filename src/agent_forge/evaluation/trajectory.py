@@ -3,7 +3,7 @@
 `measure_agent(path, report_cfg, seed)` loads the agent with `load_agent` (every extension restored: a ternary
 checkpoint is scored ternary, a packed export through its kernel) and records
 * the full suite: every domain, the configured levels (1-10), test split, the fast teacher-forced path, in
-  percent, overall and by domain and level;
+  percent, overall and by domain and level, with the agent's expert dispatch applied (`evaluate_agent`);
 * its size on disk (every file of the folder, or the GGUF file);
 * its answer decode speed: new tokens per second answering one batch of prompts greedily with
   `inference.answer` (thinking if the agent thinks), after one warm-up call.
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..tasks import DOMAINS, task_grid
-from .report import evaluate
+from .report import evaluate_agent
 
 TRAJECTORY_FILE = "trajectory.json"
 
@@ -63,7 +63,8 @@ def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None)
         device = dtype = None  # a packed export runs where its kernel does: the CPU, in float32
     agent = load_agent(path, device=device, dtype=dtype)
     tasks = suite_tasks(report_cfg, seed)
-    report = evaluate(agent.model, agent.tokenizer, tasks, method="fast", batch_size=report_cfg.batch_size)
+    # as the agent answers: an agent that dispatches to experts is scored under the weights it picks
+    report = evaluate_agent(agent, tasks, method="fast", batch_size=report_cfg.batch_size)
     by_domain = {d: round(v, 2) for d, v in report.by_domain.items()}
     prompts = [t.prompt for t in tasks[:: max(1, len(tasks) // report_cfg.speed_prompts)]][: report_cfg.speed_prompts]
     answer(agent, prompts[:1], max_new_tokens=2, batch_size=1)  # warm-up: kernels, caches
@@ -79,7 +80,7 @@ def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None)
             "by_domain": by_domain,
             "by_domain_level": report.to_dict()["by_domain_level"],
             "n": len(tasks),
-            "method": "fast (teacher-forced, no thinking)",
+            "method": "fast (teacher-forced, no thinking, dispatch applied)",
         },
         "size_bytes": size_on_disk(path),
         "decode_tokens_per_s": round(new_tokens / seconds, 1) if seconds > 0 else None,

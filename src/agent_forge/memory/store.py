@@ -40,11 +40,26 @@ class Hit:
     score: float
 
 
-def _load_vec(connection: sqlite3.Connection) -> None:
+def sqlite_module():
+    """The SQLite binding: the standard library's where it can load extensions (sqlite-vec), else pysqlite3
+    (`pysqlite3-binary`, in the `memory` extra on Linux), else the standard library's (BM25 only)."""
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        return sqlite3
+    try:
+        from pysqlite3 import dbapi2
+    except ImportError:
+        return sqlite3
+    return dbapi2
+
+
+def _load_vec(connection) -> None:
     try:
         import sqlite_vec
     except ImportError:
         raise ForgeError(f"vector memory needs sqlite-vec: {MEMORY_EXTRA_HINT} (or embedder=None for BM25 only)") from None
+    if not hasattr(connection, "enable_load_extension"):
+        raise ForgeError("this Python's sqlite3 cannot load extensions (sqlite-vec): pip install pysqlite3-binary, "
+                         f"or {MEMORY_EXTRA_HINT}; or embedder=None for BM25 only")
     connection.enable_load_extension(True)
     try:
         sqlite_vec.load(connection)
@@ -66,7 +81,8 @@ class MemoryStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.embedder = make_embedder(embedder)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
+        self._sqlite = sqlite_module() if self.embedder is not None else sqlite3
+        self._db = self._sqlite.connect(str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         self._retry(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
         self._db.execute("PRAGMA synchronous = FULL")
@@ -77,7 +93,7 @@ class MemoryStore:
         for attempt in range(attempts):
             try:
                 return action()
-            except sqlite3.OperationalError as error:  # journal-mode switch races with another opener
+            except self._sqlite.OperationalError as error:  # journal-mode switch races with another opener
                 if "locked" not in str(error) or attempt == attempts - 1:
                     raise
                 time.sleep(0.05)

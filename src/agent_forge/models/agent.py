@@ -43,6 +43,7 @@ from .formats.ternary import (
     restore_bitlinear,
     write_packed_files,
 )
+from .formats.bundle import verify_bundle
 from .formats.experts import ExpertsExtension
 from .formats.tools import ToolsExtension
 from .formats.thoughts import HeadInfo, MixingHead, ThoughtTokens, has_head, load_head, save_head, thought_tokens_of
@@ -170,9 +171,13 @@ EXTENSIONS: list[AgentExtension] = [TernaryExtension(), ThoughtsExtension(), Exp
 def load_agent(source: str | os.PathLike, *, device=None, dtype=None) -> Agent:
     """Load the agent at `source` (HF folder, packed export or GGUF file) with every extension restored.
 
-    A packed export runs on the CPU in fp32 (its kernel's only target). ForgeError on missing or damaged parts.
+    A packed export runs on the CPU in fp32 (its kernel's only target). A bundle (the package stage's output,
+    with `bundle.json`) is checked file by file against its recorded sha256 first. ForgeError on missing or
+    damaged parts.
     """
     path = Path(source).expanduser()
+    if path.is_dir():
+        verify_bundle(path)  # a deployable bundle (`bundle.json`): every file must match its recorded sha256
     if path.is_dir() and is_packed_export(path):
         on_cpu = device in (None, "auto") or torch.device(device).type == "cpu"
         if not on_cpu or dtype not in (None, "auto", "float32", torch.float32):

@@ -280,6 +280,14 @@ def load_packed(folder: str | Path, *, with_tokenizer: bool = True):
         model.set_submodule(name, PackedBitLinear(kernel_layout, gamma, old.in_features, bias, norm, marker["act_bits"]))
     prefixes = tuple(f"{n}." for n in marker["modules"])
     rest = {k: reader.get(k) for k in keys if not k.startswith(prefixes)}
+    # int8 rows (per-row absmax, written by the package stage): `<key>` int8 + `<key>_row_scale`, restored to fp32
+    from ..bundle import ROW_SCALE, dequantize_rows
+
+    for key in [k for k in rest if k.endswith(ROW_SCALE)]:
+        base = key[: -len(ROW_SCALE)]
+        if base not in rest or rest[base].dtype != torch.int8:
+            raise ForgeError(f"packed export {folder}: {key} has no int8 tensor {base!r} beside it")
+        rest[base] = dequantize_rows(rest[base], rest.pop(key))
     missing, unexpected = model.load_state_dict(rest, strict=False, assign=True)
     if getattr(config, "tie_word_embeddings", False):
         model.tie_weights()
