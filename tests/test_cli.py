@@ -196,8 +196,8 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
 
 
 def test_unimplemented_stage_is_a_user_error(tmp_path):
-    config = _config_file(tmp_path, stages=["seed", "package"])
-    _one_error_line(runner.invoke(app, ["run", "--config", str(config)]), "package", "not implemented")
+    config = _config_file(tmp_path, stages=["seed", "adas"])
+    _one_error_line(runner.invoke(app, ["run", "--config", str(config)]), "adas", "not implemented")
 
 
 def test_status_of_a_missing_run(tmp_path):
