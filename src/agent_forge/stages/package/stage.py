@@ -178,7 +178,16 @@ def run(ctx: StageContext) -> StageResult:
         "evaluation": evaluation, "entering_evaluation": enter_test.to_dict(), "int8_embeddings": int8,
         "agent": described, "manifest": MANIFEST,
     }
-    return StageResult(models={AGENT_KEY: bundle}, metrics=metrics, trade_off=None)
+    return StageResult(models={AGENT_KEY: bundle}, metrics=metrics, trade_off=_trade_off(packed, entering))
+
+
+def _trade_off(packed: bool, entering) -> str | None:
+    """What a packed bundle gives up: expert vectors scale latent weights, which 2-bit packed layers do not
+    keep, so a packed bundle answers with its base weights (issue 15's packed-side correction is not built)."""
+    if packed and "experts" in entering.extensions:
+        return ("2-bit packed bundle (the deployable size) answers with its base weights: expert vectors need the "
+                "latent weights, which the packed layers do not keep")
+    return None
 
 
 def _relative(path: Path, root: Path) -> str:
