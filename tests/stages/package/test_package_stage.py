@@ -67,7 +67,9 @@ def packaged(tmp_path_factory, tiny_tokenizer, tiny_config):
 
 def test_the_bundle_is_packed_ternary_and_keeps_every_extension(packaged):
     root, _, result = packaged
-    assert set(result.models) == {"agent"} and result.trade_off is None
+    assert set(result.models) == {"agent"}
+    # packed layers cannot take the expert vectors: the stage declares it (the trajectory would flag it otherwise)
+    assert "expert vectors need the latent weights" in result.trade_off
     bundle = load_agent(result.models["agent"])
     assert bundle.packed and bundle.ternary and bundle.thinks
     assert any(isinstance(m, PackedBitLinear) for m in bundle.model.modules())
@@ -163,6 +165,7 @@ def test_a_full_precision_agent_is_bundled_as_its_hf_folder(tiny_model, tiny_tok
     assert not int8["applied"] and "not packed" in int8["decision"]
     assert result.metrics["evaluation"]["equals_entering"]
     assert result.metrics["parts"]["packed_linears"] == 0 and result.metrics["parts"]["full_precision"] > 0
+    assert result.trade_off is None  # nothing given up: the bundle is the agent as it was
 
 
 def test_a_packed_input_is_refused_in_one_line(packaged, tmp_path):
