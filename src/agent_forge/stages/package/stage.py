@@ -9,7 +9,6 @@ loader reads int8 rows), store them in the model file; write `bundle.json` last 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
