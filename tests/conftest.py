@@ -39,3 +39,29 @@ def tiny_config() -> TinyModelConfig:
 def tiny_model(tiny_tokenizer):
     torch.manual_seed(0)
     return build_tiny_model(tiny_tokenizer, TINY_CONFIG, seed=0)
+
+
+@pytest.fixture(scope="session")
+def train_copier(tiny_tokenizer, tiny_config):
+    """`train_copier(steps)`: a fresh tiny model trained for a moment to copy short strings (varied outputs of
+    varied lengths, ending on eos), for generation and batching tests."""
+    import random
+
+    from agent_forge.models import encode_pairs
+
+    def train(steps: int):
+        torch.manual_seed(0)
+        model = build_tiny_model(tiny_tokenizer, tiny_config, seed=0)
+        rng = random.Random(0)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        model.train()
+        for _ in range(steps):
+            words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 5))) for _ in range(32)]
+            batch = encode_pairs(tiny_tokenizer, words, words)
+            loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return model.eval()
+
+    return train

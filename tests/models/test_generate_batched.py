@@ -1,33 +1,19 @@
 """Batched generation: left padding and the KV cache change nothing, stops cut the text, sampling is seeded."""
 
-import random
 
 import pytest
 import torch
 
 from agent_forge.models import (
-    build_tiny_model, encode_pairs, generate, generate_groups, generate_token_ids, prompt_format,
+    generate, generate_groups, generate_token_ids, prompt_format,
 )
 
 PROMPTS = ["abc", "h", "abcdefgh", "gfedcba", "aaa", "bcd", "ab", "hgfedcbaabcdefgh", "e", "dcdc"]
 
 
 @pytest.fixture(scope="module")
-def copier(tiny_tokenizer, tiny_config):
-    """A tiny model trained for a few seconds to copy short strings: varied outputs of varied lengths."""
-    torch.manual_seed(0)
-    model = build_tiny_model(tiny_tokenizer, tiny_config, seed=0)
-    rng = random.Random(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(150):
-        words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 5))) for _ in range(32)]
-        batch = encode_pairs(tiny_tokenizer, words, words)
-        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+def copier(train_copier):
+    return train_copier(150)
 
 
 def test_fixture_gives_varied_outputs(copier, tiny_tokenizer):

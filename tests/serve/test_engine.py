@@ -4,15 +4,13 @@ seeded sampling ignores batch-mates, thinking and hook agents go through `infere
 from __future__ import annotations
 
 import copy
-import random
 import threading
 import time
 
 import pytest
-import torch
 
 from agent_forge.inference import answer
-from agent_forge.models import Agent, build_tiny_model, encode_pairs, generate_token_ids, prompt_format
+from agent_forge.models import Agent, generate_token_ids, prompt_format
 from agent_forge.models.agent import Thoughts
 from agent_forge.models.formats.thoughts import END_OF_THOUGHT, START_OF_THOUGHT, HeadInfo, MixingHead, add_thought_tokens
 from agent_forge.serve.engine import Engine, SamplingParams, Sequence
@@ -23,21 +21,8 @@ PROMPTS = ["abc", "h", "abcdefgh", "gfedcba", "aaa", "bcd", "ab", "hgfedcbaabcde
 
 
 @pytest.fixture(scope="module")
-def copier(tiny_tokenizer, tiny_config):
-    """A tiny model trained for a moment to copy short strings: answers of varied lengths, ending on eos."""
-    torch.manual_seed(0)
-    model = build_tiny_model(tiny_tokenizer, tiny_config, seed=0)
-    rng = random.Random(0)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for _ in range(120):
-        words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, 5))) for _ in range(32)]
-        batch = encode_pairs(tiny_tokenizer, words, words)
-        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model.eval()
+def copier(train_copier):
+    return train_copier(120)
 
 
 class Collector:
