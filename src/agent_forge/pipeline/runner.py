@@ -342,9 +342,8 @@ def _record_trajectory(cfg: ForgeConfig, ctx: StageContext, result: StageResult,
     if not cfg.report.trajectory:
         return None
     measure = lambda path: measure_agent(path, cfg.report, cfg.seed, device=ctx.device, dtype=ctx.dtype)  # noqa: E731
-    leaving = {key: measure(Path(path) if Path(path).is_absolute() else ctx.stage_dir / path)
-               for key, path in result.models.items()
-               if is_agent_path(Path(path) if Path(path).is_absolute() else ctx.stage_dir / path)}
+    outputs = {key: Path(path) if Path(path).is_absolute() else ctx.stage_dir / path for key, path in result.models.items()}
+    leaving = {key: measure(path) for key, path in outputs.items() if is_agent_path(path)}
     if not leaving:
         return None
     entering = _entering_measurement(ctx, manifest, run_dir, measure, read_trajectory, is_agent_path)

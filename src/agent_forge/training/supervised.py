@@ -36,7 +36,11 @@ class TrainLog:
 def answer_cross_entropy(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """Mean next-token cross-entropy over positions whose label is not -100 (answer + terminator)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    labels = batch["labels"]
+    return answer_cross_entropy_of(logits, batch["labels"])
+
+
+def answer_cross_entropy_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """`answer_cross_entropy` from logits already computed (for losses that add terms on the same logits)."""
     # shift so that position t predicts token t+1
     return torch.nn.functional.cross_entropy(
         logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1), ignore_index=-100

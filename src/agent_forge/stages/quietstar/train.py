@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ...training.supervised import BatchFn, TrainLog, answer_cross_entropy, train_supervised
+from ...training.supervised import BatchFn, TrainLog, answer_cross_entropy, answer_cross_entropy_of, train_supervised
 from .loss import LossParts, quietstar_loss
 from ...models.formats.thoughts import MixingHead
 from .parallel import ThoughtShape, think_in_parallel, thinking_positions
@@ -144,10 +144,7 @@ def anchored_control_loss(model, weight: float):
 
     def loss(net, batch: dict) -> torch.Tensor:
         logits = net(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"]
-        ce = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.size(-1)).float(), labels[:, 1:].reshape(-1), ignore_index=-100
-        )
-        return ce + weight * anchor_kl(anchor, logits, batch, labels != -100)
+        ce = answer_cross_entropy_of(logits, batch["labels"])
+        return ce + weight * anchor_kl(anchor, logits, batch, batch["labels"] != -100)
 
     return loss
