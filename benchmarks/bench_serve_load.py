@@ -89,7 +89,7 @@ class ServerProcess:
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         command = [sys.executable, "-m", "agent_forge.cli", "serve", str(agent), "--host", "127.0.0.1", "--port", "0",
                    "--max-batch", str(max_batch), "--threads", "1", "--log-level", "warning", "--model-name", "bench",
-                   "--max-concurrent", "4096", *(extra or [])]
+                   "--max-concurrent", "4096", "--no-canary", *(extra or [])]
         self.proc = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
         self.base = None
         lines = []

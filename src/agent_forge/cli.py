@@ -6,6 +6,7 @@
     agent-forge report RUN [--markdown] [--html PATH]
     agent-forge chat MODEL [--prompt TEXT] [--show-thoughts] [--max-new-tokens N]
     agent-forge serve RUN_OR_AGENT [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--max-batch N]
+                  [--log-db PATH | --log-url URL | --no-log] [--retention-days D] [--retention-rows N] [--redact S]
     agent-forge stages
     agent-forge config show [--config FILE] [key.path=value ...]
     agent-forge config reference            (the text of docs/config.md)
@@ -547,16 +548,54 @@ def serve_command(
     dtype: str = typer.Option("auto", "--dtype"),
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads; 0 keeps torch's default."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn's log level: critical, error, warning, info, debug."),
+    log_db: Optional[Path] = typer.Option(
+        None, "--log-db", help="SQLite file of the interaction log (default: interactions.sqlite in the run directory, "
+        "the version store, or beside the agent)."),
+    log_url: Optional[str] = typer.Option(
+        None, "--log-url", help="Log interactions to PostgreSQL instead (postgresql://user@host:port/db; needs the "
+        "postgres extra)."),
+    no_log: bool = typer.Option(False, "--no-log", help="Keep no interaction log (no feedback, empty dashboard, no canary)."),
+    log_sync: str = typer.Option("normal", "--log-sync", help="SQLite synchronous mode: normal (a logged row survives "
+                                 "a killed server) or full (also a power cut; an fsync per commit)."),
+    retention_days: Optional[float] = typer.Option(None, "--retention-days", help="Delete logged interactions older than this."),
+    retention_rows: Optional[int] = typer.Option(None, "--retention-rows", help="Keep at most this many logged interactions."),
+    redact: Optional[list[str]] = typer.Option(
+        None, "--redact", help="A secret never written to the log (repeatable; 're:<regex>' for a pattern; also "
+        "AGENT_FORGE_REDACT, comma-separated). API keys are always redacted."),
+    facts_world: Optional[int] = typer.Option(
+        None, "--facts-world", help="Knowledge-base seed that facts prompts are verified against (default: the run's seed)."),
+    canary_every: float = typer.Option(3600.0, "--canary-every", min=0, help="Seconds between canary runs (0: only at "
+                                       "start and on a new version)."),
+    canary_size: int = typer.Option(6, "--canary-size", min=1, help="Canary tasks per domain."),
+    canary_tolerance: float = typer.Option(5.0, "--canary-tolerance", min=0, help="Points below the best of the "
+                                           "recent canary runs that count as falling."),
+    no_canary: bool = typer.Option(False, "--no-canary", help="No drift watch."),
 ) -> None:
-    """Serve an agent over an OpenAI-compatible API (chat, completions, streaming, tools) with dynamic batching."""
+    """Serve an agent over an OpenAI-compatible API (chat, completions, streaming, tools) with dynamic batching.
+
+    Every answered request is logged (SQLite by default); POST /v1/feedback takes feedback on a response id,
+    GET /dashboard shows live charts, and a canary set watches for drift.
+    """
+    from .interactions import resolve_redactions
     from .serve import ServeSettings, resolve_api_keys, serve
+    from .serve.source import serving_defaults
     from .utils import configure_threads
 
+    if log_db is not None and log_url is not None:
+        raise ForgeError("give --log-db or --log-url, not both")
+    defaults = serving_defaults(source)
+    log_target = None if no_log else (log_url or str(log_db or defaults["log_path"]))
     configure_threads(threads)
     settings = ServeSettings(
         host=host, port=port, api_keys=resolve_api_keys(api_key or []), model_name=model_name, max_batch=max_batch,
         max_concurrent=max_concurrent, max_body_bytes=max_body_bytes, max_prompt_tokens=max_prompt_tokens,
         max_tokens=max_tokens, request_timeout_s=request_timeout, device=device, dtype=dtype,
+        log_target=log_target, log_synchronous=_choice(log_sync, ("full", "normal"), "--log-sync").upper(),
+        retention_days=retention_days, retention_rows=retention_rows, redact=resolve_redactions(redact or []),
+        facts_world=facts_world if facts_world is not None else defaults["facts_world"],
+        version_store=str(defaults["version_store"]) if defaults["version_store"] else None,
+        canary_every_s=None if (no_canary or log_target is None) else canary_every, canary_per_domain=canary_size,
+        canary_tolerance=canary_tolerance,
     )
     serve(source, settings, log_level=_choice(log_level, ("critical", "error", "warning", "info", "debug"), "--log-level"),
           say=lambda line: typer.echo(line, err=True))

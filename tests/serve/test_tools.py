@@ -6,9 +6,9 @@ import copy
 import json
 
 from agent_forge.models import build_tiny_tokenizer, prompt_format
-from agent_forge.serve.prompts import render_chat
+from agent_forge.serve.chat import declared_calls
+from agent_forge.serve.prompts import render_chat, tools_preamble
 from agent_forge.serve.protocol import ChatMessage
-from agent_forge.serve.tools import parse_tool_calls, tools_preamble
 
 from .helpers import ALPHABET, TOOLS
 
@@ -17,7 +17,7 @@ TOKENIZER = build_tiny_tokenizer(ALPHABET)
 
 def test_calls_to_declared_tools_become_openai_tool_calls():
     text = 'ok <tool_call>{"name": "get_time", "arguments": {"tz": "utc"}}</tool_call><tool_call>{"name":"get_time"}'
-    content, calls = parse_tool_calls(text, ["get_time"])
+    content, calls = declared_calls(text, ["get_time"])
     assert content == "ok "
     assert [(c["type"], c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls] == [
         ("function", "get_time", {"tz": "utc"}), ("function", "get_time", {})]
@@ -26,7 +26,7 @@ def test_calls_to_declared_tools_become_openai_tool_calls():
 
 def test_undeclared_or_broken_calls_stay_text():
     for text in ('<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call>', "<tool_call>{not json}</tool_call>"):
-        assert parse_tool_calls(text, ["get_time"]) == (text, [])
+        assert declared_calls(text, ["get_time"]) == (text, [])
 
 
 def test_one_user_message_renders_as_the_agent_was_trained():

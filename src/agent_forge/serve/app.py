@@ -5,9 +5,12 @@
     GET  /v1/models              the one served model;  GET /v1/models/{id}
     POST /v1/chat/completions    chat.py
     POST /v1/completions         completions.py
+    POST /v1/feedback            feedback.py (thumbs up/down, corrections on a response id)
+    GET  /dashboard              the live dashboard page; GET /dashboard/data its numbers (dashboard.py)
 
 `create_app(settings, agent=...)` serves an agent already in memory (tests, benchmarks);
-`create_app(settings, source=path)` loads it in a background thread once the server starts.
+`create_app(settings, source=path)` loads it in a background thread once the server starts. The interaction
+log (`settings.log_target`) opens here, so a bad path or URL fails before the server starts.
 
 Exercise: `pytest tests/serve/test_server_openai.py`.
 """
@@ -19,13 +22,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Callable
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from . import responses as R
 from .chat import chat_completions
 from .completions import completions
+from .dashboard import dashboard_json, dashboard_page
 from .errors import APIError, install_error_handlers
+from .feedback import post_feedback
 from .middleware import GuardMiddleware
 from .settings import ServeSettings
 from .state import ServerState
@@ -36,7 +41,7 @@ def create_app(settings: ServeSettings, *, agent=None, source: str | Path | None
     if (agent is None) == (source is None):
         raise ValueError("give exactly one of agent= and source=")
     name = settings.model_name or model_name or "agent"
-    state = ServerState(settings, name)
+    state = ServerState(settings, name, _version(agent, source))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -85,7 +90,30 @@ def create_app(settings: ServeSettings, *, agent=None, source: str | Path | None
     async def complete(request: Request):
         return await _counted(state, "completions", completions(request, state))
 
+    @app.post("/v1/feedback")
+    async def feedback(request: Request):
+        return await post_feedback(request, state)
+
+    @app.get("/dashboard")
+    async def dashboard():
+        return dashboard_page(state)
+
+    @app.get("/dashboard/data")
+    async def dashboard_data(window: float = Query(3600.0, ge=60.0, le=7 * 86400.0),
+                             buckets: int = Query(30, ge=5, le=120)):
+        return await dashboard_json(state, window, buckets)
+
     return app
+
+
+def _version(agent, source) -> str:
+    """The served model's version name (`interactions.version_of` of its folder; in-memory agents: "in-memory")."""
+    from ..interactions import version_of
+
+    where = source if source is not None else getattr(agent, "source", None)
+    if where and Path(where).exists():
+        return version_of(where)
+    return "in-memory"
 
 
 async def _counted(state: ServerState, endpoint: str, handling):

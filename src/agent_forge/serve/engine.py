@@ -31,6 +31,11 @@ Admission: a prefill costs about one decode step whatever its size, so while a b
 gathered for up to `coalesce_s` (20 ms) unless they would fill the free rows anyway; an idle engine admits at
 once. In the 32-client load test (HTTP) this halved the number of prefills.
 
+Each finished answer says how sure the model was: `Event.confidence` is the router's confidence when an
+expert dispatch chose the weights (`Event.expert` names the expert), else, on the shared-batch path, the
+geometric mean probability of the tokens it emitted (under the untempered distribution); the thinking/hooks
+path without experts reports none.
+
 Events go back through each sequence's `sink` (the server passes `loop.call_soon_threadsafe`). The engine never
 raises into a request: a failed step ends the affected sequences with an error event and the engine goes on.
 
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import secrets
 import threading
 import time
@@ -83,6 +89,8 @@ class Event:
     completion_tokens: int = 0
     full_text: str = ""
     error: str | None = None
+    expert: str | None = None  # the expert whose weights answered (expert dispatch), if any
+    confidence: float | None = None  # see the module doc
 
 
 class Sequence:
@@ -103,6 +111,7 @@ class Sequence:
         self.generator = row_generator(params.seed) if params.temperature > 0 else None
         self.cancelled = False
         self.finished = False
+        self.logprob_sum = 0.0  # log-probabilities of the emitted tokens, for the answer's confidence
 
     def emit(self, event: Event) -> None:
         try:
@@ -277,9 +286,10 @@ class Engine:
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
                          **{self._cache_kw: cache}, **self._last_logits)
         cache = _cache_of(out, cache)
-        tokens = self._choose(out.logits[:, -1], sequences)
+        tokens, logprobs = self._choose(out.logits[:, -1], sequences)
         self.stats.prefills += 1
-        going = [row for row, (seq, token) in enumerate(zip(sequences, tokens)) if self._advance(seq, token)]
+        going = [row for row, (seq, token, lp) in enumerate(zip(sequences, tokens, logprobs))
+                 if self._advance(seq, token, lp)]
         if not going:
             return
         index = torch.tensor(going, dtype=torch.long, device=self.device)
@@ -297,11 +307,12 @@ class Engine:
                          position_ids=batch.next_position, use_cache=True, **{self._cache_kw: batch.cache})
         batch.cache = _cache_of(out, batch.cache)
         batch.next_position = batch.next_position + 1
-        tokens = self._choose(out.logits[:, -1], batch.items)
+        tokens, logprobs = self._choose(out.logits[:, -1], batch.items)
         self.stats.steps += 1
         self.stats.rows += len(batch)
         self.stats.max_rows = max(self.stats.max_rows, len(batch))
-        going = [row for row, (seq, token) in enumerate(zip(batch.items, tokens)) if self._advance(seq, token)]
+        going = [row for row, (seq, token, lp) in enumerate(zip(batch.items, tokens, logprobs))
+                 if self._advance(seq, token, lp)]
         batch.last_tokens = torch.tensor(tokens, dtype=torch.long, device=self.device)
         batch.keep(going)
 
@@ -316,21 +327,26 @@ class Engine:
         return torch.zeros(mask.shape, dtype=self._dtype, device=mask.device).masked_fill_(
             mask == 0, torch.finfo(self._dtype).min)[:, None, None, :]
 
-    def _choose(self, logits: torch.Tensor, sequences: Seq[Sequence]) -> list[int]:
+    def _choose(self, logits: torch.Tensor, sequences: Seq[Sequence]) -> tuple[list[int], list[float]]:
+        """Each row's next token, and its log-probability under the untempered distribution."""
         if self.suppressed is not None:
             # e.g. Quiet-STaR's thought delimiters: never emitted as text (as models.generate does)
             logits = logits.index_fill(-1, self.suppressed, float("-inf"))
-        return choose_tokens(
+        tokens = choose_tokens(
             logits, [s.params.temperature for s in sequences], [s.params.top_p for s in sequences],
             [s.generator for s in sequences],
         )
+        chosen = torch.tensor(tokens, dtype=torch.long, device=logits.device)[:, None]
+        logprobs = (logits.float().gather(-1, chosen)[:, 0] - torch.logsumexp(logits.float(), dim=-1)).tolist()
+        return tokens, logprobs
 
-    def _advance(self, seq: Sequence, token: int) -> bool:
+    def _advance(self, seq: Sequence, token: int, logprob: float = 0.0) -> bool:
         """Record one generated token; False when the sequence is finished (or cancelled) and leaves."""
         if seq.cancelled:
             seq.finished = True
             return False
         seq.generated.append(token)
+        seq.logprob_sum += logprob
         if seq.first_token_at is None:
             seq.first_token_at = time.monotonic()
         self.stats.tokens += 1
@@ -353,8 +369,9 @@ class Engine:
         if rest and seq.streaming:
             seq.emit(Event("delta", seq.index, text=rest))
         seq.finished = True
+        confidence = math.exp(seq.logprob_sum / len(seq.generated)) if seq.generated else None
         seq.emit(Event("done", seq.index, finish_reason=reason, completion_tokens=len(seq.generated),
-                       full_text=seq.stream.text))
+                       full_text=seq.stream.text, confidence=confidence))
 
     def _fail(self, seq: Sequence, message: str) -> None:
         if not seq.finished:
@@ -388,7 +405,8 @@ class Engine:
                 continue
             finally:
                 self._answering = 0
-            for seq, reply in zip(group, replies):
+            choices = _expert_choices(self.agent, len(group))
+            for seq, reply, choice in zip(group, replies, choices):
                 if seq.cancelled:
                     continue
                 seq.first_token_at = time.monotonic()
@@ -401,7 +419,17 @@ class Engine:
                     seq.emit(Event("delta", seq.index, text=visible, thoughts=list(reply.thoughts)))
                 seq.finished = True
                 seq.emit(Event("done", seq.index, finish_reason="length" if count >= max_tokens else "stop",
-                               completion_tokens=count, full_text=reply.text, thoughts=list(reply.thoughts)))
+                               completion_tokens=count, full_text=reply.text, thoughts=list(reply.thoughts),
+                               expert=choice[0], confidence=choice[1]))
+
+
+def _expert_choices(agent: Agent, n: int) -> list[tuple[str | None, float | None]]:
+    """(expert, router confidence) per prompt of the micro-batch just answered, from the dispatch hook."""
+    experts = agent.extensions.get("experts")
+    last = list(getattr(experts, "last", None) or [])
+    if experts is None or getattr(experts, "mode", "auto") != "auto" or len(last) != n:
+        return [(None, None)] * n  # no router decided (no experts, a fixed expert, or dispatch off)
+    return [(c.expert, float(c.confidence)) for c in last]
 
 
 def _accepts_4d_masks() -> bool:

@@ -88,6 +88,11 @@ class Generation:
         engine.submit(generation.sequences)
         return generation
 
+    @property
+    def ttft_s(self) -> float | None:
+        """Seconds from the request to its first text (None before any)."""
+        return None if self._first_text_at is None else max(0.0, self._first_text_at - self.started)
+
     async def events(self) -> AsyncIterator[Event]:
         """Every event of every answer until all are done; APIError 408 past the deadline, 500 on engine failure."""
         remaining = {seq.index for seq in self.sequences}

@@ -6,7 +6,14 @@
 * `agent_forge_requests_total{endpoint,status}`: finished requests by HTTP status;
 * `agent_forge_time_to_first_token_seconds`, `agent_forge_e2e_request_latency_seconds`: histograms;
 * `agent_forge_decode_steps_total`, `agent_forge_decode_rows_total` (their ratio is the mean batch size),
-  `agent_forge_prefills_total`: what the batching engine did.
+  `agent_forge_prefills_total`: what the batching engine did;
+* the interaction log: `agent_forge_log_commit_seconds` (one observation per group-commit transaction),
+  `agent_forge_log_writes_total` (writes committed), `agent_forge_log_failures_total` (requests refused with
+  503 because their row could not be committed), `agent_forge_feedback_total{rating}`,
+  `agent_forge_verified_answers_total{domain,correct}`;
+* the drift watch: `agent_forge_canary_accuracy_percent`, `agent_forge_canary_reference_percent` (the best of
+  the recent runs it is compared with), `agent_forge_canary_falling` (1 while the latest run is more than the
+  tolerance below its reference), `agent_forge_canary_runs_total`.
 
 Exercise: `curl localhost:8000/metrics` or `pytest tests/serve/test_server_openai.py`.
 """
@@ -37,6 +44,33 @@ class ServerMetrics:
                               buckets=LATENCY_BUCKETS, registry=r)
         self.e2e = Histogram("agent_forge_e2e_request_latency_seconds", "Time from request to its last byte.",
                              buckets=LATENCY_BUCKETS, registry=r)
+
+        self.log_commit = Histogram("agent_forge_log_commit_seconds", "Duration of one group-commit transaction.",
+                                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+                                    registry=r)
+        self.log_writes = Counter("agent_forge_log_writes", "Writes committed to the interaction log.", registry=r)
+        self.log_failures = Counter("agent_forge_log_failures", "Requests refused because their row could not be "
+                                    "committed.", registry=r)
+        self.feedback = Counter("agent_forge_feedback", "Feedback received, by rating.", ["rating"], registry=r)
+        self.verified = Counter("agent_forge_verified_answers", "Answers checked by a task verifier.",
+                                ["domain", "correct"], registry=r)
+        self.canary_accuracy = Gauge("agent_forge_canary_accuracy_percent", "Accuracy of the latest canary run.",
+                                     registry=r)
+        self.canary_reference = Gauge("agent_forge_canary_reference_percent",
+                                      "Best accuracy of the canary runs the latest one is compared with.", registry=r)
+        self.canary_falling = Gauge("agent_forge_canary_falling", "1 while the latest canary run is falling.",
+                                    registry=r)
+        self.canary_runs = Counter("agent_forge_canary_runs", "Canary runs evaluated by this server.", registry=r)
+
+    def log_committed(self, writes: int, seconds: float) -> None:
+        """The writer's callback after each transaction (called in the writer thread)."""
+        self.log_commit.observe(seconds)
+        self.log_writes.inc(writes)
+
+    def canary_result(self, accuracy: float, reference: float | None, falling: bool) -> None:
+        self.canary_accuracy.set(accuracy)
+        self.canary_reference.set(reference if reference is not None else float("nan"))
+        self.canary_falling.set(1 if falling else 0)
 
     def watch(self, running: Callable[[], float], waiting: Callable[[], float], stats: Callable[[], object]) -> None:
         """Read the running/waiting gauges and the engine's counters (`EngineStats` or None) at every scrape."""

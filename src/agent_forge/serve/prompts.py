@@ -8,6 +8,9 @@ the terminator (tool calls written in the model's `<tool_call>` convention), eac
 `<tool_response>...</tool_response>` and a newline, so a single user message renders exactly as
 `prompt_format(tokenizer).render(message)`.
 
+Tools reach the model through the chat template's `tools=` when the template renders them, otherwise through
+`tools_preamble` (a system text listing them and the call convention of `agent_forge.tools.calls`).
+
 Exercise: `pytest tests/serve/test_tools.py`.
 """
 
@@ -17,9 +20,18 @@ import json
 from typing import Any, Sequence
 
 from ..models import prompt_format
+from ..tools import TOOL_CALL_CLOSE, TOOL_CALL_OPEN, TOOL_RESPONSE_CLOSE, TOOL_RESPONSE_OPEN, render_call
 from .errors import APIError
 from .protocol import ChatMessage
-from .tools import tool_call_markup, tools_preamble
+
+
+def tools_preamble(tools: list[dict[str, Any]]) -> str:
+    """A system text declaring `tools` (OpenAI tool definitions) and how to call them, for plain prompts."""
+    listed = "\n".join(json.dumps(t.get("function", t), separators=(",", ":"), sort_keys=True) for t in tools)
+    return (
+        f"you may call these tools:\n<tools>\n{listed}\n</tools>\n"
+        f'to call one, answer {TOOL_CALL_OPEN}{{"name":<name>,"arguments":<json object>}}{TOOL_CALL_CLOSE}\n'
+    )
 
 
 def message_text(message: ChatMessage) -> str:
@@ -56,10 +68,10 @@ def _render_plain(tokenizer, messages: Sequence[ChatMessage], tools) -> str:
     for message in messages:
         text = message_text(message)
         if message.role == "assistant":
-            calls = "".join(tool_call_markup(c.function.name, c.function.arguments) for c in message.tool_calls or [])
+            calls = "".join(render_call(c.function.name, c.function.arguments) for c in message.tool_calls or [])
             parts.append(text + calls + terminator)
         elif message.role == "tool":
-            parts.append(f"<tool_response>{text}</tool_response>\n")
+            parts.append(f"{TOOL_RESPONSE_OPEN}{text}{TOOL_RESPONSE_CLOSE}\n")
         else:
             parts.append(text + "\n")
     return "".join(parts)

@@ -1,6 +1,8 @@
 """`agent-forge serve`: check what may be exposed, bind, start uvicorn, load the agent in the background.
 
 Ctrl-C (or SIGTERM) stops it gracefully (requests in flight get up to 5 s) and the command exits with 0.
+The app (and with it the interaction log) is built before the socket is bound, so a bad log path or an
+unreachable database is one `error:` line and nothing listens.
 
 The socket is bound here before uvicorn starts, so a port in use is one `error:` line (and `--port 0` picks a
 free port, which the start-up message names). Without an API key the server refuses non-loopback hosts and
@@ -42,6 +44,16 @@ def serve(source: str, settings: ServeSettings, *, log_level: str = "info", say=
 
     path, name = resolve_agent_source(source)
     check_exposure(settings)
+    failure: list[BaseException] = []
+    server: uvicorn.Server | None = None
+
+    def stop_on_load_error(exc: BaseException) -> None:
+        failure.append(exc)
+        if server is not None:
+            server.should_exit = True
+
+    # built before binding: a bad interaction log (path, URL, retention) is one error line and nothing listens
+    app = create_app(settings, source=path, model_name=name, on_load_error=stop_on_load_error)
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
@@ -52,15 +64,10 @@ def serve(source: str, settings: ServeSettings, *, log_level: str = "info", say=
         say(f"! Set --api-key KEY or {API_KEY_ENV} to require 'Authorization: Bearer KEY' (and to listen elsewhere).")
         say("!" * 100)
     say(f"serving {path} as model {served!r} on http://{shown}:{port}/v1 (loading; GET /health says 200 when ready)")
-    failure: list[BaseException] = []
-    server: uvicorn.Server | None = None
-
-    def stop_on_load_error(exc: BaseException) -> None:
-        failure.append(exc)
-        if server is not None:
-            server.should_exit = True
-
-    app = create_app(settings, source=path, model_name=name, on_load_error=stop_on_load_error)
+    state = app.state.forge
+    if state.log is not None:
+        say(f"logging every answer to {state.log.describe()} (version {state.model_version}); "
+            f"dashboard: http://{shown}:{port}/dashboard")
     config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     logger = logging.getLogger("agent_forge.serve")  # our messages (agent loaded, failures) beside uvicorn's

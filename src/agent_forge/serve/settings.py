@@ -4,6 +4,11 @@ No key configured means the server listens on the loopback interface only (127.0
 non-loopback `--host` without a key is refused before anything binds. Keys come from `--api-key` (repeatable)
 and from the `AGENT_FORGE_API_KEY` environment variable (comma-separated for several).
 
+The interaction log (`interactions.InteractionLog`): `log_target` is a SQLite file or a `postgresql://` URL
+(None: nothing is logged; the CLI's default is `interactions.sqlite` beside what it serves), with retention
+limits and the secrets to redact (the API keys always are). The drift watch's canary runs every
+`canary_every_s` seconds (None: off; it needs the log to keep its history).
+
 Exercise: `pytest tests/serve/test_settings.py`.
 """
 
@@ -37,6 +42,19 @@ class ServeSettings:
     request_timeout_s: float = 300.0  # a request still unanswered after this gets 408 and is dropped
     device: str | None = None
     dtype: str | None = None
+    # interaction log, feedback, dashboard, drift watch
+    log_target: str | None = None  # a SQLite path or a postgresql:// URL; None: no log
+    log_synchronous: str = "NORMAL"  # SQLite's mode: NORMAL survives a killed server, FULL also a power cut
+    retention_days: float | None = None
+    retention_rows: int | None = None
+    redact: tuple[str, ...] = ()  # secrets (literal, or "re:<pattern>") never written to the log
+    facts_world: int | None = None  # the knowledge-base seed `facts` prompts are verified against
+    model_version: str | None = None  # None: derived from what is served (`interactions.version_of`)
+    version_store: str | None = None  # the version store served from, for the dashboard's history
+    canary_every_s: float | None = None  # None: no drift watch
+    canary_per_domain: int = 6
+    canary_tolerance: float = 5.0  # points below the best of the recent runs that count as falling
+    max_feedback_bytes: int = 16_384  # larger feedback bodies get 413
 
     def __post_init__(self) -> None:
         positive = {
@@ -48,6 +66,12 @@ class ServeSettings:
             bad.append(f"max_prompt_tokens={self.max_prompt_tokens}")
         if self.request_timeout_s <= 0:
             bad.append(f"request_timeout_s={self.request_timeout_s}")
+        if self.canary_every_s is not None and self.canary_every_s < 0:
+            bad.append(f"canary_every_s={self.canary_every_s}")
+        if self.canary_per_domain < 1:
+            bad.append(f"canary_per_domain={self.canary_per_domain}")
+        if self.max_feedback_bytes < 1:
+            bad.append(f"max_feedback_bytes={self.max_feedback_bytes}")
         if not 0 <= self.port <= 65535:
             bad.append(f"port={self.port}")
         if bad:

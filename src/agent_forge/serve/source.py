@@ -1,4 +1,11 @@
-"""What `agent-forge serve RUN_OR_AGENT` serves: a run's agent, or an agent folder / GGUF file as given.
+"""What `agent-forge serve RUN_OR_AGENT` serves: a run's agent, a version store's current version, or an agent
+folder / GGUF file as given.
+
+A version store (`interactions.versions`: `versions/<name>/`, `CURRENT`, `history.jsonl`) serves
+`versions/<CURRENT>` under the store's folder name. `serving_defaults(source)` gives what the CLI fills in when
+not told: the interaction log `interactions.sqlite` in the run directory or version store (beside an agent
+folder or file otherwise), the version store itself, and the knowledge-base world that `facts` prompts are
+verified against (the run's `seed`, from its `config.yaml`, when the agent belongs to a run).
 
 The agent of a run is the `agent` output (the package stage's bundle) or else the `model` output of its last
 finished stage (`manifest.json`: stages in run order, status "done"), so `agent-forge serve runs/tiny` serves
@@ -13,7 +20,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from ..errors import ForgeError
+from ..interactions import current_version, is_store
 
 MANIFEST = "manifest.json"
 _GENERIC_NAMES = {"model", "packed", "agent"}
@@ -30,6 +40,8 @@ def resolve_agent_source(source: str) -> tuple[Path, str]:
         raise ForgeError(f"nothing to serve at {source}: give a run directory, an agent folder or a .gguf file")
     if (path / MANIFEST).is_file():
         return _run_agent(path)
+    if path.is_dir() and is_store(path):
+        return current_version(path)[1], path.resolve().name
     if path.is_dir() and not (path / "config.json").is_file():
         raise ForgeError(f"{path} is neither a run directory ({MANIFEST}) nor an agent folder (config.json)")
     name = path.stem if path.is_file() else path.resolve().name
@@ -57,3 +69,26 @@ def _run_agent(run_dir: Path) -> tuple[Path, str]:
                 raise ForgeError(f"run {run_dir}: the {stage} stage's {key} {path} is missing")
             return path, str(manifest.get("name") or run_dir.resolve().name)
     raise ForgeError(f"run {run_dir} has no finished stage with a model yet (see `agent-forge status {run_dir}`)")
+
+
+LOG_FILE = "interactions.sqlite"
+
+
+def serving_defaults(source: str) -> dict:
+    """{"log_path", "version_store", "facts_world"} for what `source` names (see the module doc)."""
+    path = Path(source).expanduser()
+    if not path.exists() and (Path("runs") / source / MANIFEST).is_file():
+        path = Path("runs") / source
+    path = path.resolve()
+    store = path if path.is_dir() and is_store(path) else None
+    run = next((p for p in [path, *path.parents] if (p / MANIFEST).is_file()), None)
+    home = store or run or path.parent
+    return {"log_path": home / LOG_FILE, "version_store": store, "facts_world": _run_seed(run) if run else None}
+
+
+def _run_seed(run_dir: Path) -> int | None:
+    try:
+        seed = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("seed")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None

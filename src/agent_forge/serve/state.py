@@ -4,6 +4,11 @@ The agent loads in a background thread while the server already answers (`/healt
 ready; so does every `/v1` route). `admit` enforces the concurrency limit: requests in flight (queued or
 generating) beyond `max_concurrent` get 429 at once instead of waiting without bound.
 
+The interaction log opens when the state is built (a wrong path or an unreachable database is an error
+before the server binds) and closes, after the engine stopped, at shutdown; the served model's version
+(`interactions.version_of`) is known from the start. The drift watch (`canary.CanaryWatch`) starts once the
+agent is loaded.
+
 Exercise: `pytest tests/serve/test_server_errors.py`.
 """
 
@@ -15,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..interactions import InteractionLog, Redactor, Retention
 from ..models import Agent, load_agent
 from .engine import Engine
 from .errors import APIError
@@ -25,10 +31,19 @@ log = logging.getLogger("agent_forge.serve")
 
 
 class ServerState:
-    def __init__(self, settings: ServeSettings, model_name: str):
+    def __init__(self, settings: ServeSettings, model_name: str, model_version: str = "unversioned"):
         self.settings = settings
         self.model_name = model_name
+        self.model_version = settings.model_version or model_version
         self.metrics = ServerMetrics()
+        self.log: InteractionLog | None = None
+        self.canary = None  # canary.CanaryWatch once the agent is loaded and a canary is configured
+        if settings.log_target is not None:
+            self.log = InteractionLog.open(
+                settings.log_target, synchronous=settings.log_synchronous,
+                retention=Retention(settings.retention_days, settings.retention_rows),
+                redactor=Redactor([*settings.api_keys, *settings.redact]), on_commit=self.metrics.log_committed,
+            )
         self.agent: Agent | None = None
         self.engine: Engine | None = None
         self.load_error: str | None = None
@@ -45,10 +60,19 @@ class ServerState:
     def attach(self, agent: Agent) -> None:
         """Serve this (already loaded) agent."""
         self.context_length = getattr(agent.model.config, "max_position_embeddings", None)
-        self.engine = Engine(agent, max_batch=self.settings.max_batch).start()
+        engine = Engine(agent, max_batch=self.settings.max_batch).start()
         self.agent = agent
-        log.info("serving %s as %r: %s, max batch %d", agent.source or "agent", self.model_name, agent.describe(),
-                 self.settings.max_batch)
+        if self.log is not None and self.settings.canary_every_s is not None:
+            from .canary import CanaryWatch
+
+            self.canary = CanaryWatch(self)  # in place before the engine is: /health says 200 with it there
+        self.engine = engine
+        log.info("serving %s as %r (version %s): %s, max batch %d", agent.source or "agent", self.model_name,
+                 self.model_version, agent.describe(), self.settings.max_batch)
+        if self.log is not None:
+            log.info("logging interactions to %s", self.log.describe())
+        if self.canary is not None:
+            self.canary.start()
 
     def load(self, source: Path, on_error: Callable[[BaseException], None] | None = None) -> None:
         """Load the agent at `source` and start serving it (run in a background thread)."""
@@ -63,8 +87,12 @@ class ServerState:
                 on_error(exc)
 
     def shutdown(self) -> None:
+        if self.canary is not None:
+            self.canary.stop()
         if self.engine is not None:
             self.engine.stop()
+        if self.log is not None:
+            self.log.close()  # after the engine: every answered request's row is already committed
 
     # --------------------------------------------------------------------------------------- requests
 
