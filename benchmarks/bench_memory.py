@@ -1,21 +1,29 @@
-"""Memory retrieval: recall@5 on the knowledge base (BM25 vs MiniLM vectors vs hybrid), and search speed over
-10,000 entries.
+"""Memory retrieval: recall@1/@5 on the knowledge base per embedder (MiniLM in bf16 and fp32, the agent's own
+hidden states per layer) and mode (BM25, vectors, hybrid), and search speed over 10,000 entries.
 
-    HF_HUB_OFFLINE=1 python benchmarks/bench_memory.py [--seed 0] [--questions 50] [--entries 10000] [--queries 200]
+    HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/bench_memory.py [--seed 0] [--questions 50]
+        [--entries 10000] [--queries 200] [--threads 1] [--agent runs/tiny/05-experts/model] [--layers all]
 
 Recall: the world's passages (`KnowledgeBase.build(seed).passages()`, one per person and per town) are written
-to a fresh store; for `facts` test questions of every level, `hit@5` is the share of questions whose first
-supporting passage (the person the question names) is among the top 5, and `support@5` the mean share of all
-supporting passages found (multi-hop questions name only the first person, so later hops are not findable from
-the question alone; that is what the agent's repeated `memory_search` calls are for).
+to a fresh store per embedder; for `facts` test questions of every level, `hit@k` is the share of questions whose
+first supporting passage (`meta["support"][0]`, the person the question names) is among the top k, and
+`support@5` the mean share of all supporting passages found (multi-hop questions name only the first person,
+so later hops are not findable from the question alone; that is what repeated `memory_search` calls are for).
+The agent embedder mean-pools one layer of the agent at `--agent` (skipped when the folder is missing); the
+line `default embedder` states which embedder measures better on vector hit@5 (then hit@1) and whether that
+is `memory.DEFAULT_EMBEDDER`.
+
 Speed: the store is filled to `--entries` items (knowledge-base statements of further worlds), and the median
-wall time of `search(query, 5)` per mode is measured (the vector and hybrid times include embedding the query
-with MiniLM; `vector (pre-embedded)` is the index alone). Needs the `memory` extra.
+wall time of `search(query, 5)` per mode is measured over distinct queries with the query cache off (every
+vector and hybrid query embeds its text with MiniLM). The breakdown lines give the query embedding alone per
+precision, and the index alone: the in-process numpy mirror (what `search` uses) and sqlite-vec's own scan.
+Needs the `memory` extra.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -23,32 +31,52 @@ from pathlib import Path
 
 import torch
 
-from agent_forge.memory import MemoryStore, MiniLMEmbedder
+from agent_forge.memory import DEFAULT_EMBEDDER, AgentEmbedder, MemoryStore, MiniLMEmbedder
 from agent_forge.tasks import KnowledgeBase, make_tasks
 
 MODES = ("bm25", "vector", "hybrid")
+GROUPS = {"levels 1-2 (one fact)": (1, 2), "levels 1-10": tuple(range(1, 11))}
 
 
-def recall(store: MemoryStore, seed: int, questions: int) -> dict[str, dict[str, float]]:
-    ids = {}
+def medians_ms(actions: dict, items: list) -> dict[str, float]:
+    """Median wall time of each action over `items`, in ms. The actions take turns on each item, so a load that
+    comes and goes on a shared machine weighs on all of them alike (their medians stay comparable)."""
+    times = {name: [] for name in actions}
+    for action in actions.values():
+        action(0)  # warm up (first calls allocate, the mirror loads)
+    for index in range(len(items)):
+        for name, action in actions.items():
+            begin = time.perf_counter()
+            action(index)
+            times[name].append(time.perf_counter() - begin)
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}
+
+
+def recall(embedder, path: Path, seed: int, questions: int, modes=MODES) -> dict[str, dict[str, tuple]]:
+    """{group: {mode: (hit@1, hit@5, support@5, n)}} in percent, from a fresh store at `path`."""
+    store = MemoryStore(path, embedder=embedder)
     for item_id, passage in KnowledgeBase.build(seed).passages():
-        ids[store.write(passage, tags=[item_id, "kb"])] = item_id
+        store.write(passage, tags=[item_id, "kb"])
     rows = {}
-    groups = {"levels 1-2 (one fact)": (1, 2), "levels 1-10": tuple(range(1, 11))}
-    for label, levels in groups.items():
+    for label, levels in GROUPS.items():
         tasks = [t for level in levels for t in make_tasks("facts", level, "test", questions, seed, world_seed=seed)]
-        for mode in MODES:
-            hit, support = 0, 0.0
+        for mode in modes:
+            hit1, hit5, support = 0, 0, 0.0
             for task in tasks:
-                found = {h.tags[0] for h in store.search(task.prompt, 5, mode=mode, tag="kb")}
+                found = [h.tags[0] for h in store.search(task.prompt, 5, mode=mode, tag="kb")]
                 wanted = task.meta["support"]
-                hit += wanted[0] in found
+                hit1 += wanted[0] in found[:1]
+                hit5 += wanted[0] in found
                 support += sum(w in found for w in wanted) / len(wanted)
-            rows.setdefault(label, {})[mode] = (100 * hit / len(tasks), 100 * support / len(tasks), len(tasks))
+            n = len(tasks)
+            rows.setdefault(label, {})[mode] = (100 * hit1 / n, 100 * hit5 / n, 100 * support / n, n)
+    store.close()
     return rows
 
 
-def speed(store: MemoryStore, entries: int, queries: int, seed: int) -> dict[str, float]:
+def speed(path: Path, entries: int, queries: int, seed: int) -> dict[str, float]:
+    embedder = MiniLMEmbedder(cache_size=0)  # every query is embedded: the uncached cost is what is measured
+    store = MemoryStore(path, embedder=embedder)
     texts, world = [], seed + 1
     while len(store) + len(texts) < entries:
         texts += KnowledgeBase.build(world).statements()
@@ -58,25 +86,65 @@ def speed(store: MemoryStore, entries: int, queries: int, seed: int) -> dict[str
     for chunk in range(0, len(texts), 500):
         store.write_many(texts[chunk:chunk + 500])
     fill = time.perf_counter() - start
-    prompts = [t.prompt for level in range(1, 11) for t in make_tasks("facts", level, "test", queries, seed + 7, world_seed=seed)]
-    prompts = prompts[:queries]
-    results = {"entries": len(store), "fill_s": fill}
-    for mode in MODES:
-        store.search(prompts[0], 5, mode=mode)  # warm up
-        times = []
-        for prompt in prompts:
-            begin = time.perf_counter()
-            store.search(prompt, 5, mode=mode)
-            times.append(time.perf_counter() - begin)
-        results[mode] = statistics.median(times) * 1000
-    vectors = store.embedder.encode(prompts)
-    times = []
-    for vector in vectors:
-        begin = time.perf_counter()
-        store.nearest(vector, 5)
-        times.append(time.perf_counter() - begin)
-    results["vector (pre-embedded)"] = statistics.median(times) * 1000
+    prompts = [t.prompt for level in range(1, 11) for t in make_tasks("facts", level, "test", queries, seed + 7,
+                                                                       world_seed=seed)]
+    prompts = list(dict.fromkeys(prompts))[:queries]  # distinct queries
+    results = {"entries": len(store), "fill_s": fill, "queries": len(prompts)}
+    vectors = list(embedder.encode(prompts))
+    scan = MemoryStore(path, embedder=embedder, mirror=False)
+    actions = {mode: (lambda i, mode=mode: store.search(prompts[i], 5, mode=mode)) for mode in MODES}
+    actions[f"query embedding ({embedder.resolved_precision()})"] = lambda i: embedder.encode([prompts[i]])
+    if embedder.resolved_precision() != "fp32":
+        fp32 = MiniLMEmbedder(precision="fp32", cache_size=0)
+        actions["query embedding (fp32)"] = lambda i: fp32.encode([prompts[i]])
+    actions["index: numpy mirror"] = lambda i: store.nearest(vectors[i], 5)
+    actions["index: sqlite-vec scan"] = lambda i: scan.nearest(vectors[i], 5)
+    results.update(medians_ms(actions, prompts))
+    results["integrity"] = store.integrity_check()
+    scan.close()
+    store.close()
     return results
+
+
+def agent_layers(path: str, spec: str) -> list[int]:
+    import json
+
+    layers = json.loads((Path(path) / "config.json").read_text())["num_hidden_layers"]
+    return list(range(layers + 1)) if spec == "all" else [int(x) for x in spec.split(",")]
+
+
+def recall_tables(args, folder: Path) -> None:
+    """Recall per embedder and mode, and which embedder measures better (the default's justification)."""
+    embedders = {"minilm": MiniLMEmbedder(), "minilm fp32": MiniLMEmbedder(precision="fp32")}
+    if Path(args.agent).is_dir():
+        from agent_forge.models import load_agent
+
+        agent = load_agent(args.agent)
+        for layer in agent_layers(args.agent, args.layers):
+            embedders[f"agent layer {layer}"] = AgentEmbedder(agent, layer=layer)
+    else:
+        print(f"(no agent at {args.agent}: the hidden-state embedder is not measured)")
+    print(f"recall on knowledge base seed {args.seed}, facts test questions ({args.questions} per level); "
+          f"minilm runs in {embedders['minilm'].resolved_precision()}:")
+    print(f"{'embedder':<16}{'questions':<24}{'mode':<8}{'hit@1':>8}{'hit@5':>8}{'support@5':>11}{'n':>6}")
+    vector_scores = {}
+    for number, (label, embedder) in enumerate(embedders.items()):
+        # BM25 does not depend on the embedder: measured once, with the first
+        modes = MODES if number == 0 else ("vector", "hybrid")
+        rows = recall(embedder, folder / f"recall-{number}.db", args.seed, args.questions, modes)
+        for group, by_mode in rows.items():
+            for mode, (hit1, hit5, support, n) in by_mode.items():
+                name = "(none)" if mode == "bm25" else label
+                print(f"{name:<16}{group:<24}{mode:<8}{hit1:>7.1f}%{hit5:>7.1f}%{support:>10.1f}%{n:>6}")
+        hit1, hit5 = rows["levels 1-10"]["vector"][:2]
+        vector_scores[label] = (hit5, hit1)
+    best_agent = max((k for k in vector_scores if k.startswith("agent")), key=vector_scores.get, default=None)
+    if best_agent:
+        winner = "minilm" if vector_scores["minilm"] >= vector_scores[best_agent] else best_agent
+        print(f"default embedder: {winner} (vector, levels 1-10: minilm hit@5 {vector_scores['minilm'][0]:.1f}% "
+              f"hit@1 {vector_scores['minilm'][1]:.1f}%; best agent layer, {best_agent}: hit@5 "
+              f"{vector_scores[best_agent][0]:.1f}% hit@1 {vector_scores[best_agent][1]:.1f}%); "
+              f"memory.DEFAULT_EMBEDDER = {DEFAULT_EMBEDDER!r}")
 
 
 def main() -> None:
@@ -86,22 +154,25 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--agent", default="runs/tiny/05-experts/model", help="agent folder for the hidden-state embedder")
+    parser.add_argument("--layers", default="all", help="agent layers to measure: all, or e.g. 2,4 (0 = embeddings)")
+    parser.add_argument("--speed-only", action="store_true", help="skip the recall tables")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    with tempfile.TemporaryDirectory() as folder:
-        store = MemoryStore(Path(folder) / "memory.db", embedder=MiniLMEmbedder())
-        rows = recall(store, args.seed, args.questions)
-        print(f"recall on knowledge base seed {args.seed} ({len(store)} passages), top 5, facts test questions:")
-        print(f"{'questions':<24}{'mode':<8}{'hit@5':>8}{'support@5':>11}{'n':>6}")
-        for label, modes in rows.items():
-            for mode, (hit, support, n) in modes.items():
-                print(f"{label:<24}{mode:<8}{hit:>7.1f}%{support:>10.1f}%{n:>6}")
-        results = speed(store, args.entries, args.queries, args.seed)
-        print(f"\nsearch over {results['entries']} entries (filled in {results['fill_s']:.1f} s, "
-              f"{args.threads} thread(s)), median of {args.queries} queries, k=5:")
-        for mode in (*MODES, "vector (pre-embedded)"):
-            print(f"  {mode:<24}{results[mode]:8.2f} ms")
-        print(f"integrity_check: {store.integrity_check()}")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        if not args.speed_only:
+            recall_tables(args, folder)
+        results = speed(folder / "speed.db", args.entries, args.queries, args.seed)
+        load = os.getloadavg()[0]  # the machine may be shared: the load says how much else was running
+        print(f"\nsearch over {results['entries']} entries (filled in {results['fill_s']:.1f} s, {args.threads} "
+              f"thread(s), load average {load:.1f} on {os.cpu_count()} CPUs), median of {results['queries']} "
+              "distinct uncached queries, k=5:")
+        for key, value in results.items():
+            if key in MODES or key.startswith(("query", "index")):
+                print(f"  {key:<28}{value:8.2f} ms")
+        print(f"integrity_check: {results['integrity']}")
 
 
 if __name__ == "__main__":

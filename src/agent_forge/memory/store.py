@@ -8,6 +8,8 @@ Every write is one `BEGIN IMMEDIATE` transaction over the item, its FTS5 row and
 `synchronous=FULL`: once `write` has returned, the item survives a kill of the process (or of the machine).
 Concurrent writers wait on SQLite's lock (`busy_timeout`); readers never block writers (WAL).
 The store remembers which embedder wrote its vectors and refuses another one.
+Vector search reads an in-process copy of the vectors (`vector_index.VectorMirror`, exact, ~1 ms over 10,000
+MiniLM vectors) kept current from the table before each search; `mirror=False` asks sqlite-vec's scan instead.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import ForgeError
-from .embed import MEMORY_EXTRA_HINT, make_embedder
+from .embed import DEFAULT_EMBEDDER, MEMORY_EXTRA_HINT, make_embedder
+from .vector_index import VectorMirror
 
 MODES = ("hybrid", "bm25", "vector")
 RRF_K = 60
@@ -76,7 +79,8 @@ def fts_query(text: str) -> str:
 class MemoryStore:
     """Text items with tags, searchable by BM25, by vector similarity, or by both (hybrid)."""
 
-    def __init__(self, path: str | os.PathLike, *, embedder="minilm", timeout_s: float = 60.0):
+    def __init__(self, path: str | os.PathLike, *, embedder=DEFAULT_EMBEDDER, timeout_s: float = 60.0,
+                 mirror: bool = True):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.embedder = make_embedder(embedder)
@@ -88,6 +92,7 @@ class MemoryStore:
         self._db.execute("PRAGMA synchronous = FULL")
         self.vectors = False
         self._setup()
+        self._mirror = VectorMirror(self.embedder.dim) if (self.vectors and mirror) else None
 
     def _retry(self, action, attempts: int = 50):
         for attempt in range(attempts):
@@ -186,8 +191,17 @@ class MemoryStore:
         """(id, similarity) by vector search, best first; [] without vectors."""
         if not self.vectors:
             return []
-        vector = self.embedder.encode([query])[0] if isinstance(query, str) else np.asarray(query, dtype=np.float32)
+        if isinstance(query, str):
+            encode_query = getattr(self.embedder, "encode_query", None)  # cached where the embedder offers it
+            vector = encode_query(query) if encode_query else self.embedder.encode([query])[0]
+        else:
+            vector = np.asarray(query, dtype=np.float32)
+        if vector.shape != (self.embedder.dim,):
+            raise ValueError(f"query vector must have shape ({self.embedder.dim},), got {vector.shape}")
         with self._lock:
+            if self._mirror is not None:
+                self._mirror.sync(self._db)
+                return self._mirror.search(vector, k)
             rows = self._db.execute("SELECT rowid, distance FROM items_vec WHERE embedding MATCH ? AND k = ? "
                                     "ORDER BY distance", (vector.astype(np.float32).tobytes(), k)).fetchall()
         return [(r[0], 1.0 - r[1] ** 2 / 2) for r in rows]  # unit vectors: cosine from L2 distance

@@ -10,7 +10,7 @@ from agent_forge.stages.curriculum.episodes import (
     Episode, TaskMixer, learning_signal_weights, load_organic_pairs, retrieval_prompt, sample_train_task, self_awareness_prefix,
 )
 from agent_forge.stages.curriculum.multi_agent import critic_episodes, verdict_scorer
-from agent_forge.stages.curriculum.retrieval import BM25Retriever
+from agent_forge.memory.bm25 import BM25Retriever
 from agent_forge.stages.curriculum.rollout import Sample
 from agent_forge.tasks import KnowledgeBase, split_of_task
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import ForgeError
+from ...memory.bm25 import BM25Retriever
 from ...tasks import DOMAINS, KnowledgeBase, Task, split_of_task, verify
-from .retrieval import BM25Retriever
 
 KINDS = ("organic", "synthetic", "retrieval", "multi_agent")
 ROLLED_OUT = ("synthetic", "retrieval", "multi_agent")

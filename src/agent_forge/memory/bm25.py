@@ -1,11 +1,15 @@
-"""A small BM25 retriever over knowledge-base passages, for the curriculum's retrieval-augmented tasks.
+"""A small in-memory BM25 retriever over a fixed list of passages (no SQLite): the curriculum's
+retrieval-augmented tasks rank knowledge-base statements with it.
 
 Passages and queries are split into lower-case word tokens; a passage's score is the BM25 sum over the query's
-terms (k1 = 1.5, b = 0.75, the usual defaults). The prompt of a retrieval task carries the top hits plus
-distractor passages, shuffled, so the model must read the context rather than trust position. The tools stage
-may later swap in its own memory behind the same `search` call.
+terms (k1 = 1.5, b = 0.75, the usual defaults). The store's own BM25 (`MemoryStore.bm25`, SQLite FTS5) ranks a
+persistent, growing memory; this one is pure Python so its scores are exactly reproducible (the curriculum's
+prompts, and so its training data, depend on them: keep the arithmetic as it is).
 
-Exercise: `python -m agent_forge.stages.curriculum.retrieval` prints the hits for a sample facts question.
+    retriever = BM25Retriever(["bob lives in zuma.", "ann lives in kora."])
+    retriever.search("where does ann live?", 1)   # [1]
+
+Exercise: `pytest tests/memory/test_bm25.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import re
 from collections import Counter
 from typing import Sequence
 
-from ...errors import ForgeError
+from ..errors import ForgeError
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -52,16 +56,3 @@ class BM25Retriever:
         """Indices of the `k` best passages, best first (ties broken by passage order, deterministically)."""
         scored = self.scores(query)
         return sorted(range(len(scored)), key=lambda i: (-scored[i], i))[:k]
-
-
-if __name__ == "__main__":
-    import random
-
-    from ...tasks import DOMAINS, KnowledgeBase
-
-    kb = KnowledgeBase.build(0)
-    retriever = BM25Retriever(kb.statements())
-    task = DOMAINS["facts"].sample(1, random.Random(0))
-    print(task.prompt)
-    for i in retriever.search(task.prompt, 3):
-        print("  hit:", retriever.passages[i])
