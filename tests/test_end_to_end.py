@@ -156,8 +156,11 @@ def test_the_package_bundle_evaluates_exactly_as_the_agent_that_entered(smoke_ru
     tasks = task_grid(pc.domains, pc.levels, "test", pc.test_items_per_level, cfg.seed, world_seed=cfg.seed)
     metrics = _metrics(run_dir, "package")
     bundle_dir = run_dir / "09-package" / "agent"
-    bundle, entering = load_agent(bundle_dir), load_agent(run_dir / "05-experts" / "model")
-    assert bundle.packed and bundle.ternary and bundle.thinks and "experts" in bundle.extensions
+    bundle, entering = load_agent(bundle_dir), load_agent(run_dir / "07-tools" / "model")
+    assert bundle.packed and bundle.ternary and bundle.thinks and {"experts", "tools"} <= set(bundle.extensions)
+    # the memory travels in the bundle, and opening it (twice) leaves the hashed bundle intact
+    assert (bundle_dir / "memory.db").is_file()
+    load_agent(bundle_dir)
     a = evaluate(entering.model, entering.tokenizer, tasks, batch_size=pc.eval_batch_size)
     b = evaluate(bundle.model, bundle.tokenizer, tasks, batch_size=pc.eval_batch_size)
     if not metrics["int8_embeddings"]["applied"] or metrics["int8_embeddings"]["test_items_changed"] == 0:

@@ -14,14 +14,18 @@ STAGES: dict[str, str] = {
     "bitnet": "agent_forge.stages.bitnet:run",
     "curriculum": "agent_forge.stages.curriculum:run",
     "experts": "agent_forge.stages.experts:run",
+    "tools": "agent_forge.stages.tools:run",
     "package": "agent_forge.stages.package:run",
 }
 
 # the original design's later stages, named so that configs may list them and get a clear "not implemented"
-PLANNED_STAGES = ["baking", "tools", "adas"]
+PLANNED_STAGES = ["baking", "adas"]
 
 # the stage that closes every run (the deployable bundle): after the planned stages too, whatever lands later
 FINAL_STAGE = "package"
 
-# a stage's directory is `NN-<name>` with NN its position here, whatever subset of stages a run uses
-STAGE_ORDER = [*(s for s in STAGES if s != FINAL_STAGE), *PLANNED_STAGES, FINAL_STAGE]
+# a stage's directory is `NN-<name>` with NN its position here, whatever subset of stages a run uses; the
+# original design's order, planned stages included, so that a directory keeps its number when they land
+STAGE_ORDER = ["seed", "evomerge", "quietstar", "bitnet", "curriculum", "experts", "baking", "tools", "adas",
+               FINAL_STAGE]
+assert set(STAGES) | set(PLANNED_STAGES) == set(STAGE_ORDER)

@@ -27,6 +27,7 @@ class EvalReport:
 
     items: list[tuple[str, str, int, float]]
     loglik: list[float] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)  # the generated text per item (generation path only)
 
     @property
     def accuracy(self) -> float:
@@ -81,18 +82,21 @@ def evaluate(
     return EvalReport(items=items, loglik=loglik)
 
 
-def evaluate_agent(agent, tasks: Sequence[Task], method: Literal["fast", "generate"] = "fast", batch_size: int = 64) -> EvalReport:
+def evaluate_agent(agent, tasks: Sequence[Task], method: Literal["fast", "generate"] = "fast", batch_size: int = 64,
+                   *, think: bool | None = None) -> EvalReport:
     """`evaluate` for a loaded agent, as it answers: an agent that dispatches prompts to experts (an extension
     with `route` and `using`, e.g. SVF experts) is scored with each task under the weights its dispatch picks
     (tasks grouped by choice), and the generation path answers through `inference.answer`, so an agent with a
     Quiet-STaR head thinks before each answer token as it does in chat. The fast path scores the ordinary
-    (no-thought) predictions."""
+    (no-thought) predictions. An agent with tools answers with them on the generation path (calls executed,
+    the verifier scoring the text after the last tool response); `think=False` answers without thoughts."""
     groups = dispatch_groups(agent, [t.prompt for t in tasks])
     if groups is None:
-        return _evaluate_plainly(agent, tasks, method, batch_size)
+        return _evaluate_plainly(agent, tasks, method, batch_size, think)
     dispatcher, by_choice = groups
     items: list = [None] * len(tasks)
     loglik: list = [None] * len(tasks)
+    answers: list = [None] * len(tasks)
     saved_mode = dispatcher.mode
     try:
         for choice, indices in by_choice.items():
@@ -100,17 +104,20 @@ def evaluate_agent(agent, tasks: Sequence[Task], method: Literal["fast", "genera
             if method == "generate":
                 # answer()'s own hook applies the expert: pin the dispatch to this group's choice
                 dispatcher.mode = choice or "off"
-                part = _evaluate_plainly(agent, part_tasks, method, batch_size)
+                part = _evaluate_plainly(agent, part_tasks, method, batch_size, think)
             else:
                 with dispatcher.using(agent.model, choice):
-                    part = _evaluate_plainly(agent, part_tasks, method, batch_size)
+                    part = _evaluate_plainly(agent, part_tasks, method, batch_size, think)
             for k, i in enumerate(indices):
                 items[i] = part.items[k]
                 if part.loglik:
                     loglik[i] = part.loglik[k]
+                if part.answers:
+                    answers[i] = part.answers[k]
     finally:
         dispatcher.mode = saved_mode
-    return EvalReport(items=items, loglik=[x for x in loglik if x is not None])
+    return EvalReport(items=items, loglik=[x for x in loglik if x is not None],
+                      answers=[a for a in answers if a is not None])
 
 
 def dispatch_groups(agent, prompts: Sequence[str]):
@@ -126,15 +133,26 @@ def dispatch_groups(agent, prompts: Sequence[str]):
     return None
 
 
-def _evaluate_plainly(agent, tasks: Sequence[Task], method: str, batch_size: int) -> EvalReport:
+def _evaluate_plainly(agent, tasks: Sequence[Task], method: str, batch_size: int, think: bool | None = None) -> EvalReport:
     if method != "generate":
         return evaluate(agent.model, agent.tokenizer, tasks, method=method, batch_size=batch_size)
     from ..inference import answer
+    from ..tools import final_answer
     from .generation import _max_new_tokens
 
     if not tasks:
         return EvalReport(items=[])
-    replies = answer(agent, [t.prompt for t in tasks], max_new_tokens=_max_new_tokens(agent.tokenizer, tasks, 8),
-                     batch_size=batch_size)
-    items = [(t.task_id, t.domain, t.level, verify(t, r.text)) for t, r in zip(tasks, replies)]
-    return EvalReport(items=items)
+    tools = agent.extensions.get("tools")
+    budget = _max_new_tokens(agent.tokenizer, tasks, 8)
+    options = {}
+    if tools is not None:  # each round writes a call (or the answer): room for a call, and a round per call
+        budget = max(budget, TOOL_ROUND_TOKENS)
+        options["max_hook_rounds"] = tools.max_calls
+    replies = answer(agent, [t.prompt for t in tasks], max_new_tokens=budget, batch_size=batch_size, think=think,
+                     **options)
+    texts = [r.text for r in replies]
+    items = [(t.task_id, t.domain, t.level, verify(t, final_answer(text))) for t, text in zip(tasks, texts)]
+    return EvalReport(items=items, answers=texts)
+
+
+TOOL_ROUND_TOKENS = 192  # tokens per generation round of a tool-using agent: a rewritten question and a call

@@ -63,8 +63,13 @@ def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None)
         device = dtype = None  # a packed export runs where its kernel does: the CPU, in float32
     agent = load_agent(path, device=device, dtype=dtype)
     tasks = suite_tasks(report_cfg, seed)
-    # as the agent answers: an agent that dispatches to experts is scored under the weights it picks
-    report = evaluate_agent(agent, tasks, method="fast", batch_size=report_cfg.batch_size)
+    # as the agent answers: an agent that dispatches to experts is scored under the weights it picks, and one
+    # with tools by generation with its calls executed (teacher forcing cannot run a tool)
+    uses_tools = "tools" in agent.extensions
+    report = evaluate_agent(agent, tasks, method="generate" if uses_tools else "fast", batch_size=report_cfg.batch_size,
+                            think=False)
+    method = ("generate (greedy, tool calls executed, no thinking, dispatch applied)" if uses_tools
+              else "fast (teacher-forced, no thinking, dispatch applied)")
     by_domain = {d: round(v, 2) for d, v in report.by_domain.items()}
     prompts = [t.prompt for t in tasks[:: max(1, len(tasks) // report_cfg.speed_prompts)]][: report_cfg.speed_prompts]
     answer(agent, prompts[:1], max_new_tokens=2, batch_size=1)  # warm-up: kernels, caches
@@ -80,7 +85,7 @@ def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None)
             "by_domain": by_domain,
             "by_domain_level": report.to_dict()["by_domain_level"],
             "n": len(tasks),
-            "method": "fast (teacher-forced, no thinking, dispatch applied)",
+            "method": method,
         },
         "size_bytes": size_on_disk(path),
         "decode_tokens_per_s": round(new_tokens / seconds, 1) if seconds > 0 else None,

@@ -67,6 +67,8 @@ def answer(
     """
     active = agent_hooks(agent, hooks)
     thinking = agent.thinks if think is None else (think and agent.thinks)
+    # a hook may ask generation to pause at a string (a tool call's end), so that it can act there
+    stop = list(dict.fromkeys([*(stop or ()), *(s for h in active for s in getattr(h, "stop_strings", ()))])) or None
     with ExitStack() as stack:
         for hook in active:
             context = getattr(hook, "context", None)
@@ -76,11 +78,9 @@ def answer(
                             skip_special_tokens=not keep_special_tokens)
         continuers = [h for h in active if hasattr(h, "continue_after")]
         if continuers:
-            replies = [
-                _continue(agent, prompt, reply, continuers, thinking, max_hook_rounds, max_new_tokens=max_new_tokens,
-                          temperature=temperature, seed=seed, stop=stop, render=render)
-                for prompt, reply in zip(prompts, replies)
-            ]
+            replies = _continue(agent, list(prompts), replies, continuers, thinking, max_hook_rounds,
+                                max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, stop=stop,
+                                render=render, batch_size=batch_size)
     return replies
 
 
@@ -102,25 +102,32 @@ def _generate(agent: Agent, prompts: list[str], thinking: bool, *, max_new_token
     return [Reply(t) for t in texts]
 
 
-def _continue(agent: Agent, prompt: str, reply: Reply, hooks: list[Any], thinking: bool, rounds: int,
-              **options) -> Reply:
-    """Let hooks extend one answer (e.g. with a tool result) and generate on from there, `rounds` times at most."""
-    text, thoughts = reply.text, list(reply.thoughts)
+def _continue(agent: Agent, prompts: list[str], replies: list[Reply], hooks: list[Any], thinking: bool, rounds: int,
+              *, max_new_tokens: int, temperature: float, seed: int, stop, render: bool, batch_size: int) -> list[Reply]:
+    """Let hooks extend the answers (e.g. with a tool result) and generate on from there, `rounds` times at most.
+
+    Round by round, every answer a hook extended is continued in one batched generation (a tool-using agent
+    answering many prompts costs a few batched passes, not one pass per call).
+    """
+    texts = [r.text for r in replies]
+    thoughts = [list(r.thoughts) for r in replies]
+    active = list(range(len(prompts)))
+    fmt = prompt_format(agent.tokenizer) if render else None
     for _ in range(rounds):
-        addition = next((a for h in hooks if (a := h.continue_after(agent, prompt, text)) is not None), None)
-        if addition is None:
+        extended = []
+        for i in active:
+            addition = next((a for h in hooks if (a := h.continue_after(agent, prompts[i], texts[i])) is not None), None)
+            if addition is not None:
+                texts[i] += addition
+                extended.append(i)
+        if not extended:
             break
-        text += addition
         # the continuation is generated after the prompt and everything answered so far, as one rendered turn
-        more = _generate_after(agent, prompt, text, thinking, **options)
-        text += more.text
-        thoughts += more.thoughts
-    return Reply(text, thoughts)
-
-
-def _generate_after(agent: Agent, prompt: str, so_far: str, thinking: bool, *, max_new_tokens: int,
-                    temperature: float, seed: int, stop, render: bool) -> Reply:
-    """Continue an answer: the rendered prompt plus the text so far, generated on without re-rendering."""
-    rendered = prompt_format(agent.tokenizer).render(prompt) if render else prompt
-    return _generate(agent, [rendered + so_far], thinking, max_new_tokens=max_new_tokens, temperature=temperature,
-                     seed=seed, batch_size=1, stop=stop, render=False, progress=False)[0]
+        so_far = [(fmt.render(prompts[i]) if fmt else prompts[i]) + texts[i] for i in extended]
+        more = _generate(agent, so_far, thinking, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                         batch_size=batch_size, stop=stop, render=False, progress=False)
+        for i, reply in zip(extended, more):
+            texts[i] += reply.text
+            thoughts[i] += reply.thoughts
+        active = extended
+    return [Reply(t, th) for t, th in zip(texts, thoughts)]

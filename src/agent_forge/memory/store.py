@@ -80,18 +80,27 @@ class MemoryStore:
     """Text items with tags, searchable by BM25, by vector similarity, or by both (hybrid)."""
 
     def __init__(self, path: str | os.PathLike, *, embedder=DEFAULT_EMBEDDER, timeout_s: float = 60.0,
-                 mirror: bool = True):
+                 mirror: bool = True, read_only: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self.embedder = make_embedder(embedder)
         self._lock = threading.Lock()
         self._sqlite = sqlite_module() if self.embedder is not None else sqlite3
-        self._db = self._sqlite.connect(str(self.path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
-        self._retry(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
-        self._db.execute("PRAGMA synchronous = FULL")
+        if read_only:
+            # a snapshot inside a hashed agent bundle: opened so that SQLite writes nothing, not even WAL sidecars
+            if not self.path.is_file():
+                raise ForgeError(f"memory {self.path} does not exist")
+            self._db = self._sqlite.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                                            isolation_level=None, check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._sqlite.connect(str(self.path), timeout=timeout_s, isolation_level=None,
+                                            check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            self._retry(lambda: self._db.execute("PRAGMA journal_mode = WAL"))
+            self._db.execute("PRAGMA synchronous = FULL")
         self.vectors = False
-        self._setup()
+        self._setup_read_only() if read_only else self._setup()
         self._mirror = VectorMirror(self.embedder.dim) if (self.vectors and mirror) else None
 
     def _retry(self, action, attempts: int = 50):
@@ -132,6 +141,21 @@ class MemoryStore:
             db.execute("ROLLBACK")
             raise
 
+    def _setup_read_only(self) -> None:
+        try:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+        except self._sqlite.DatabaseError as error:
+            raise ForgeError(f"memory {self.path} is not a memory store ({error})") from None
+        stored = json.loads(row[0]) if row else None
+        if self.embedder is not None and stored is not None:
+            wanted = {"name": self.embedder.name, "dim": self.embedder.dim}
+            if stored != wanted:
+                raise ForgeError(f"memory {self.path} holds {stored['name']} vectors; opened with {wanted['name']}")
+            _load_vec(self._db)
+            self.vectors = True
+        elif stored is not None:
+            self._stored_embedder = stored
+
     # -- writing --------------------------------------------------------------------------------------------
     def write(self, text: str, tags: Iterable[str] = ()) -> int:
         """Store one item; returns its id after the commit (the write is durable from then on)."""
@@ -139,6 +163,8 @@ class MemoryStore:
 
     def write_many(self, texts: Sequence[str], tags: Sequence[Iterable[str]] | None = None) -> list[int]:
         """Store several items in one transaction (all or none); their ids in order."""
+        if self.read_only:
+            raise ForgeError(f"memory {self.path} is opened read-only (a snapshot inside an agent bundle)")
         texts = [str(t) for t in texts]
         tag_lists = [list(map(str, t)) for t in (tags if tags is not None else [()] * len(texts))]
         if len(tag_lists) != len(texts):

@@ -10,10 +10,11 @@ MEMORY_TOOLS = ("memory_search", "memory_write")
 MAX_K = 20
 
 
-def register_memory_tools(registry, store: MemoryStore, names: Sequence[str] = MEMORY_TOOLS):
-    """Add the memory tools (all, or those in `names`) over `store` to a `tools.ToolRegistry`."""
+def register_memory_tools(registry, store: MemoryStore, names: Sequence[str] = MEMORY_TOOLS, *, default_k: int = 5):
+    """Add the memory tools (all, or those in `names`) over `store` to a `tools.ToolRegistry`; a search that
+    names no k returns `default_k` passages."""
 
-    def memory_search(query: str, k: int = 5) -> str:
+    def memory_search(query: str, k: int = default_k) -> str:
         """Search the shared memory for the passages most relevant to a query.
 
         Args:

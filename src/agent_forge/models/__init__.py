@@ -8,7 +8,7 @@ from .device import default_device, default_dtype, resolve_device, resolve_dtype
 from .loading import check_gguf_file, check_safetensors_file, load_model
 from .generation import completion_text, generate, generate_groups, generate_token_ids
 from .logprobs import token_logprobs
-from .prompting import IGNORE_INDEX, PromptFormat, encode_pairs, pad_id, prompt_format
+from .prompting import IGNORE_INDEX, PromptFormat, encode_pairs, encode_segments, pad_id, prompt_format
 from .saving import save_model, write_model_files
 from .agent import Agent, Thoughts, load_agent, save_agent, with_thoughts
 from .special_tokens import add_special_tokens
@@ -32,6 +32,7 @@ __all__ = [
     "default_device",
     "default_dtype",
     "encode_pairs",
+    "encode_segments",
     "generate",
     "generate_groups",
     "generate_token_ids",

@@ -36,6 +36,7 @@ import torch
 from ..errors import ForgeError
 from ..utils.atomic import atomic_directory
 from .formats.ternary import (
+    PackedBitLinear,
     is_packed_export,
     is_ternary,
     is_ternary_checkpoint,
@@ -188,7 +189,8 @@ def load_agent(source: str | os.PathLike, *, device=None, dtype=None) -> Agent:
         agent = Agent(model, tokenizer, source=path, packed=True)
     else:
         model, tokenizer = load_model(str(source), device=device, dtype=dtype)
-        agent = Agent(model, tokenizer, source=path)
+        # a ternary GGUF export (`agent-forge export --gguf`) loads with packed layers: inference only, like a packed folder
+        agent = Agent(model, tokenizer, source=path, packed=any(isinstance(m, PackedBitLinear) for m in model.modules()))
     if path.is_dir():
         for extension in EXTENSIONS:
             extension.restore(agent, path)

@@ -45,6 +45,15 @@ def load_model(
     path = Path(source).expanduser()
     if not path.exists():
         raise ForgeError(f"model not found: {path}")
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        with _gguf_read_once():  # the export check and the load share one parse of the file
+            if _is_ternary_gguf_export(path):
+                return _load_ternary_gguf(path, device, dtype)
+            return _load_resolved(path, device, dtype)
+    return _load_resolved(path, device, dtype)
+
+
+def _load_resolved(path: Path, device, dtype):
     device = resolve_device(device)
     dtype = resolve_dtype(dtype, device)
     if path.is_file():
@@ -151,6 +160,33 @@ def _load_gguf(path: Path, dtype: torch.dtype):
         except Exception as exc:
             raise ForgeError(f"cannot load GGUF {path}: {_first_line(exc)}") from None
     _forget_gguf_origin(model)
+    return model, tokenizer
+
+
+def _is_ternary_gguf_export(path: Path) -> bool:
+    """A GGUF written by `agent-forge export --gguf` with ternary tensors: codes plus `.scale` tensors, which
+    transformers' GGUF loader would ignore (it would load the codes unscaled), so it is loaded by our reader."""
+    check_gguf_file(path)
+    from .formats.gguf_export import is_forge_ternary_gguf
+
+    return is_forge_ternary_gguf(path)
+
+
+def _load_ternary_gguf(path: Path, device, dtype):
+    """The exported ternary GGUF as a model with packed BitNet layers (CPU, fp32: the kernel's only target)."""
+    from .formats.gguf_export import load_gguf_model
+
+    on_cpu = device in (None, "auto") or torch.device(device).type == "cpu"
+    if not on_cpu or dtype not in (None, "auto", "float32", torch.float32):
+        raise ForgeError(f"{path} is a ternary GGUF export: it runs on the CPU in float32 only")
+    log.info("loading %s (ternary GGUF export, packed layers)", path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception as exc:
+        raise ForgeError(f"cannot load the tokenizer of GGUF {path}: {_first_line(exc)}") from None
+    model = load_gguf_model(path)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
 
 

@@ -169,3 +169,45 @@ def encode_pairs(
         "answer_spans": spans,
         "prompt_lengths": [len(p) for p in prompt_ids],
     }
+
+
+Segment = tuple[str, bool]  # (text, trained on): False for text the runtime wrote, e.g. a tool's response
+
+
+def encode_segments(
+    tokenizer, prompts: Sequence[str], completions: Sequence[Sequence[Segment]], fmt: PromptFormat | None = None,
+) -> dict[str, Any]:
+    """`encode_pairs` for completions made of segments, some written by the model and some by the runtime.
+
+    A tool-using answer interleaves the model's text (calls, the final answer) with the runtime's (tool
+    responses): labels cover the model's segments and the terminator, never the runtime's, so neither
+    supervised training nor policy gradient teaches the model to produce what a tool returns. Segments are
+    tokenized one by one and concatenated, as generation sees them when the runtime appends a response.
+    """
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    fmt = fmt or prompt_format(tokenizer)
+    prompt_ids = fmt.encode_prompts(prompts)
+    rows, targets = [], []
+    for p, segments in zip(prompt_ids, completions):
+        ids, train = list(p), [False] * len(p)
+        texts = [t for t, _ in segments if t]
+        encoded = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        for piece, (_, trained) in zip(encoded, [s for s in segments if s[0]]):
+            ids += piece
+            train += [trained] * len(piece)
+        ids.append(fmt.terminator_id)
+        train.append(True)
+        rows.append(ids)
+        targets.append(train)
+    width = max((len(r) for r in rows), default=0)
+    input_ids = torch.full((len(rows), width), pad_id(tokenizer), dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    for i, (row, train) in enumerate(zip(rows, targets)):
+        input_ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        attention_mask[i, : len(row)] = 1
+        mask = torch.tensor(train, dtype=torch.bool)
+        labels[i, : len(row)] = torch.where(mask, input_ids[i, : len(row)], torch.full_like(mask, IGNORE_INDEX, dtype=torch.long))
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+            "prompt_lengths": [len(p) for p in prompt_ids]}

@@ -18,10 +18,13 @@ from tokenizers import AddedToken
 from ..errors import ForgeError
 
 
-def add_special_tokens(model, tokenizer, tokens: Sequence[str], init_from: str | None = None) -> list[int]:
+def add_special_tokens(model, tokenizer, tokens: Sequence[str], init_from: str | None = None, *,
+                       special: bool = True) -> list[int]:
     """Register `tokens` as special tokens, grow the embeddings to fit, initialise the new rows; return their ids.
 
-    Tokens the tokenizer already has as added tokens keep their ids and rows untouched.
+    Tokens the tokenizer already has as added tokens keep their ids and rows untouched. `special=False` adds
+    them as plain added tokens (never split, but kept by `decode(skip_special_tokens=True)`): tool-call markers
+    are text the runtime must see, as in Hermes-style chat models.
     """
     tokens = list(tokens)
     if not tokens or any(not isinstance(t, str) or not t for t in tokens):
@@ -30,8 +33,9 @@ def add_special_tokens(model, tokenizer, tokens: Sequence[str], init_from: str |
     known = set(getattr(tokenizer, "added_tokens_encoder", {}))
     fresh = [t for t in dict.fromkeys(tokens) if t not in known]
     if fresh:
-        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in fresh], special_tokens=True)
-        _register_as_extra_special(tokenizer, fresh)
+        tokenizer.add_tokens([AddedToken(t, special=special, normalized=False) for t in fresh], special_tokens=special)
+        if special:
+            _register_as_extra_special(tokenizer, fresh)
     ids = tokenizer.convert_tokens_to_ids(tokens)
     fresh_ids = tokenizer.convert_tokens_to_ids(fresh) if fresh else []
     rows = model.get_input_embeddings().weight.shape[0]

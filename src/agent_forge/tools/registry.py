@@ -147,7 +147,7 @@ def default_registry() -> ToolRegistry:
     return ToolRegistry([calculator])
 
 
-def builtin_registry(names, *, memory_path=None) -> ToolRegistry:
+def builtin_registry(names, *, memory_path=None, memory_k: int = 5) -> ToolRegistry:
     """A registry of the named built-in tools (`BUILTIN`); memory tools open the store at `memory_path`.
 
     ValueError for an unknown name or for memory tools without a store path.
@@ -167,5 +167,7 @@ def builtin_registry(names, *, memory_path=None) -> ToolRegistry:
             raise ValueError("memory tools need a memory store path")
         from ..memory import MemoryStore, register_memory_tools
 
-        register_memory_tools(registry, MemoryStore(memory_path), names=memory_names)
+        # an agent that only searches opens its memory read-only: the snapshot in its folder stays byte for byte
+        store = MemoryStore(memory_path, read_only="memory_write" not in memory_names)
+        register_memory_tools(registry, store, names=memory_names, default_k=memory_k)
     return registry

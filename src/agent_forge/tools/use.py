@@ -24,6 +24,9 @@ class ToolUse:
     max_calls: int = 4
     calls: list[tuple[Any, str]] = field(default_factory=list)  # (call, result) in execution order, for reports
     memory_path: str | None = None  # the memory store the memory tools open (written to tools.json)
+    memory_k: int = 5  # passages `memory_search` returns when the call names no k (written to tools.json)
+    # generation pauses where a call ends, so that the runtime answers it before the model goes on
+    stop_strings = (TOOL_CALL_CLOSE,)
 
     def continue_after(self, agent: Any, prompt: str, text: str) -> str | None:
         try:

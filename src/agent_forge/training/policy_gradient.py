@@ -24,7 +24,7 @@ import torch
 
 from ..errors import ForgeError
 from ..models.logprobs import token_logprobs
-from ..models.prompting import encode_pairs, pad_id
+from ..models.prompting import Segment, encode_pairs, encode_segments, pad_id
 from .optim import make_optimizer, set_lr
 from .supervised import answer_cross_entropy
 
@@ -183,6 +183,26 @@ class PolicyGradientTrainer:
             raise ForgeError("prompt ids, completion ids, rewards and groups must have the same length")
         encode = lambda keep: self._batch_from_ids([prompt_ids[i] for i in keep], [completion_ids[i] for i in keep])
         return self._update(len(prompt_ids), encode, rewards, groups, demonstrations, lr)
+
+    def step_segments(
+        self,
+        prompts: Sequence[str],
+        completions: Sequence[Sequence[Segment]],
+        rewards: Sequence[float],
+        groups: Sequence[int],
+        *,
+        lr: float | None = None,
+    ) -> PolicyGradientStats:
+        """One step on completions made of segments (`models.encode_segments`): the policy gradient and the KL
+        cover what the model wrote, never what the runtime appended (tool responses)."""
+        if not (len(prompts) == len(completions) == len(rewards) == len(groups)):
+            raise ForgeError("prompts, completions, rewards and groups must have the same length")
+
+        def encode(keep):
+            batch = encode_segments(self.tokenizer, [prompts[i] for i in keep], [completions[i] for i in keep])
+            return {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+        return self._update(len(prompts), encode, rewards, groups, (), lr)
 
     def _batch_from_ids(self, prompt_ids, completion_ids) -> dict:
         rows = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]

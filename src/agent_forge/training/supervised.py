@@ -62,11 +62,14 @@ def train_supervised(
     params: Sequence[torch.nn.Parameter] | None = None,
     desc: str = "train",
     progress: bool = True,
+    encode: Callable[[Sequence], dict] | None = None,
 ) -> TrainLog:
     """Run `steps` optimiser steps; `next_batch(step)` supplies the pairs so callers control data mixing.
 
     `grad_filter` runs between backward and the optimiser step (e.g. Grokfast's gradient filter).
     `params` restricts training to a subset (e.g. LoRA or SVF vectors); default is every parameter.
+    `encode(items)` turns what `next_batch` returns into a batch (default: `encode_pairs` of (prompt, answer)
+    pairs; `models.encode_segments` for answers with tool responses the loss must skip).
     """
     import time
 
@@ -81,7 +84,8 @@ def train_supervised(
     for step in bar if bar is not None else steps_iter:
         set_lr(optimizer, lr * warmup_cosine(step, steps, warmup_steps))
         pairs = next_batch(step)
-        batch = encode_pairs(tokenizer, [p for p, _ in pairs], [a for _, a in pairs])
+        batch = (encode(pairs) if encode is not None
+                 else encode_pairs(tokenizer, [p for p, _ in pairs], [a for _, a in pairs]))
         batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
         loss = loss_fn(model, batch)
         optimizer.zero_grad(set_to_none=True)

@@ -1,0 +1,50 @@
+"""Config of stage 4.2 (tools): teaching the agent to call the calculator and to search its memory.
+
+Every knob of `agent_forge.stages.tools` lives here; `agent-forge run tools.sft_steps=200` overrides one.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from .base import Section
+
+
+class ToolsConfig(Section):
+    """Stage 4.2: supervised tool-use traces, then policy gradient with the tools in the loop."""
+
+    levels: list[int] = Field(
+        default_factory=lambda: list(range(1, 11)), description="task levels the stage trains and measures")
+    call_below: float = Field(
+        80.0, ge=0, le=100,
+        description="a level of a tool domain gets tool traces when the entering agent's validation accuracy on it "
+                    "(%) is below this; at or above it the agent keeps answering by itself (no call)")
+    memory_k: int = Field(3, ge=1, le=20, description="passages a memory search returns to the model")
+    max_calls: int = Field(8, ge=1, le=32, description="tool calls allowed per answer")
+    sft_steps: int = Field(600, ge=0, description="supervised steps on tool traces and no-call replay")
+    batch_size: int = Field(16, ge=1, description="sequences per supervised step")
+    lr: float = Field(2e-3, gt=0, description="learning rate of the supervised phase (AdamW, warm-up then cosine)")
+    warmup_steps: int = Field(30, ge=0, description="linear warm-up steps of the supervised phase")
+    no_call_share: float = Field(
+        0.35, ge=0, le=1,
+        description="share of each batch that is no-call replay: the entering agent's own verified answers on "
+                    "levels and domains where it needs no tool")
+    max_trace_tokens: int = Field(
+        512, ge=64, description="longest training trace (prompt, calls, responses, answer) in tokens; longer "
+                                "traces are left out of training and the report says how many")
+    rl_steps: int = Field(20, ge=0, description="policy-gradient steps with the tools executing in the loop")
+    rl_prompts: int = Field(8, ge=1, description="prompts per policy-gradient step")
+    rl_samples: int = Field(4, ge=2, description="answers sampled per prompt (the group of the group baseline)")
+    rl_temperature: float = Field(0.7, gt=0, description="sampling temperature of the policy-gradient rollouts")
+    rl_lr: float = Field(2e-4, gt=0, description="learning rate of the policy-gradient phase")
+    kl_coef: float = Field(0.05, ge=0, description="weight of the KL to the supervised model in the RL phase")
+    freeze_expert_matrices: bool = Field(
+        True, description="leave the matrices the experts scale untouched, so the experts' SVD stays exact")
+    val_items: int = Field(12, ge=2, description="validation items per domain and level (frontier, selection)")
+    test_items: int = Field(20, ge=2, description="test items per domain and level in the report")
+
+    @model_validator(mode="after")
+    def _checks(self):
+        if not self.levels or any(not 1 <= lvl <= 10 for lvl in self.levels):
+            raise ValueError("tools.levels must be levels in 1-10")
+        return self
