@@ -601,6 +601,91 @@ def serve_command(
           say=lambda line: typer.echo(line, err=True))
 
 
+# ---------------------------------------------------------------------------------------------------- export
+
+
+@app.command("export")
+def export_command(
+    source: str = typer.Argument(..., help="A run directory (exports its final agent, as `serve` picks it) or an agent folder."),
+    gguf_file: Optional[Path] = typer.Option(None, "--gguf", help="Write a llama.cpp GGUF file (llama architecture) here."),
+    ternary_type: str = typer.Option("TQ2_0", "--ternary-type", help="GGUF type of ternary weights: TQ2_0 (2.06 "
+                                     "bits/weight) or TQ1_0 (1.69); rows that do not fit its 256-value block use Q4_0."),
+    embedding_type: str = typer.Option("f32", "--embedding-type", help="GGUF type of the embedding (and an untied LM "
+                                       "head): f32 (exact), f16 or q8_0 (8.5 bits/value, a quarter of f32's size)."),
+    no_check: bool = typer.Option(False, "--no-check", help="Skip reading the file back and comparing logits."),
+) -> None:
+    """Export an agent for another runtime. `--gguf OUT.gguf`: one GGUF for llama.cpp (ternary layers as TQ2_0 with
+    exact scales, the tokenizer, the chat template), read back and compared logit by logit with the agent.
+
+    Needs a standard (byte-level BPE) tokenizer, i.e. the real-model profile; what llama.cpp cannot express is
+    refused or noted in one line each.
+    """
+    from .models.formats.gguf_export.embedding import embedding_type as parse_embedding_type
+    from .models.formats.gguf_export.ternary import ternary_type as parse_ternary_type
+    from .serve.source import MANIFEST, resolve_agent_source
+
+    if gguf_file is None:
+        raise ForgeError("give the format to export: --gguf OUT.gguf (the only export so far)")
+    target = _writable_file(gguf_file, "--gguf")
+    if target.suffix.lower() != ".gguf":
+        raise ForgeError(f"--gguf {target}: the file name must end in .gguf")
+    parse_ternary_type(ternary_type)
+    parse_embedding_type(embedding_type)
+    if not Path(source).expanduser().exists() and not (Path("runs") / source / MANIFEST).is_file():
+        raise ForgeError(f"nothing to export at {source}: give a run directory or an agent folder")
+    path, name = resolve_agent_source(source)
+    agent = _loading_agent(str(path), "cpu", "float32")  # the export reads fp32 weights and checks on the CPU
+    from .models.formats.gguf_export import export_gguf
+
+    result = export_gguf(agent, target, ternary=ternary_type, embedding=embedding_type, check=not no_check, name=name)
+    for line in result.lines():
+        typer.echo(line)
+
+
+@app.command()
+def learn(
+    target: str = typer.Argument(..., help="A run directory (or run name under runs/) or a version store."),
+    cycles: int = typer.Option(30, "--cycles", min=1, help="Learning cycles (policy gradient + demonstrations)."),
+    lr: float = typer.Option(2e-3, "--lr", min=1e-9, help="Learning rate of the cycles."),
+    heldout: int = typer.Option(100, "--heldout", min=1, help="Held-out test tasks per logged (domain, level)."),
+    suite_items: int = typer.Option(20, "--suite-items", min=1, help="Suite test tasks per domain and level."),
+    max_suite_drop: float = typer.Option(1.0, "--max-suite-drop", min=0, help="Points the suite may lose."),
+    seed: int = typer.Option(0, "--seed"),
+    threads: int = typer.Option(1, "--threads", min=0, help="torch CPU threads; 0 keeps torch's default."),
+    log_db: Optional[Path] = typer.Option(None, "--log-db", help="The interaction log (default: interactions.sqlite "
+                                          "in the run directory or store)."),
+) -> None:
+    """Learn from the logged experience of a deployed agent; promote the new version if it passes the gate.
+
+    Verified failures (their reference answers) and feedback corrections are demonstrations, verified
+    successes are replay; policy-gradient cycles on the logged prompts (verifier reward, KL to the deployed
+    version) make a candidate. It is promoted only if held-out accuracy on the logged task distribution
+    improves and the full suite loses at most --max-suite-drop points; else it is kept with the reason.
+    A killed learn resumes where it stopped.
+    """
+    from .learning import LearnSettings
+    from .learning import learn as run_learn
+    from .utils import configure_threads
+
+    configure_threads(threads)
+    settings = LearnSettings(cycles=cycles, lr=lr, heldout_per_cell=heldout, suite_items=suite_items,
+                             max_suite_drop=max_suite_drop, seed=seed, threads=threads)
+    if log_db is not None and not log_db.is_file():
+        raise ForgeError(f"no logged experience: {log_db} does not exist")
+    run_learn(target, settings, say=typer.echo, log_target=str(log_db) if log_db else None)
+
+
+@app.command()
+def rollback(
+    target: str = typer.Argument(..., help="A run directory (or run name under runs/) or a version store."),
+    version: Optional[str] = typer.Argument(None, help="The version to serve (default: the one before the current)."),
+) -> None:
+    """Point the deployment back at an earlier version (a running server swaps to it)."""
+    from .learning import rollback as run_rollback
+
+    run_rollback(target, version, say=typer.echo)
+
+
 def main() -> None:  # pragma: no cover - `python -m agent_forge.cli`
     app()
 

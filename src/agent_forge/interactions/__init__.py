@@ -19,10 +19,10 @@ from .records import CanaryRun, Feedback, Interaction, new_id, tool_trace
 from .recognise import recognise, verify_answer
 from .redact import REDACT_ENV, Redactor, resolve_redactions
 from .store import InteractionLog, Retention
-from .versions import current_version, history, is_store, set_current, version_of
+from .versions import LOG_FILE, current_version, history, is_store, run_store, set_current, version_of
 
 __all__ = [
-    "CanaryPolicy", "CanaryRun", "Feedback", "Interaction", "InteractionLog", "REDACT_ENV", "Redactor", "Retention",
+    "LOG_FILE", "CanaryPolicy", "CanaryRun", "Feedback", "Interaction", "InteractionLog", "REDACT_ENV", "Redactor", "Retention",
     "assess", "canary_tasks", "current_version", "dashboard_data", "history", "is_store", "new_id", "percentile",
-    "recognise", "resolve_redactions", "score", "set_current", "tool_trace", "verify_answer", "version_of",
+    "recognise", "resolve_redactions", "run_store", "score", "set_current", "tool_trace", "verify_answer", "version_of",
 ]

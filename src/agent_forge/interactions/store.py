@@ -193,6 +193,18 @@ class InteractionLog:
             row["falling"] = bool(row["falling"])
         return rows
 
+    def answered(self) -> list[dict[str, Any]]:
+        """Every answered (status 200) interaction, oldest first, with what a learner reads: the prompt, the
+        answer, the recognised domain, reference and verifier score, the version that answered."""
+        return self.backend.read(
+            "SELECT response_id, endpoint, model_version, prompt, answer, domain, reference, verified, created "
+            "FROM interactions WHERE status = 200 ORDER BY created, response_id")
+
+    def all_feedback(self) -> list[dict[str, Any]]:
+        """Every feedback row, oldest first."""
+        return self.backend.read("SELECT response_id, rating, correction, correction_verified, created FROM feedback "
+                                 "ORDER BY created, feedback_id")
+
     def versions(self) -> list[dict[str, Any]]:
         """Every model version the log has answered with: first and last seen, requests, verified accuracy."""
         return self.backend.read(

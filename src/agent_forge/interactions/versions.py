@@ -8,11 +8,15 @@ A *version store* is a folder:
       history.jsonl          one JSON line per change of CURRENT: {"time", "version", "event", "note"}
 
 `agent-forge serve <store>` serves `versions/<CURRENT>` under that version's name, and the dashboard shows
-`history.jsonl` beside the versions the log has seen. A learner (`agent-forge learn`, not part of this layer)
+`history.jsonl` beside the versions the log has seen. The learner (`agent-forge learn`, `agent_forge.learning`)
 writes a new `versions/<name>/`, evaluates the canary on it, and calls `set_current(store, name, "promote")`;
 a rollback is `set_current(store, previous, "rollback")`. `set_current` is the one writer of the pointer:
 the history line is appended first, then CURRENT is replaced with `os.replace`, so a crash leaves either the
 old or the new version current, never a torn pointer.
+
+A pipeline run deploys through the store `<run>/deploy/` (`run_store`), created by the first `agent-forge learn`
+with the run's agent as its first version; the run's interaction log `<run>/interactions.sqlite` (`LOG_FILE`)
+stays where the server wrote it.
 
 Outside a store, a served agent's version is `<folder name>@<12 hex digits>`: a digest of `bundle.json` (a
 packaged agent names every file's sha256) or else of the folder's file names, sizes and modification times,
@@ -36,11 +40,18 @@ from ..utils import atomic_write_text
 VERSIONS = "versions"
 CURRENT = "CURRENT"
 HISTORY = "history.jsonl"
+RUN_STORE = "deploy"  # a run directory's version store
+LOG_FILE = "interactions.sqlite"  # the interaction log's default file in a run directory or a store
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
 def is_store(path: str | Path) -> bool:
     return (Path(path) / CURRENT).is_file()
+
+
+def run_store(run_dir: str | Path) -> Path:
+    """The version store a pipeline run deploys through (it exists once `agent-forge learn` made it)."""
+    return Path(run_dir) / RUN_STORE
 
 
 def current_version(store: str | Path) -> tuple[str, Path]:

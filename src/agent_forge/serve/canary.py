@@ -3,7 +3,7 @@
 `CanaryWatch(state)` runs in a thread once the agent is loaded. Its first run is labelled `promotion` when
 the log has canary runs but none for the version now served (the version store's pointer moved, or another
 model is served), else `start`; then it runs every `canary_every_s` seconds (`schedule`; 0: no scheduled
-runs). Each run submits the canary prompts (`interactions.canary_tasks`, rendered as a single user turn) to
+runs); `kick(trigger)` runs it now (the server swapped to a promoted or rolled-back version: `promotion`). Each run submits the canary prompts (`interactions.canary_tasks`, rendered as a single user turn) to
 the engine like any request, greedy, so it measures the agent exactly as it answers; the result, compared with
 the best of the recent runs (`interactions.assess`), goes to the log's `canary_runs` table and to /metrics.
 On start the gauges show the log's latest run, so a falling canary stays visible across restarts.
@@ -35,6 +35,8 @@ class CanaryWatch:
                                    tolerance=settings.canary_tolerance)
         self.tasks = canary_tasks(self.policy.per_domain, settings.facts_world)
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and kick()
+        self._kicked: str | None = None
         self._thread = threading.Thread(target=self._run, name="agent-forge-canary", daemon=True)
         self.runs_done = 0
 
@@ -48,7 +50,13 @@ class CanaryWatch:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(5)
+
+    def kick(self, trigger: str) -> None:
+        """Run the canary now (after the current run, if one is going), labelled `trigger`."""
+        self._kicked = trigger
+        self._wake.set()
 
     def _run(self) -> None:
         earlier = self.state.log.canary_runs()
@@ -59,9 +67,13 @@ class CanaryWatch:
                 self.run_once(trigger)
             except Exception as exc:  # a failed run is logged; the watch goes on with the next
                 log.error("canary run failed: %s: %s", type(exc).__name__, exc)
-            if not self.policy.every_s or self._stop.wait(self.policy.every_s):
+            # 0: no schedule, only kicks (a new version); stop() wakes the wait too
+            kicked = self._wake.wait(self.policy.every_s or None)
+            self._wake.clear()
+            if self._stop.is_set():
                 return
-            trigger = "schedule"
+            trigger = (self._kicked or "schedule") if kicked else "schedule"
+            self._kicked = None
 
     def run_once(self, trigger: str) -> CanaryRun:
         state = self.state

@@ -55,7 +55,8 @@ async def chat_completions(request: Request, state: ServerState):
         temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop_strings(),
         think=engine.agent.thinks and body.think is not False, hold_from=TOOL_CALL_OPEN if tools else None,
     )
-    generation = Generation.start(state, "chat", [(ids, text)], params, body.n, streaming=body.stream)
+    generation = Generation.start(state, "chat", [(ids, text)], params, body.n, streaming=body.stream,
+                                  engine=engine)
     declared = [t["function"]["name"] for t in tools or []]
     entry = _Entry(state, generation, body)
     if body.stream:

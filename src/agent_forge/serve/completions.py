@@ -57,7 +57,8 @@ async def completions(request: Request, state: ServerState):
                                    "prompt"),
         temperature=body.temperature, top_p=body.top_p, seed=body.seed, stop=body.stop_strings(),
     )
-    generation = Generation.start(state, "completions", prompts, params, body.n, streaming=body.stream)
+    generation = Generation.start(state, "completions", prompts, params, body.n, streaming=body.stream,
+                                  engine=engine)
     echoes = {seq.index: (seq.prompt_text if body.echo else "") for seq in generation.sequences}
     response_id = R.new_id("cmpl")
     texts = [text for _, text in prompts]

@@ -39,6 +39,12 @@ path without experts reports none.
 Events go back through each sequence's `sink` (the server passes `loop.call_soon_threadsafe`). The engine never
 raises into a request: a failed step ends the affected sequences with an error event and the engine goes on.
 
+Hot swap (`retire(successor)`): when the server moves to a new model version, the old engine finishes what it
+holds (queued and running sequences), then its thread exits at the top of its loop, where nothing is half
+admitted, and every later `submit`/`cancel` is forwarded to the successor (a request that took the old engine
+just before the swap). So no request fails or is cut off by a swap. `Sequence.served_version` names the
+version whose weights answered it (the engine's `version`, set when it is admitted).
+
 Exercise: `pytest tests/serve/test_engine.py`.
 """
 
@@ -111,6 +117,7 @@ class Sequence:
         self.generator = row_generator(params.seed) if params.temperature > 0 else None
         self.cancelled = False
         self.finished = False
+        self.served_version: str | None = None  # the engine's version when it was admitted (see the module doc)
         self.logprob_sum = 0.0  # log-probabilities of the emitted tokens, for the answer's confidence
 
     def emit(self, event: Event) -> None:
@@ -134,10 +141,11 @@ class EngineStats:
 class Engine:
     """Owns `agent.model` in one thread and serves `Sequence`s submitted from any thread."""
 
-    def __init__(self, agent: Agent, *, max_batch: int = 32, coalesce_s: float = 0.02):
+    def __init__(self, agent: Agent, *, max_batch: int = 32, coalesce_s: float = 0.02, version: str | None = None):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.agent = agent
+        self.version = version
         self.model = agent.model
         self.tokenizer = agent.tokenizer
         self.max_batch = max_batch
@@ -163,6 +171,8 @@ class Engine:
         self._cond = threading.Condition()
         self._paused = False
         self._stopping = False
+        self._successor: Engine | None = None  # set by `retire`: where submissions go once drained
+        self._retired = False  # drained and stopped; submit/cancel forward to the successor
         self._thread: threading.Thread | None = None
 
     # ------------------------------------------------------------------------------------------ control
@@ -201,8 +211,11 @@ class Engine:
         for seq in sequences:
             seq.queued_at = now
         with self._cond:
-            self._queue.extend(sequences)
-            self._cond.notify_all()
+            if not self._retired:
+                self._queue.extend(sequences)
+                self._cond.notify_all()
+                return
+        self._successor.submit(sequences)  # this engine was swapped out and has drained (module doc)
 
     def cancel(self, sequences: Seq[Sequence]) -> None:
         """Stop working on these sequences (they leave the batch at the next step; no more events)."""
@@ -210,6 +223,26 @@ class Engine:
             seq.cancelled = True
         with self._cond:
             self._cond.notify_all()
+            successor = self._successor if self._retired else None
+        if successor is not None:
+            successor.cancel(sequences)
+
+    def retire(self, successor: "Engine", timeout: float | None = None) -> bool:
+        """Finish the sequences this engine holds, then stop and forward new ones to `successor`.
+
+        Returns True once drained (False if `timeout` seconds passed first; the engine keeps draining).
+        """
+        with self._cond:
+            self._successor = successor
+            self._cond.notify_all()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                return False
+        with self._cond:
+            self._retired = True  # also for an engine that never started
+        return True
 
     def pause(self) -> None:
         """Hold every request where it is (queued or in the batch) until `resume`; for tests and maintenance."""
@@ -227,6 +260,10 @@ class Engine:
         while True:
             with self._cond:
                 while not self._stopping and (self._paused or not (self._queue or self._batch.items)):
+                    if self._successor is not None and not self._queue and not self._batch.items:
+                        self._retired = True  # drained at the top of the loop: nothing is half admitted
+                        self._cond.notify_all()
+                        return
                     self._cond.wait()
                 if self._stopping:
                     return
@@ -235,6 +272,7 @@ class Engine:
                     while self._queue and len(self._batch) + len(newcomers) < self.max_batch:
                         seq = self._queue.popleft()
                         if not seq.cancelled:
+                            seq.served_version = self.version
                             newcomers.append(seq)
             try:
                 with torch.inference_mode():  # cheaper than no_grad per op; nothing here is ever trained

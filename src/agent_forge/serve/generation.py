@@ -19,7 +19,7 @@ from typing import AsyncIterator, Sequence as Seq
 
 from starlette.responses import StreamingResponse
 
-from .engine import Event, SamplingParams, Sequence
+from .engine import Engine, Event, SamplingParams, Sequence
 from .errors import APIError
 from .state import ServerState
 
@@ -49,9 +49,10 @@ def plan_max_tokens(state: ServerState, prompt_lengths: Seq[int], requested: int
 class Generation:
     """The answers of one request in the engine, and the events coming back from it."""
 
-    def __init__(self, state: ServerState, endpoint: str):
+    def __init__(self, state: ServerState, endpoint: str, engine: Engine | None = None):
         self.state = state
         self.endpoint = endpoint
+        self.engine = engine  # the engine this request was submitted to (the server may swap in another)
         self.started = time.monotonic()
         self.deadline = self.started + state.settings.request_timeout_s
         self.queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -64,14 +65,18 @@ class Generation:
 
     @classmethod
     def start(cls, state: ServerState, endpoint: str, prompts: Seq[tuple[list[int], str]], params: SamplingParams,
-              n: int, *, streaming: bool) -> "Generation":
-        """Admit the request and submit `n` answers for each (ids, text) prompt; choice i*n+j is prompt i's j-th."""
-        engine = state.ready_engine()
+              n: int, *, streaming: bool, engine: Engine | None = None) -> "Generation":
+        """Admit the request and submit `n` answers for each (ids, text) prompt; choice i*n+j is prompt i's j-th.
+
+        `engine`: the one whose tokenizer encoded the prompts (the route's), so a version swap in between
+        cannot pair ids with another engine; it forwards to its successor if it was swapped out meanwhile.
+        """
+        engine = engine or state.ready_engine()
         if n > state.settings.max_n:
             raise APIError(400, f"n={n} is above this server's limit of {state.settings.max_n}", param="n",
                            code="invalid_value")
         state.admit()
-        generation = cls(state, endpoint)
+        generation = cls(state, endpoint, engine)
         loop = asyncio.get_running_loop()
 
         def sink(event: Event) -> None:
@@ -87,6 +92,13 @@ class Generation:
         state.metrics.prompt_tokens.inc(generation.prompt_tokens)
         engine.submit(generation.sequences)
         return generation
+
+    @property
+    def served_version(self) -> str:
+        """The model version that answered (the engine's when the request was admitted; see engine.py)."""
+        found = next((s.served_version for s in self.sequences if s.served_version), None)
+        return found or (self.engine.version if self.engine is not None and self.engine.version else None) \
+            or self.state.model_version
 
     @property
     def ttft_s(self) -> float | None:
@@ -122,8 +134,9 @@ class Generation:
             return
         self._closed = True
         unfinished = [seq for seq in self.sequences if not seq.finished]
-        if unfinished and self.state.engine is not None:
-            self.state.engine.cancel(unfinished)
+        engine = self.engine or self.state.engine
+        if unfinished and engine is not None:
+            engine.cancel(unfinished)
         self.state.release()
         metrics = self.state.metrics
         metrics.generation_tokens.inc(self.completion_tokens)

@@ -40,7 +40,7 @@ async def record(state: ServerState, generation: Generation, *, response_id: str
     answer = first.full_text if first is not None else None
     interaction = Interaction(
         response_id=response_id, endpoint=generation.endpoint, model=state.model_name,
-        model_version=state.model_version, status=error.status if error else 200, prompt=prompt, answer=answer,
+        model_version=generation.served_version, status=error.status if error else 200, prompt=prompt, answer=answer,
         thoughts=list(first.thoughts) if first else [], tool_calls=tool_trace(answer or ""),
         expert=first.expert if first else None, confidence=first.confidence if first else None,
         latency_ms=(time.monotonic() - generation.started) * 1000,

@@ -7,7 +7,8 @@ and from the `AGENT_FORGE_API_KEY` environment variable (comma-separated for sev
 The interaction log (`interactions.InteractionLog`): `log_target` is a SQLite file or a `postgresql://` URL
 (None: nothing is logged; the CLI's default is `interactions.sqlite` beside what it serves), with retention
 limits and the secrets to redact (the API keys always are). The drift watch's canary runs every
-`canary_every_s` seconds (None: off; it needs the log to keep its history).
+`canary_every_s` seconds (None: off; it needs the log to keep its history). Serving from a version store, the
+server polls its `CURRENT` pointer every `watch_versions_s` seconds and swaps to the version it names.
 
 Exercise: `pytest tests/serve/test_settings.py`.
 """
@@ -50,7 +51,8 @@ class ServeSettings:
     redact: tuple[str, ...] = ()  # secrets (literal, or "re:<pattern>") never written to the log
     facts_world: int | None = None  # the knowledge-base seed `facts` prompts are verified against
     model_version: str | None = None  # None: derived from what is served (`interactions.version_of`)
-    version_store: str | None = None  # the version store served from, for the dashboard's history
+    version_store: str | None = None  # the version store served from (dashboard history, hot swap)
+    watch_versions_s: float = 1.0  # poll the store's CURRENT pointer this often and swap versions (0: never)
     canary_every_s: float | None = None  # None: no drift watch
     canary_per_domain: int = 6
     canary_tolerance: float = 5.0  # points below the best of the recent runs that count as falling
@@ -66,6 +68,8 @@ class ServeSettings:
             bad.append(f"max_prompt_tokens={self.max_prompt_tokens}")
         if self.request_timeout_s <= 0:
             bad.append(f"request_timeout_s={self.request_timeout_s}")
+        if self.watch_versions_s < 0:
+            bad.append(f"watch_versions_s={self.watch_versions_s}")
         if self.canary_every_s is not None and self.canary_every_s < 0:
             bad.append(f"canary_every_s={self.canary_every_s}")
         if self.canary_per_domain < 1:

@@ -2,7 +2,9 @@
 folder / GGUF file as given.
 
 A version store (`interactions.versions`: `versions/<name>/`, `CURRENT`, `history.jsonl`) serves
-`versions/<CURRENT>` under the store's folder name. `serving_defaults(source)` gives what the CLI fills in when
+`versions/<CURRENT>` under the store's folder name; so does a run that has been deployed through its store
+`<run>/deploy/` (made by `agent-forge learn`), under the run's name. The server watches that store's pointer
+(`serving_defaults(...)["version_store"]`, also for a run whose store does not exist yet) and swaps versions. `serving_defaults(source)` gives what the CLI fills in when
 not told: the interaction log `interactions.sqlite` in the run directory or version store (beside an agent
 folder or file otherwise), the version store itself, and the knowledge-base world that `facts` prompts are
 verified against (the run's `seed`, from its `config.yaml`, when the agent belongs to a run).
@@ -23,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ForgeError
-from ..interactions import current_version, is_store
+from ..interactions import LOG_FILE, current_version, is_store, run_store
 
 MANIFEST = "manifest.json"
 _GENERIC_NAMES = {"model", "packed", "agent"}
@@ -39,6 +41,8 @@ def resolve_agent_source(source: str) -> tuple[Path, str]:
     if not path.exists():
         raise ForgeError(f"nothing to serve at {source}: give a run directory, an agent folder or a .gguf file")
     if (path / MANIFEST).is_file():
+        if is_store(run_store(path)):  # deployed: the store's current version (learn / rollback move it)
+            return current_version(run_store(path))[1], _run_name(path)
         return _run_agent(path)
     if path.is_dir() and is_store(path):
         return current_version(path)[1], path.resolve().name
@@ -67,11 +71,18 @@ def _run_agent(run_dir: Path) -> tuple[Path, str]:
             path = recorded if recorded.is_absolute() else run_dir.resolve() / recorded
             if not path.exists():
                 raise ForgeError(f"run {run_dir}: the {stage} stage's {key} {path} is missing")
-            return path, str(manifest.get("name") or run_dir.resolve().name)
+            return path, _run_name(run_dir, manifest)
     raise ForgeError(f"run {run_dir} has no finished stage with a model yet (see `agent-forge status {run_dir}`)")
 
 
-LOG_FILE = "interactions.sqlite"
+def _run_name(run_dir: Path, manifest: dict | None = None) -> str:
+    if manifest is None:
+        try:
+            manifest = json.loads((run_dir / MANIFEST).read_text())
+        except (OSError, ValueError):
+            manifest = {}
+    name = manifest.get("name") if isinstance(manifest, dict) else None
+    return str(name or run_dir.resolve().name)
 
 
 def serving_defaults(source: str) -> dict:
@@ -83,6 +94,8 @@ def serving_defaults(source: str) -> dict:
     store = path if path.is_dir() and is_store(path) else None
     run = next((p for p in [path, *path.parents] if (p / MANIFEST).is_file()), None)
     home = store or run or path.parent
+    if store is None and run is not None and path == run:
+        store = run_store(run)  # watched even before `learn` creates it
     return {"log_path": home / LOG_FILE, "version_store": store, "facts_world": _run_seed(run) if run else None}
 
 

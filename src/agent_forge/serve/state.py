@@ -9,6 +9,11 @@ before the server binds) and closes, after the engine stopped, at shutdown; the 
 (`interactions.version_of`) is known from the start. The drift watch (`canary.CanaryWatch`) starts once the
 agent is loaded.
 
+Versions: `swap(agent, version)` serves another agent without dropping a request: new requests go to a new
+engine at once, while the old engine finishes what it holds and then forwards stragglers to the new one
+(`Engine.retire`). The version watch (`versions.VersionWatch`) calls it when the version store's `CURRENT`
+pointer moves (a promotion or a rollback by `agent-forge learn` / `rollback`).
+
 Exercise: `pytest tests/serve/test_server_errors.py`.
 """
 
@@ -38,6 +43,9 @@ class ServerState:
         self.metrics = ServerMetrics()
         self.log: InteractionLog | None = None
         self.canary = None  # canary.CanaryWatch once the agent is loaded and a canary is configured
+        self.versions = None  # versions.VersionWatch when serving from a version store
+        self.swaps = 0
+        self._retiring: list[Engine] = []  # swapped-out engines still finishing their requests
         if settings.log_target is not None:
             self.log = InteractionLog.open(
                 settings.log_target, synchronous=settings.log_synchronous,
@@ -60,7 +68,7 @@ class ServerState:
     def attach(self, agent: Agent) -> None:
         """Serve this (already loaded) agent."""
         self.context_length = getattr(agent.model.config, "max_position_embeddings", None)
-        engine = Engine(agent, max_batch=self.settings.max_batch).start()
+        engine = Engine(agent, max_batch=self.settings.max_batch, version=self.model_version).start()
         self.agent = agent
         if self.log is not None and self.settings.canary_every_s is not None:
             from .canary import CanaryWatch
@@ -73,6 +81,28 @@ class ServerState:
             log.info("logging interactions to %s", self.log.describe())
         if self.canary is not None:
             self.canary.start()
+        if self.settings.version_store and self.settings.watch_versions_s:
+            from .versions import VersionWatch
+
+            self.versions = VersionWatch(self, self.settings.version_store, self.settings.watch_versions_s).start()
+
+    def swap(self, agent: Agent, version: str) -> None:
+        """Serve `agent` as `version` from now on; returns once the old engine has finished its requests."""
+        new = Engine(agent, max_batch=self.settings.max_batch, version=version).start()
+        old = self.engine
+        with self._lock:
+            self.agent, self.engine, self.model_version = agent, new, version
+            self.context_length = getattr(agent.model.config, "max_position_embeddings", None)
+            self.swaps += 1
+            if old is not None:
+                self._retiring.append(old)
+        log.info("now serving version %s (%s)", version, agent.describe())
+        if old is not None:
+            old.retire(new)
+            with self._lock:
+                self._retiring.remove(old)
+        if self.canary is not None:
+            self.canary.kick("promotion")
 
     def load(self, source: Path, on_error: Callable[[BaseException], None] | None = None) -> None:
         """Load the agent at `source` and start serving it (run in a background thread)."""
@@ -87,8 +117,12 @@ class ServerState:
                 on_error(exc)
 
     def shutdown(self) -> None:
+        if self.versions is not None:
+            self.versions.stop()
         if self.canary is not None:
             self.canary.stop()
+        for engine in list(self._retiring):
+            engine.stop()
         if self.engine is not None:
             self.engine.stop()
         if self.log is not None:

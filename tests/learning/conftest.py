@@ -1,0 +1,12 @@
+"""Fixtures of the learning tests: the tiny deployed agent (trained once per session, ~25 s on one thread)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import train_base_agent
+
+
+@pytest.fixture(scope="session")
+def base_agent(tmp_path_factory):
+    return train_base_agent(tmp_path_factory.mktemp("learning") / "base")
