@@ -40,6 +40,7 @@ from ...utils.progress import progress
 from .traces import Trace, arithmetic_trace, facts_trace, no_call_trace, registry_runner
 
 STATE_FILE = "state.json"
+TRACES_PER_LEVEL = 640  # tool-trace tasks drawn per level (facts traces run real memory searches: not free)
 REPLAY_PER_LEVEL = 160  # no-call answers drawn per level (replay needs variety, not the tool levels' volume)
 TOOL_OF_DOMAIN = {"arithmetic": "calculator", "facts": "memory_search"}
 # the markers are whole tokens (as in Hermes-style chat models); the JSON punctuation a char vocabulary lacks
@@ -186,7 +187,8 @@ class ToolsRun:
         tc, ctx = self.tc, self.ctx
         run_tool = registry_runner(use.registry)
         kb = KnowledgeBase.build(self.seed)
-        per_level = max(16, tc.sft_steps * tc.batch_size // max(1, len(tc.levels)))
+        # enough distinct traces per level that a level's batches rarely repeat, without building thousands
+        per_level = max(16, min(TRACES_PER_LEVEL, tc.sft_steps * tc.batch_size // max(1, len(tc.levels))))
         tool_traces, replay, counts = [], [], {}
         for domain in self.domains:
             for level in tc.levels:
