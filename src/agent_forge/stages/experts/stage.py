@@ -9,7 +9,6 @@ Exercise: `pytest tests/stages/experts/test_experts_stage.py`.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 
@@ -34,11 +33,10 @@ from ...models.formats.experts.store import FORMAT
 from ...models.formats.thoughts.checkpoint import reproducible_safetensors
 from ...stage_contract import StageContext, StageResult
 from ...tasks import DOMAINS, make_tasks, task_grid
-from ...utils import digest
-from ...utils.atomic import atomic_write_bytes, atomic_write_json
+from ...utils.atomic import atomic_write_bytes
+from ...utils.resume import load_phase_state, save_phase_state
 from .training import train_expert
 
-STATE_FILE = "state.json"
 
 
 def _accuracy(rows: list[bool], tasks, domain: str | None = None) -> float:
@@ -70,19 +68,8 @@ class ExpertsRun:
         self.source = ctx.input_model()
         self.scratch = ctx.scratch_dir
 
-    def _digest(self) -> str:
-        return digest({"cfg": self.ec.model_dump(mode="json"), "seed": self.seed, "source": str(self.source)})
-
-    def _load_state(self) -> dict:
-        path = self.scratch / STATE_FILE
-        if path.is_file():
-            try:
-                state = json.loads(path.read_text())
-                if state.get("digest") == self._digest():
-                    return state
-            except json.JSONDecodeError:
-                pass
-        return {"digest": self._digest(), "done": [], "logs": {}}
+    def _fingerprint(self) -> dict:
+        return {"cfg": self.ec.model_dump(mode="json"), "seed": self.seed, "source": str(self.source)}
 
     def _say(self, text: str) -> None:
         self.ctx.console.print(f"[experts] {text}")
@@ -99,9 +86,8 @@ class ExpertsRun:
         for p in model.parameters():
             p.requires_grad_(False)
         names = target_names(model, ec.matrices)
-        self.scratch.mkdir(parents=True, exist_ok=True)
+        state = load_phase_state(self.scratch, self._fingerprint())
         decomposition = cached_decomposition(model, names, self.scratch / "svd.safetensors")
-        state = self._load_state()
         resumed = bool(state["done"])
         experts: dict[str, dict[str, torch.Tensor]] = {}
         for d in state["done"]:
@@ -115,7 +101,7 @@ class ExpertsRun:
             atomic_write_bytes(self.scratch / f"expert-{d}.safetensors", reproducible_safetensors(
                 {n: t.contiguous() for n, t in experts[d].items()}, {"format": FORMAT, "expert": d}))
             state["done"].append(d)
-            atomic_write_json(self.scratch / STATE_FILE, state)  # written last: names the expert as finished
+            save_phase_state(self.scratch, state)  # written last: names the expert as finished
         return self._finish(agent, names, decomposition, experts, state, resumed, time.perf_counter() - start)
 
     def _val_tasks(self, domains):

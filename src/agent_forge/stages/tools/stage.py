@@ -10,7 +10,6 @@ Exercise: `pytest tests/stages/tools`.
 from __future__ import annotations
 
 import copy
-import json
 import random
 import re
 import shutil
@@ -34,12 +33,10 @@ from ...tools import (
 )
 from ...training.policy_gradient import PolicyGradientTrainer
 from ...training.supervised import train_supervised
-from ...utils import digest
-from ...utils.atomic import atomic_write_json
 from ...utils.progress import progress
+from ...utils.resume import load_phase_state, save_phase_state
 from .traces import Trace, arithmetic_trace, facts_trace, no_call_trace, registry_runner
 
-STATE_FILE = "state.json"
 TRACES_PER_LEVEL = 640  # tool-trace tasks drawn per level (facts traces run real memory searches: not free)
 REPLAY_PER_LEVEL = 160  # no-call answers drawn per level (replay needs variety, not the tool levels' volume)
 TOOL_OF_DOMAIN = {"arithmetic": "calculator", "facts": "memory_search"}
@@ -81,23 +78,8 @@ class ToolsRun:
         self.domains = list(DOMAINS)
 
     # --- bookkeeping ------------------------------------------------------------------------------
-    def _digest(self) -> str:
-        return digest({"cfg": self.tc.model_dump(mode="json"), "seed": self.seed, "source": str(self.source)})
-
-    def _load_state(self) -> dict:
-        path = self.scratch / STATE_FILE
-        if path.is_file():
-            try:
-                state = json.loads(path.read_text())
-                if state.get("digest") == self._digest():
-                    return state
-            except json.JSONDecodeError:
-                pass
-        shutil.rmtree(self.scratch, ignore_errors=True)
-        return {"digest": self._digest(), "done": [], "logs": {}}
-
-    def _save_state(self, state: dict) -> None:
-        atomic_write_json(self.scratch / STATE_FILE, state)
+    def _fingerprint(self) -> dict:
+        return {"cfg": self.tc.model_dump(mode="json"), "seed": self.seed, "source": str(self.source)}
 
     def _say(self, text: str) -> None:
         self.ctx.console.print(f"[tools] {text}")
@@ -110,9 +92,7 @@ class ToolsRun:
         entering = load_agent(self.source, device=ctx.device)
         if entering.packed:
             raise ForgeError("the tools stage needs the latent (unpacked) model, not a packed export")
-        self.scratch.mkdir(parents=True, exist_ok=True)
-        state = self._load_state()
-        self.scratch.mkdir(parents=True, exist_ok=True)
+        state = load_phase_state(self.scratch, self._fingerprint())
         resumed = bool(state["done"])
         if resumed:
             self._say(f"resuming after {state['done']}")
@@ -120,7 +100,7 @@ class ToolsRun:
         if "memory" not in state["done"]:
             self._build_memory(memory_path)
             state["done"].append("memory")
-            self._save_state(state)
+            save_phase_state(self.scratch, state)
         use = self._tool_use(memory_path)
 
         frontier, entering_val = self._frontier(entering)
@@ -134,7 +114,7 @@ class ToolsRun:
             agent.extensions["tools"] = use
             save_agent(agent, self.scratch / "sft")
             state["done"].append("sft")
-            self._save_state(state)
+            save_phase_state(self.scratch, state)
         agent.extensions["tools"] = use
         candidates = {"sft": self.scratch / "sft"}
         if tc.rl_steps > 0:
@@ -142,7 +122,7 @@ class ToolsRun:
                 state["logs"]["rl"] = self._reinforce(agent, frontier)
                 save_agent(agent, self.scratch / "rl")
                 state["done"].append("rl")
-                self._save_state(state)
+                save_phase_state(self.scratch, state)
             candidates["rl"] = self.scratch / "rl"
         return self._finish(candidates, use, frontier, entering_val, entering_test, state, resumed,
                             time.perf_counter() - start)
