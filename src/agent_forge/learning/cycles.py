@@ -38,6 +38,7 @@ from ..training.policy_gradient import PolicyGradientTrainer
 from ..training.replay import ReplayBuffer
 from ..training.sleep import sleep, snapshot
 from .experience import Experience
+from .rehearsal import self_replay
 from .settings import LearnSettings
 
 log = logging.getLogger("agent_forge.learning")
@@ -58,10 +59,16 @@ def initial_replay(exp: Experience) -> ReplayBuffer:
 
 
 def train_cycles(agent, exp: Experience, settings: LearnSettings, scratch: Path, *,
-                 on_cycle: Callable[[int, dict], None] | None = None) -> list[dict]:
+                 on_cycle: Callable[[int, dict], None] | None = None, facts_world: int | None = None) -> list[dict]:
     """Run the cycles on `agent.model` in place (resuming from `scratch`); returns each cycle's metrics."""
     model, tokenizer = agent.model, agent.tokenizer
     ref = copy.deepcopy(model)  # the deployed version: the KL anchor
+    # from the deployed weights (before a checkpoint is loaded), so a resumed run rebuilds the same set
+    cells = self_replay(ref, tokenizer, settings.rehearsal_per_cell, settings.seed + 2, facts_world=facts_world,
+                        exclude={t.prompt for t in exp.tasks})
+    rehearsal = [pair for key in sorted(cells) for pair in cells[key]]
+    log.info("rehearsal: %d verified answers of the deployed agent over %d cells", len(rehearsal), len(cells))
+    mix = lambda pairs, rng: pairs + _sample(rehearsal, _rehearsal_count(len(pairs), settings), rng)  # noqa: E731
     trainer = PolicyGradientTrainer(model, tokenizer, lr=settings.lr, ref_model=ref, kl_coef=settings.kl_coef,
                                     warmup_steps=settings.warmup_steps)
     replay = initial_replay(exp)
@@ -83,15 +90,16 @@ def train_cycles(agent, exp: Experience, settings: LearnSettings, scratch: Path,
         began = time.perf_counter()
         metrics = {"cycle": cycle + 1}
         if tasks:
-            metrics |= _policy_step(model, tokenizer, trainer, tasks, demos, replay, settings, rng)
+            metrics |= _policy_step(model, tokenizer, trainer, tasks, demos, replay, settings, rng, mix)
         for _ in range(settings.demo_steps):
             extra = _sample(demos, settings.demos_per_step, rng) + replay.sample(settings.replay_per_step, rng)
             if extra:
-                trainer.step([], [], [], [], demonstrations=extra)
+                trainer.step([], [], [], [], demonstrations=mix(extra, rng))
         if settings.sleep_every and (cycle + 1) % settings.sleep_every == 0:
             slow, slept = sleep(model, replay, slow, steps=settings.sleep_steps, batch_size=settings.sleep_batch,
                                 average=settings.sleep_average, seed=rng.randrange(2**31),
-                                train_step=lambda pairs: trainer.step([], [], [], [], demonstrations=pairs).demo_loss)
+                                train_step=lambda pairs: trainer.step([], [], [], [],
+                                                                      demonstrations=mix(pairs, rng)).demo_loss)
             metrics["sleep"] = slept
         metrics["seconds"] = round(time.perf_counter() - began, 3)
         history.append(metrics)
@@ -105,7 +113,13 @@ def train_cycles(agent, exp: Experience, settings: LearnSettings, scratch: Path,
     return history
 
 
-def _policy_step(model, tokenizer, trainer, tasks, demos, replay, settings, rng) -> dict:
+def _rehearsal_count(n: int, settings: LearnSettings) -> int:
+    """Rehearsal pairs to add to `n` others so that they are `rehearsal_share` of the batch."""
+    share = min(max(settings.rehearsal_share, 0.0), 0.9)
+    return round(n * share / (1.0 - share))
+
+
+def _policy_step(model, tokenizer, trainer, tasks, demos, replay, settings, rng, mix) -> dict:
     batch = rng.sample(tasks, min(settings.prompts_per_cycle, len(tasks)))
     n = settings.samples_per_prompt
     longest = max(len(tokenizer(t.answer, add_special_tokens=False)["input_ids"]) for t in batch)
@@ -126,7 +140,7 @@ def _policy_step(model, tokenizer, trainer, tasks, demos, replay, settings, rng)
         else:
             unsolved.append((task.prompt, task.answer))  # reward alone cannot lift a pass@k of zero
     step_demos = unsolved + _sample(demos, settings.demos_per_step, rng) + replay.sample(settings.replay_per_step, rng)
-    stats = trainer.step(prompts, completions, rewards, groups, demonstrations=step_demos, lr=settings.pg_lr)
+    stats = trainer.step(prompts, completions, rewards, groups, demonstrations=mix(step_demos, rng), lr=settings.pg_lr)
     return {"reward": round(sum(rewards) / len(rewards), 4), "solved_groups": round(stats.solved_groups, 4),
             "kl": round(stats.kl, 5), "demo_loss": round(stats.demo_loss, 4), "unsolved": len(unsolved)}
 

@@ -97,7 +97,7 @@ def _learn(dep: Deployment, base: str, settings: LearnSettings, interactions: In
             f"{sorted(cells)}), suite {before['suite']:.2f}")
         agent = load_agent(base_dir)
         started = time.perf_counter()
-        cycles = train_cycles(agent, exp, settings, scratch,
+        cycles = train_cycles(agent, exp, settings, scratch, facts_world=dep.facts_world,
                               on_cycle=lambda c, m: say(f"cycle {c}/{settings.cycles}: reward {m.get('reward')}, "
                                                         f"kl {m.get('kl')}"))
         staging = scratch / "candidate"

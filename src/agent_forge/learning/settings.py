@@ -34,6 +34,9 @@ class LearnSettings:
     sleep_steps: int = 4
     sleep_batch: int = 32
     sleep_average: float = 0.3
+    # rehearsal (`learning.rehearsal`): the deployed agent's own verified answers across the suite
+    rehearsal_per_cell: int = 64  # fresh train tasks checked per (domain, level) of the suite; the right ones kept
+    rehearsal_share: float = 0.4  # share of every supervised batch that is rehearsal
     checkpoint_every: int = 2  # cycles between resume checkpoints
     # evaluation and the promotion gate
     heldout_per_cell: int = 100  # fresh test-split tasks per (domain, level) of the logged distribution

@@ -10,7 +10,7 @@ latent weights, which stay ternary in the forward pass).
 Shared by the curriculum stage (sleep between its cycles) and the continuous learner (`agent_forge.learning`,
 sleep between cycles on logged experience), so it lives here, below both.
 
-Exercise: `pytest tests/stages/curriculum/test_sleep_dream.py tests/training/test_sleep.py`.
+Exercise: `pytest tests/stages/curriculum/test_sleep_dream.py`.
 """
 
 from __future__ import annotations

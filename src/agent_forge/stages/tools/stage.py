@@ -170,23 +170,24 @@ class ToolsRun:
         # enough distinct traces per level that a level's batches rarely repeat, without building thousands
         per_level = max(16, min(TRACES_PER_LEVEL, tc.sft_steps * tc.batch_size // max(1, len(tc.levels))))
         tool_traces, replay, counts = [], [], {}
-        for domain in self.domains:
-            for level in tc.levels:
-                tasks = make_tasks(domain, level, "train", per_level, ctx.sub_seed("train", domain, level),
-                                   world_seed=self.seed)
-                if level in frontier.get(domain, []):
-                    build = (lambda t: arithmetic_trace(t, run_tool)) if domain == "arithmetic" else (
-                        lambda t: facts_trace(t, kb, run_tool))
-                    made = [build(t) for t in progress(tasks, desc=f"traces {domain} {level}")]
-                    kept = [tr for tr in made if tr is not None and self._length(agent, tr) <= tc.max_trace_tokens]
-                    counts[f"{domain}/{level}"] = {"tasks": len(tasks), "traces": len(kept),
-                                                   "unreachable": sum(tr is None for tr in made),
-                                                   "too_long": sum(tr is not None for tr in made) - len(kept)}
-                    tool_traces += kept
-                else:  # no tool: the agent's own verified answers, so it keeps answering by itself
-                    tasks = tasks[:REPLAY_PER_LEVEL]
-                    right = fast_exact_match(agent.model, agent.tokenizer, tasks)
-                    replay += [no_call_trace(t) for t, ok in zip(tasks, right) if ok]
+        cells = [(d, lvl) for d in self.domains for lvl in tc.levels]
+        for domain, level in progress(cells, desc="tools traces"):
+            tasks = make_tasks(domain, level, "train", per_level, ctx.sub_seed("train", domain, level),
+                               world_seed=self.seed)
+            if level in frontier.get(domain, []):
+                if domain == "arithmetic":
+                    made = [arithmetic_trace(t, run_tool) for t in tasks]
+                else:
+                    made = [facts_trace(t, kb, run_tool) for t in tasks]
+                kept = [tr for tr in made if tr is not None and self._length(agent, tr) <= tc.max_trace_tokens]
+                counts[f"{domain}/{level}"] = {"tasks": len(tasks), "traces": len(kept),
+                                               "unreachable": sum(tr is None for tr in made),
+                                               "too_long": sum(tr is not None for tr in made) - len(kept)}
+                tool_traces += kept
+            else:  # no tool: the agent's own verified answers, so it keeps answering by itself
+                tasks = tasks[:REPLAY_PER_LEVEL]
+                right = fast_exact_match(agent.model, agent.tokenizer, tasks)
+                replay += [no_call_trace(t) for t, ok in zip(tasks, right) if ok]
         return tool_traces, replay, counts
 
     @staticmethod

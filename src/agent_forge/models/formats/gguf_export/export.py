@@ -2,8 +2,8 @@
 
 What is written: the hyperparameters, the tokenizer (`vocab`), every tensor under llama.cpp's names with q/k
 in its rope order (`layout`), ternary BitLinear weights as codes in a ternary block type with their exact
-per-tensor scale (`ternary`), everything else in F32 (exact; the embedding is what the agent computes with,
-int8-row embeddings of a bundle included). Then the file is read back (`reload`) and its logits compared with
+per-tensor scale (`ternary`), the embedding and an untied LM head in F32 (exact: what the agent computes with,
+int8-row embeddings of a bundle included) or, on request, F16 / Q8_0 (`embedding`), every other tensor in F32. Then the file is read back (`reload`) and its logits compared with
 the agent's.
 
 What llama.cpp cannot express is refused in one line when the file would compute something else, and noted in
@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-import torch
 from gguf import GGMLQuantizationType, GGUFWriter, LlamaFileType
 from torch import nn
 
@@ -37,12 +36,24 @@ from ....errors import ForgeError
 from ..ternary.layer import BitLinear
 from ..ternary.packed import PackedBitLinear
 from ..ternary.packing import unpack_kernel
-from .layout import GLOBAL_NAMES, LAYER_NAMES, LAYER_NORMS, ROPE_PERMUTED, head_dim, rope_scaling_type, rope_theta, to_ggml_rope_order
+from .embedding import embedding_type, encode_matrix, usable_type
+from .layout import (
+    LAYER_NAMES,
+    LAYER_NORMS,
+    ROPE_PERMUTED,
+    head_dim,
+    rope_scaling_type,
+    rope_theta,
+    to_ggml_rope_order,
+)
+from .reload import (  # base names written as codes (+ `.scale`): the reader rebuilds them
+    KEY_ACT_BITS,
+    KEY_TERNARY,
+)
 from .ternary import bits_per_weight, choose_type, encode_codes, ternary_type
 from .vocab import tokenizer_vocab, write_vocab
 
 ARCH = "llama"
-from .reload import KEY_ACT_BITS, KEY_TERNARY  # base names written as codes (+ `.scale`): the reader rebuilds them
 ACTIVATION_NOTE = ("activations: BitNet quantizes each token's activations to 8 bits (absmax); llama.cpp's llama "
                    "architecture cannot express that and quantizes them per block for its own dot products "
                    "(Q8_K for TQ2_0/TQ1_0, Q8_0 for Q4_0), so its logits differ from the agent's by that rounding")
@@ -150,11 +161,21 @@ class _Tensors:
         self.ternary_bits = 0.0
         self.fallback: Counter = Counter()
         self.act_bits: set[int] = set()
+        self.notes: list[str] = []
 
     def dense(self, name: str, array: np.ndarray) -> None:
         self.writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float32))
         if array.ndim == 2:
             self.types["F32"] += 1
+
+    def matrix(self, name: str, array: np.ndarray, qtype: GGMLQuantizationType) -> None:
+        """The embedding or an untied LM head, in the chosen embedding type."""
+        used = usable_type(qtype, array.shape[1])
+        if used != qtype:
+            self.notes.append(f"{name}: rows of {array.shape[1]} values do not fill {qtype.name} blocks; written as {used.name}")
+        raw = None if used in (GGMLQuantizationType.F32, GGMLQuantizationType.F16) else used
+        self.writer.add_tensor(name, encode_matrix(array, used), raw_dtype=raw)
+        self.types[used.name] += 1
 
     def linear(self, base: str, layer: Linear, n_head: int | None = None) -> None:
         permute = (lambda a: to_ggml_rope_order(a, n_head)) if n_head else (lambda a: a)
@@ -177,7 +198,6 @@ class _Tensors:
 
 
 def _fallback_notes(tensors: _Tensors) -> list[str]:
-    block = {GGMLQuantizationType.Q4_0: "32"}
     notes = []
     for (qtype, width), count in sorted(tensors.fallback.items(), key=lambda kv: kv[0][1]):
         why = f"their rows ({width} values) are not a multiple of {tensors.preferred.name}'s 256-value block"
@@ -187,12 +207,13 @@ def _fallback_notes(tensors: _Tensors) -> list[str]:
     return notes
 
 
-def write_gguf(agent, path: Path, *, ternary: str = "TQ2_0", name: str | None = None) -> GGUFExport:
+def write_gguf(agent, path: Path, *, ternary: str = "TQ2_0", embedding: str = "F32", name: str | None = None) -> GGUFExport:
     """Write the GGUF file (atomically: a temporary file renamed into place); no round-trip check."""
     model, tokenizer = agent.model, agent.tokenizer
     _check_architecture(model)
     config = model.config
     preferred = ternary_type(ternary)
+    embedding_qtype = embedding_type(embedding)
     vocab = tokenizer_vocab(tokenizer, int(config.vocab_size))
     notes = list(vocab.notes)
 
@@ -205,7 +226,7 @@ def write_gguf(agent, path: Path, *, ternary: str = "TQ2_0", name: str | None = 
         tensors = _Tensors(writer, preferred)
         used: set[str] = set()
         base = model.model
-        tensors.dense("token_embd.weight", base.embed_tokens.weight.detach().float().cpu().numpy())
+        tensors.matrix("token_embd.weight", base.embed_tokens.weight.detach().float().cpu().numpy(), embedding_qtype)
         used.add("model.embed_tokens")
         for i, block in enumerate(base.layers):
             for hf, gg in LAYER_NORMS.items():
@@ -224,13 +245,18 @@ def write_gguf(agent, path: Path, *, ternary: str = "TQ2_0", name: str | None = 
         tied = head is not None and head.weight is base.embed_tokens.weight
         if head is not None and not tied:
             layer = _linear(head, "lm_head")
-            if layer.codes is not None:  # llama.cpp scales the output tensor only for NVFP4: store it dense
+            if layer.codes is None:
+                tensors.matrix("output.weight", layer.dense, embedding_qtype)
+            else:  # llama.cpp scales the output tensor only for NVFP4: store the exact values dense
                 notes.append("lm_head is ternary, but llama.cpp has no output scale for the llama architecture: "
                              "written as dense F32 (exact values, no compression)")
-                layer = Linear(dense=layer.codes.astype(np.float32) * np.float32(layer.scale), bias=layer.bias)
-            tensors.linear("output", layer)
+                tensors.matrix("output.weight", layer.codes.astype(np.float32) * np.float32(layer.scale),
+                               GGMLQuantizationType.F32)
+                tensors.ternary.append("output")
+                tensors.act_bits.add(int(layer.act_bits))
         used.add("lm_head")
         _check_nothing_left(model, used)
+        notes.extend(tensors.notes)
         if tensors.ternary:
             writer.add_file_type(LlamaFileType.MOSTLY_TQ1_0 if preferred == GGMLQuantizationType.TQ1_0 else LlamaFileType.MOSTLY_TQ2_0)
             writer.add_array(KEY_TERNARY, tensors.ternary)
@@ -263,7 +289,7 @@ def _check_nothing_left(model, used: set[str]) -> None:
 
 
 def export_gguf(agent, path: str | os.PathLike, *, ternary: str = "TQ2_0", check: bool = True,
-                prompts: Sequence[str] | None = None, name: str | None = None,
+                prompts: Sequence[str] | None = None, name: str | None = None, embedding: str = "F32",
                 check_tokenizer: bool = True) -> GGUFExport:
     """Write `agent` as a llama-architecture GGUF at `path` and (by default) check it by reading it back.
 
@@ -279,7 +305,7 @@ def export_gguf(agent, path: str | os.PathLike, *, ternary: str = "TQ2_0", check
         raise ForgeError(f"{path} is a directory; give a file name")
     if not path.parent.is_dir():
         raise ForgeError(f"{path}: folder {path.parent} does not exist")
-    result = write_gguf(agent, path, ternary=ternary, name=name)
+    result = write_gguf(agent, path, ternary=ternary, embedding=embedding, name=name)
     if check:
         from .reload import round_trip
 

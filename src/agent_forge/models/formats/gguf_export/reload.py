@@ -9,8 +9,9 @@ the embedding) shows up as a logit difference. transformers' own GGUF loader wou
 which is why `models.load_model` sends files carrying that key here.
 
 Tolerance: the agent is run in integer arithmetic for the comparison (`integer_arithmetic`: its BitLinear
-layers swapped for packed layers built from their own codes and scales, a packed agent already is), so both
-sides multiply the same integers with the same kernel and differ only if the file differs (observed: 0, or
+layers swapped for packed layers built from their own codes and scales, a packed agent already is) and with
+its embedding rounded as the file stores it (`embedding.rounded_embeddings`; nothing for F32), so both sides
+multiply the same integers with the same kernel and differ only if the file differs (observed: 0, or
 float noise of about 1e-6). Logits must agree within `1e-3 * max(1, max |logit|)` and the greedy token must
 agree at every position: a wrong code, scale, permutation or norm moves logits by whole units. The difference
 to a latent agent's own fake-quantized fp32 forward is reported too but not checked: that one is a property of
@@ -22,19 +23,29 @@ Exercise: ``pytest tests/models/test_gguf_export.py``.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
+from gguf import GGMLQuantizationType
+
+F32 = GGMLQuantizationType.F32
 
 from ....errors import ForgeError
 from ..ternary.layer import BitLinear
 from ..ternary.packed import PackedBitLinear
 from ..ternary.packing import pack_kernel
-from .layout import GLOBAL_NAMES, LAYER_NAMES, LAYER_NORMS, ROPE_PERMUTED, from_ggml_rope_order
+from .embedding import rounded_embeddings
+from .layout import (
+    GLOBAL_NAMES,
+    LAYER_NAMES,
+    LAYER_NORMS,
+    ROPE_PERMUTED,
+    from_ggml_rope_order,
+)
 from .ternary import decode
 
 KEY_TERNARY = "agent_forge.ternary.tensors"
@@ -52,7 +63,7 @@ def _reader(path: Path):
 
     try:
         return gguf.GGUFReader(str(path))
-    except Exception as exc:
+    except Exception as exc:  # the reader fails with assorted errors on cut or garbled files
         raise ForgeError(f"{path} is not a readable GGUF file: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
@@ -151,7 +162,7 @@ def load_gguf_model(path: str | os.PathLike):
         if name.rsplit(".", 1)[0] in ternary:
             continue
         state[f"{module}.{suffix}"] = torch.from_numpy(np.ascontiguousarray(array(name)).copy())
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    _, unexpected = model.load_state_dict(state, strict=False, assign=True)  # missing ones are checked below (meta)
     if config.tie_word_embeddings:
         model.tie_weights()
     left = [n for n, p in model.named_parameters() if p.device.type == "meta"]
@@ -159,6 +170,16 @@ def load_gguf_model(path: str | os.PathLike):
         raise ForgeError(f"{path} does not match its own metadata (missing {left[:3]}, unexpected {unexpected[:3]})")
     model.requires_grad_(False)
     return model.eval()
+
+
+def _embedding_types(reader) -> list:
+    """How the file stores the embedding and (when present and not ternary) the LM head."""
+    types = {t.name: t.tensor_type for t in reader.tensors}
+    ternary = set(_field(reader, KEY_TERNARY, []) or [])
+    found = [types["token_embd.weight"]]
+    if "output.weight" in types and "output" not in ternary:
+        found.append(types["output.weight"])
+    return found
 
 
 @contextmanager
@@ -196,7 +217,7 @@ class RoundTrip:
     argmax_agreement: float  # fraction of positions with the same greedy token
     positions: int
     tokenizer_matches: bool | None  # the GGUF's tokenizer (rebuilt by transformers) encodes the prompts identically
-    latent_max_abs_diff: float | None = None  # against a latent agent's fake-quantized forward (not checked)
+    latent_max_abs_diff: float | None = None  # against the agent as it is: fake-quantized, unrounded (not checked)
 
     @property
     def passed(self) -> bool:
@@ -205,7 +226,8 @@ class RoundTrip:
     def summary(self) -> str:
         tokens = {True: "same token ids", False: "DIFFERENT token ids", None: "tokenizer not checked"}[self.tokenizer_matches]
         latent = ("" if self.latent_max_abs_diff is None else
-                  f" (against the latent agent's fake-quantized forward: {self.latent_max_abs_diff:.2e})")
+                  f" (against the agent's own forward, fake-quantized fp32 with unrounded embeddings: "
+                  f"{self.latent_max_abs_diff:.2e})")
         return (f"round trip: max |logit difference| {self.max_abs_diff:.2e} (tolerance {self.tolerance:.2e}, logits up to "
                 f"{self.logit_scale:.1f}), greedy tokens agree at {self.argmax_agreement:.0%} of {self.positions} positions, "
                 f"{tokens}: {'passed' if self.passed else 'FAILED'}" + latent)
@@ -222,13 +244,16 @@ def _gguf_tokenizer_ids(path: Path, prompts: Sequence[str]) -> list[list[int]]:
 def round_trip(agent, path: str | os.PathLike, prompts: Sequence[str] | None = None, *,
                check_tokenizer: bool = True) -> RoundTrip:
     """Load the GGUF back and compare its logits (and tokenizer) with `agent`'s on `prompts`."""
-    from ...loading import _gguf_read_once  # one parse of the file for the model and the tokenizer
+    from ...loading import (
+        _gguf_read_once,  # one parse of the file for the model and the tokenizer
+    )
 
     path = Path(path)
     prompts = list(prompts or CHECK_PROMPTS)
     with _gguf_read_once():
         model = load_gguf_model(path)
         gguf_ids = _gguf_tokenizer_ids(path, prompts) if check_tokenizer else None
+        stored = _embedding_types(_reader(path))
     encoded = [agent.tokenizer(p)["input_ids"] for p in prompts]
     if next(agent.model.parameters()).device.type != "cpu":
         raise ForgeError("the GGUF round trip runs on the CPU: load the agent with device='cpu'")
@@ -237,14 +262,15 @@ def round_trip(agent, path: str | os.PathLike, prompts: Sequence[str] | None = N
     for ids in encoded:
         batch = torch.tensor([ids])
         theirs = model(input_ids=batch).logits[0].float()
-        with integer_arithmetic(agent.model) as swapped:
+        with integer_arithmetic(agent.model) as swapped, rounded_embeddings(agent.model, stored):
             ours = agent.model(input_ids=batch).logits[0].float()
-        if swapped:  # the latent agent's own fake-quantized forward, for the record
+        if swapped or len(stored) != stored.count(F32):  # the agent as it is, for the record
             latent = max(latent, float((agent.model(input_ids=batch).logits[0].float() - theirs).abs().max()))
         worst = max(worst, float((ours - theirs).abs().max()))
         scale = max(scale, float(ours.abs().max()))
         agree += int((ours.argmax(-1) == theirs.argmax(-1)).sum())
         total += len(ids)
     tokenizer_matches = None if gguf_ids is None else gguf_ids == encoded
+    exact_agent = not any(isinstance(m, BitLinear) for m in agent.model.modules()) and len(stored) == stored.count(F32)
     return RoundTrip(worst, scale, RELATIVE_TOLERANCE * max(1.0, scale), agree / max(1, total), total, tokenizer_matches,
-                     latent if any(isinstance(m, BitLinear) for m in agent.model.modules()) else None)
+                     None if exact_agent else latent)

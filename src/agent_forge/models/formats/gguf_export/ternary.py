@@ -19,7 +19,7 @@ Exercise: ``pytest tests/models/test_gguf_export.py -k ternary``.
 from __future__ import annotations
 
 import numpy as np
-from gguf import GGMLQuantizationType, GGML_QUANT_SIZES
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 from gguf.quants import dequantize, quantize
 
 from ....errors import ForgeError
