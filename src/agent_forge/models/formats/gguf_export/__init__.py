@@ -2,6 +2,7 @@
 
 * `ternary`: BitLinear codes in TQ2_0/TQ1_0 (Q4_0 or F16 where rows do not fit the 256-value block) with the
   exact per-tensor scale as an F32 `.scale` tensor;
+* `embedding`: the embedding (and an untied head) in F32, F16 or Q8_0, and rounding it alike for the check;
 * `vocab`: a byte-level BPE tokenizer as `tokenizer.ggml.*` (refuses the tiny profile's character tokenizer);
 * `layout`: llama.cpp's tensor names and the q/k rope reordering;
 * `export`: `export_gguf` / `write_gguf`, the refusals and the one-line notes for what llama.cpp cannot express;
