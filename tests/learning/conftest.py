@@ -1,4 +1,4 @@
-"""Fixtures of the learning tests: the tiny deployed agent (trained once per session, ~25 s on one thread)."""
+"""Fixtures of the learning tests: the tiny deployed agent (trained once per session, ~2 min on one thread)."""
 
 from __future__ import annotations
 

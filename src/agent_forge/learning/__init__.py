@@ -6,8 +6,9 @@ A layer beside the stages, never importing one (it uses `training`, `evaluation`
 * `settings.py` (`LearnSettings`), `deployment.py` (run or version store, its lock, immutable versions);
 * `experience.py` (the log -> verified failures, successes, corrections), `distribution.py` (their
   (domain, level) cells and fresh held-out tasks of the same distribution);
-* `cycles.py` (policy gradient with the verifier's reward and KL to the deployed version, demonstrations,
-  replay, sleep; checkpointed), `gate.py` (held-out and full-suite measurements, the promotion rule, canary);
+* `rehearsal.py` (self-replay: the deployed agent's own verified answers on fresh tasks of every suite cell),
+  `cycles.py` (policy gradient with the verifier's reward and KL to the deployed version, demonstrations,
+  replay, rehearsal, sleep; checkpointed), `gate.py` (held-out and full-suite measurements, the promotion rule, canary);
 * `learn.py` (`learn`, `rollback`: the commands).
 
 Exercise: `pytest tests/learning`.
