@@ -40,6 +40,17 @@ class ExpertsConfig(Section):
     router_items: int = Field(48, ge=2, description="train prompts per domain the router is fitted on")
     router_l2: float = Field(1e-3, ge=0, description="L2 penalty of the router's logistic regression")
     lora_rank: int = Field(16, ge=1, description="rank of the LoRA the expert's parameter count is compared with")
+    cem_family: str | None = Field(
+        None, description="few-shot adaptation (off when unset): a task family no expert trains on, 'domain' "
+        "(a domain outside `domains`, at `levels`) or 'domain:level' (a level outside `levels`); CEM searches "
+        "the experts' mixture weights on a few of its train items and the report compares it with the base")
+    cem_shots: int = Field(8, ge=1, description="few-shot examples (train split of the held-out family) CEM scores on")
+    cem_population: int = Field(32, ge=2, description="CEM candidates per iteration")
+    cem_elite_fraction: float = Field(0.2, gt=0, le=1, description="share of the CEM population refitted on")
+    cem_iterations: int = Field(5, ge=1, description="CEM iterations of the few-shot search")
+    packed_rank: int = Field(
+        16, ge=1, description="top singular directions per matrix a packed save keeps (option (b): each expert is "
+        "a rank-r correction beside the packed ternary matmul); a larger value than a matrix's rank keeps all")
 
     @model_validator(mode="after")
     def _checks(self):
@@ -47,4 +58,11 @@ class ExpertsConfig(Section):
             raise ValueError("experts.domains must name at least one domain")
         if any(not 1 <= lvl <= 10 for lvl in self.levels) or not self.levels:
             raise ValueError("experts.levels must be levels in 1-10")
+        if self.cem_family is not None:
+            domain, _, level = self.cem_family.partition(":")
+            if not domain or (level and not (level.isdigit() and 1 <= int(level) <= 10)):
+                raise ValueError("experts.cem_family must be 'domain' or 'domain:level' (level in 1-10)")
+            if domain in self.domains and (not level or int(level) in self.levels):
+                raise ValueError(f"experts.cem_family {self.cem_family!r} is not held out: the {domain} expert "
+                                 "trains on it (name another domain or a level outside experts.levels)")
         return self

@@ -122,10 +122,10 @@ def evaluate_agent(agent, tasks: Sequence[Task], method: Literal["fast", "genera
 
 def dispatch_groups(agent, prompts: Sequence[str]):
     """(dispatcher, {choice: task indices}) for an agent whose extension routes prompts, else None."""
-    if getattr(agent, "packed", False):
-        return None  # packed weights cannot be scaled: a packed agent answers with its base weights
     for extension in agent.extensions.values():
         if hasattr(extension, "route") and hasattr(extension, "using"):
+            if hasattr(extension, "can_dispatch") and not extension.can_dispatch(agent):
+                return None  # e.g. an old packed bundle whose experts carry no SVD factors: base weights
             by_choice: dict = {}
             for i, choice in enumerate(extension.route(agent, list(prompts))):
                 by_choice.setdefault(choice.expert, []).append(i)

@@ -46,9 +46,12 @@ def test_stage_writes_an_agent_with_experts_and_its_report(entering, tmp_path):
     assert set(m["test_accuracy"]["arithmetic"]) == {"arithmetic", "strings", "mean"}  # cross-domain effects
     assert m["parameters"]["svf_expert"] < m["parameters"]["lora_rank16"]
     assert 0.0 <= m["routing"]["test_accuracy"] <= 100.0 and m["ternary"]
+    assert m["packed_correction"]["rank"] == 16 and set(m["packed_correction"]["dropped_share"]) == {"arithmetic", "strings"}
+    assert all(0.0 <= v <= 1.0 for v in m["packed_correction"]["dropped_share"].values())
     agent = load_agent(result.models["model"])
     assert is_ternary(agent.model)
     experts = agent.extensions["experts"]
+    assert experts.packed_rank == 16  # what a packed save of this agent keeps (option (b))
     assert sorted(experts.experts) == ["arithmetic", "strings"] and experts.router.classes == ["arithmetic", "strings"]
     # the model's own weights are the entering ones: experts are applied only at answer time
     entering_agent = load_agent(entering)

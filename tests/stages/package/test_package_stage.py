@@ -68,8 +68,8 @@ def packaged(tmp_path_factory, tiny_tokenizer, tiny_config):
 def test_the_bundle_is_packed_ternary_and_keeps_every_extension(packaged):
     root, _, result = packaged
     assert set(result.models) == {"agent"}
-    # packed layers cannot take the expert vectors: the stage declares it (the trajectory would flag it otherwise)
-    assert "expert vectors need the latent weights" in result.trade_off
+    # packed layers cannot take the expert vectors as they are: the stage declares the rank-r approximation
+    assert "expert vectors need the latent weights" in result.trade_off and "rank-r correction" in result.trade_off
     bundle = load_agent(result.models["agent"])
     assert bundle.packed and bundle.ternary and bundle.thinks
     assert any(isinstance(m, PackedBitLinear) for m in bundle.model.modules())

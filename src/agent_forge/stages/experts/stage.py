@@ -4,6 +4,11 @@ Resumable per expert: the SVD cache and each finished expert are written under `
 state file naming the finished domains and a digest of the config and input); a rerun continues with the
 next domain, so a killed run loses at most the expert in progress. Every random stream is a `ctx.sub_seed`.
 
+With `experts.cem_family` set, the report adds Transformer²'s few-shot mode, measured (`fewshot`): CEM mixture
+weights of the trained experts from a few train items of a held-out family, and that family's test accuracy
+under the base weights and under the mixture. The agent's experts record `packed_rank`, the rank of the
+correction a packed save keeps (option (b)).
+
 Exercise: `pytest tests/stages/experts/test_experts_stage.py`.
 """
 
@@ -24,6 +29,7 @@ from ...models.formats.experts import (
     Router,
     applied,
     cached_decomposition,
+    dropped_share,
     lora_parameter_count,
     prompt_features,
     svf_parameter_count,
@@ -35,6 +41,7 @@ from ...stage_contract import StageContext, StageResult
 from ...tasks import DOMAINS, make_tasks, task_grid
 from ...utils.atomic import atomic_write_bytes
 from ...utils.resume import load_phase_state, save_phase_state
+from .fewshot import adapt_mixture, parse_family
 from .training import train_expert
 
 
@@ -65,6 +72,9 @@ class ExpertsRun:
         unknown = [d for d in self.ec.domains if d not in DOMAINS]
         if unknown:
             raise ForgeError(f"experts.domains: unknown domain(s) {unknown}; known: {sorted(DOMAINS)}")
+        if self.ec.cem_family and parse_family(self.ec.cem_family)[0] not in DOMAINS:
+            raise ForgeError(f"experts.cem_family: unknown domain {parse_family(self.ec.cem_family)[0]!r}; "
+                             f"known: {sorted(DOMAINS)}")
         self.source = ctx.input_model()
         self.scratch = ctx.scratch_dir
 
@@ -178,7 +188,10 @@ class ExpertsRun:
         dispatched_acc = {d: _accuracy(dispatched, test, d) for d in domains} | {"mean": _accuracy(dispatched, test)}
         best_single = max(domains, key=lambda d: table[d]["mean"])
 
-        agent.extensions["experts"] = ExpertSet(names, decomposition, experts, ec.max_mult, router, threshold)
+        few_shot = self._few_shot(model, tok, decomposition, experts) if ec.cem_family else None
+
+        agent.extensions["experts"] = ExpertSet(names, decomposition, experts, ec.max_mult, router, threshold,
+                                                packed_rank=ec.packed_rank)
         out_dir = ctx.stage_dir / "model"
         save_agent(agent, out_dir)
         expert_bytes = {d: (out_dir / "experts" / f"expert-{d}.safetensors").stat().st_size for d in domains}
@@ -197,6 +210,11 @@ class ExpertsRun:
                            "ratio": round(svf_params / lora_params, 4)},
             "expert_file_bytes": expert_bytes, "ternary": agent.ternary, "training": state["logs"],
             "resumed": resumed, "seconds": round(seconds, 1),
+            # option (b): a packed bundle keeps the top packed_rank directions; the share of each expert's
+            # correction (Frobenius norm, mean over matrices) that this drops
+            "packed_correction": {"rank": ec.packed_rank, "dropped_share": {
+                d: round(sum(dropped_share(decomposition[n], experts[d][n], ec.packed_rank) for n in names)
+                         / len(names), 4) for d in domains}},
             "summary": {
                 "own_gain_mean": round(sum(gains.values()) / len(gains), 2),
                 "routing": routing_accuracy,
@@ -204,7 +222,39 @@ class ExpertsRun:
                 "best_single": table[best_single]["mean"],
             },
         }
+        if few_shot is not None:
+            metrics["few_shot"] = few_shot
         return StageResult(models={"model": out_dir}, metrics=metrics)
+
+    def _few_shot(self, model, tok, decomposition, experts) -> dict:
+        """Transformer²'s few-shot mode, measured: CEM mixture weights from a few train items of a held-out
+        family, then the family's test items under the base weights and under the mixture."""
+        ec, ctx = self.ec, self.ctx
+        domain, level = parse_family(ec.cem_family)
+        levels = [level] if level is not None else list(ec.levels)
+        per_level = -(-ec.cem_shots // len(levels))
+        shots = [t for lvl in levels for t in make_tasks(domain, lvl, "train", per_level,
+                                                         ctx.sub_seed("cem-shots", domain, lvl), world_seed=self.seed)]
+        shots = shots[: ec.cem_shots]
+        test = task_grid([domain], levels, "test", ec.test_items, self.seed)
+        self._say(f"few-shot adaptation to {ec.cem_family}: CEM over {len(experts)} mixture weights on "
+                  f"{len(shots)} examples")
+        found = adapt_mixture(model, tok, decomposition, experts, shots, population=ec.cem_population,
+                              elite_fraction=ec.cem_elite_fraction, iterations=ec.cem_iterations,
+                              seed=ctx.sub_seed("cem", ec.cem_family))
+        base = fast_exact_match(model, tok, test)
+        with applied(model, decomposition, found.z):
+            mixed = fast_exact_match(model, tok, test)
+        result = {
+            "family": ec.cem_family, "shots": len(shots), "test_items": len(test), "weights": found.weights,
+            "shots_exact": found.exact, "shots_loglik": round(found.loglik, 4), "evaluations": found.evaluations,
+            "search": found.history, "seconds": round(found.seconds, 1),
+            "test_accuracy": {"base": _accuracy(base, test), "cem_mixture": _accuracy(mixed, test)},
+        }
+        self._say(f"few-shot {ec.cem_family}: base {result['test_accuracy']['base']:.1f}% -> CEM mixture "
+                  f"{result['test_accuracy']['cem_mixture']:.1f}% on {len(test)} test items "
+                  f"({found.evaluations} candidates, {found.seconds:.1f}s)")
+        return result
 
     def _print(self, table, dispatched, domains, routing, threshold, svf, lora) -> None:
         rows = [(who, *[cell(table[who][d]) for d in domains], cell(table[who]["mean"])) for who in table]

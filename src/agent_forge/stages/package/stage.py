@@ -182,10 +182,11 @@ def run(ctx: StageContext) -> StageResult:
 
 def _trade_off(packed: bool, entering) -> str | None:
     """What a packed bundle gives up: expert vectors scale latent weights, which 2-bit packed layers do not
-    keep, so a packed bundle answers with its base weights (issue 15's packed-side correction is not built)."""
+    keep; the bundle applies them as a rank-r correction beside the packed matmul (option (b)) instead."""
     if packed and "experts" in entering.extensions:
-        return ("2-bit packed bundle (the deployable size) answers with its base weights: expert vectors need the "
-                "latent weights, which the packed layers do not keep")
+        return ("2-bit packed bundle (the deployable size) applies its experts as a rank-r correction beside the "
+                "packed matmul: expert vectors need the latent weights, which the packed layers do not keep, so "
+                "dispatched answers approximate the latent agent's (top singular directions, not re-quantized)")
     return None
 
 

@@ -3,13 +3,15 @@ the model, the prompt router and the answer-time dispatch hook (`store`).
 
 An expert is one vector z per MLP matrix scaling its singular values; `load_agent` restores an agent's experts
 as `agent.extensions["experts"]` (an `ExpertSet`, itself the dispatch hook of `inference.answer`), and
-`save_agent` writes them under `experts/`.
+`save_agent` writes them under `experts/`. On a packed agent an expert is a rank-r correction beside each
+packed layer (`lowrank`, option (b)).
 """
 
 from .store import (
     FOLDER, Choice, ExpertSet, ExpertsExtension, Router, cached_decomposition, load_decomposition, prompt_features,
     save_decomposition, weight_digest,
 )
+from .lowrank import corrected, dropped_share, truncate
 from .svf import (
     DEFAULT_PATTERN, Decomposition, applied, compose, correction, decompose, decompose_model, expert_weights,
     logit_init, lora_parameter_count, mix, scaled_singular_values, svf_parameter_count, target_names, z_of,
@@ -17,7 +19,7 @@ from .svf import (
 
 __all__ = [
     "DEFAULT_PATTERN", "FOLDER", "Choice", "Decomposition", "ExpertSet", "ExpertsExtension", "Router", "applied",
-    "cached_decomposition", "compose", "correction", "decompose", "decompose_model", "expert_weights",
+    "cached_decomposition", "compose", "corrected", "correction", "decompose", "decompose_model", "dropped_share", "expert_weights",
     "load_decomposition", "logit_init", "lora_parameter_count", "mix", "prompt_features", "save_decomposition",
-    "scaled_singular_values", "svf_parameter_count", "target_names", "weight_digest", "z_of",
+    "scaled_singular_values", "svf_parameter_count", "target_names", "truncate", "weight_digest", "z_of",
 ]

@@ -5,14 +5,16 @@ Files (all under `experts/` in the agent folder):
 * `experts.json` — format, the matrices, `max_mult`, expert names, the router's classes and threshold, and a
   digest of the matrices the SVD belongs to;
 * `svd.safetensors` — the cached decomposition (U, S, V per matrix), recomputed on load if the model's
-  weights no longer match its digest;
+  weights no longer match its digest; beside a packed export only the top `packed_rank` columns of U and V
+  (and the whole S), what option (b)'s rank-r correction needs (`lowrank`);
 * `expert-<name>.safetensors` — one z vector per matrix (the expert itself: a few KB);
 * `router.safetensors` — the prompt classifier (logistic regression on the mean-pooled last hidden state of
   the base model), when the experts stage trained one.
 
 `ExpertSet` is what `load_agent` puts in `agent.extensions["experts"]`. It is also the answer-time hook
 (`context(agent, prompts)`): it routes the prompts, applies the chosen expert's weights while they are
-answered and copies the original weights back afterwards. `mode` is "auto" (route; below the confidence
+answered and copies the original weights back afterwards. On a packed agent (no latent weights) the expert
+is applied as a rank-r correction beside each packed layer instead (forward hooks, removed afterwards). `mode` is "auto" (route; below the confidence
 threshold the base weights answer), "off", or an expert's name.
 """
 
@@ -33,6 +35,8 @@ from safetensors.torch import load_file
 from ....errors import ForgeError
 from ....utils import atomic_write_bytes, atomic_write_text
 from ..thoughts.checkpoint import reproducible_safetensors
+from ..ternary.packed import is_packed_export
+from .lowrank import corrected, truncate
 from .svf import Decomposition, applied, decompose_model
 
 FOLDER = "experts"
@@ -57,7 +61,10 @@ def save_decomposition(decomposition: Mapping[str, Decomposition], path: Path, d
     tensors = {}
     for n, d in decomposition.items():
         tensors[f"{n}.U"], tensors[f"{n}.S"], tensors[f"{n}.V"] = (t.detach().cpu().contiguous() for t in (d.U, d.S, d.V))
-    atomic_write_bytes(path, reproducible_safetensors(tensors, {"format": FORMAT, "weights": digest}))
+    kept = max((d.kept for d in decomposition.values()), default=0)
+    full = all(d.kept == d.rank for d in decomposition.values())
+    atomic_write_bytes(path, reproducible_safetensors(
+        tensors, {"format": FORMAT, "weights": digest, "kept": "all" if full else str(kept)}))
 
 
 def load_decomposition(path: Path, names: Sequence[str]) -> tuple[dict[str, Decomposition], str]:
@@ -174,6 +181,7 @@ class ExpertSet:
     max_mult: float = 1.0
     router: Router | None = None
     threshold: float = 0.0
+    packed_rank: int | None = None  # singular directions a packed save keeps (None: all)
     mode: str = "auto"  # runtime setting: auto | off | <expert name>
     last: list[Choice] = field(default_factory=list)
 
@@ -197,10 +205,23 @@ class ExpertSet:
             out.append(Choice(expert, conf, name))
         return out
 
+    def can_dispatch(self, agent) -> bool:
+        """Whether experts can be applied to this agent (a packed bundle of an old format has no SVD factors)."""
+        return bool(self.decomposition) or not getattr(agent, "packed", False)
+
     @contextmanager
     def using(self, model, expert: str | None) -> Iterator[None]:
-        """Hold one expert's weights (None: no change) while the block runs; originals restored exactly."""
-        with applied(model, self.decomposition, None if expert is None else self.experts[expert]):
+        """Hold one expert (None: no change) while the block runs. With latent weights: W' in the weights,
+        originals restored exactly; without (a packed model): rank-r corrections beside the layers, removed."""
+        if expert is None:
+            yield
+            return
+        if not self.decomposition:
+            raise ForgeError("these experts carry no SVD factors (a packed bundle written before option (b)); "
+                             "they cannot be applied")
+        params = dict(model.named_parameters())
+        latent = all(n in params for n in self.names)
+        with (applied if latent else corrected)(model, self.decomposition, self.experts[expert]):
             yield
 
     @contextmanager
@@ -208,10 +229,10 @@ class ExpertSet:
         """The answer-time hook: route, apply the chosen expert while answering, restore.
 
         A batch whose prompts route to different experts is answered with the base weights (callers that
-        batch mixed prompts group them by `route` first); a packed agent has no latent weights to scale and
-        answers with its base weights.
+        batch mixed prompts group them by `route` first); a packed agent applies the expert as a rank-r
+        correction beside its packed layers (an old packed bundle without SVD factors: base weights).
         """
-        choices = self.route(agent, prompts) if not getattr(agent, "packed", False) else [Choice(None, 0.0)] * len(prompts)
+        choices = self.route(agent, prompts) if self.can_dispatch(agent) else [Choice(None, 0.0)] * len(prompts)
         self.last = choices
         chosen = {c.expert for c in choices}
         expert = chosen.pop() if len(chosen) == 1 else None
@@ -222,7 +243,14 @@ class ExpertSet:
     def write(self, folder: Path, model) -> None:
         root = Path(folder) / FOLDER
         root.mkdir(parents=True, exist_ok=True)
-        save_decomposition(self.decomposition, root / SVD_FILE, weight_digest(model, self.names))
+        decomposition = self.decomposition
+        if is_packed_export(folder):
+            # option (b): the packed layers take the expert as a rank-r correction, which needs only the top
+            # `packed_rank` columns of U and V (the full cache is most of a small bundle's bytes)
+            decomposition = {n: truncate(d, self.packed_rank) for n, d in decomposition.items()}
+        params = dict(model.named_parameters())
+        digest = weight_digest(model, self.names) if all(n in params for n in self.names) else ""
+        save_decomposition(decomposition, root / SVD_FILE, digest)
         for name, z in self.experts.items():
             tensors = {n: t.detach().float().cpu().contiguous() for n, t in z.items()}
             atomic_write_bytes(root / f"expert-{name}.safetensors",
@@ -235,7 +263,7 @@ class ExpertSet:
                  "std": r.std.contiguous()}, {"format": FORMAT}))
             router = {"classes": r.classes, "threshold": self.threshold, "features": "mean last hidden state"}
         index = {"format": FORMAT, "matrices": self.names, "max_mult": self.max_mult,
-                 "experts": sorted(self.experts), "router": router}
+                 "experts": sorted(self.experts), "router": router, "packed_rank": self.packed_rank}
         atomic_write_text(root / INDEX, json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     @classmethod
@@ -252,8 +280,10 @@ class ExpertSet:
         names = list(index["matrices"])
         params = dict(model.named_parameters())
         if any(n not in params for n in names):
-            # a packed export has no latent matrices: the experts travel with it but cannot be applied
-            decomposition: dict[str, Decomposition] = {}
+            # a packed export has no latent matrices to decompose or to check the cache against: the stored
+            # factors (the top-r directions of the latent weights it was packed from) are used as they are
+            svd = root / SVD_FILE
+            decomposition: dict[str, Decomposition] = load_decomposition(svd, names)[0] if svd.is_file() else {}
         else:
             decomposition = cached_decomposition(model, names, root / SVD_FILE)
         experts = {}
@@ -274,7 +304,9 @@ class ExpertSet:
                 raise ForgeError(f"corrupted router {root / ROUTER_FILE}: {exc}") from None
             router = Router(list(index["router"]["classes"]), t["weight"], t["bias"], t["mean"], t["std"])
             threshold = float(index["router"].get("threshold", 0.0))
-        return cls(names, decomposition, experts, float(index.get("max_mult", 1.0)), router, threshold)
+        rank = index.get("packed_rank")
+        return cls(names, decomposition, experts, float(index.get("max_mult", 1.0)), router, threshold,
+                   packed_rank=None if rank is None else int(rank))
 
 
 class ExpertsExtension:

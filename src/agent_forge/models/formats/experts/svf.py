@@ -44,7 +44,11 @@ def target_names(model: torch.nn.Module, pattern: str = DEFAULT_PATTERN) -> list
 
 @dataclass
 class Decomposition:
-    """U [out, r], S [r], V [in, r] of one matrix (W = U diag(S) V^T), float32 on the model's device."""
+    """U [out, k], S [r], V [in, k] of one matrix (W = U diag(S) V^T), float32 on the model's device.
+
+    k = r for the full thin SVD; a truncated decomposition (`lowrank.truncate`, what a packed save keeps)
+    has k < r columns of U and V but the whole S, which the rescale of `scaled_singular_values` needs.
+    """
 
     U: torch.Tensor
     S: torch.Tensor
@@ -52,7 +56,13 @@ class Decomposition:
 
     @property
     def rank(self) -> int:
+        """Singular values: the length of an expert's z for this matrix."""
         return int(self.S.numel())
+
+    @property
+    def kept(self) -> int:
+        """Singular directions stored (columns of U and V)."""
+        return int(self.U.shape[1])
 
 
 def decompose(weight: torch.Tensor) -> Decomposition:
@@ -86,9 +96,10 @@ def scaled_singular_values(d: Decomposition, z: torch.Tensor) -> torch.Tensor:
 
 
 def correction(d: Decomposition, z: torch.Tensor) -> torch.Tensor:
-    """W' - W = U diag(S * (z * c - 1)) V^T, differentiable in z."""
+    """W' - W = U diag(S * (z * c - 1)) V^T, differentiable in z (over the kept directions only when `d` is
+    truncated: then the rank-k part of the correction)."""
     s = d.S.to(z.device)
-    delta = scaled_singular_values(d, z) - s
+    delta = (scaled_singular_values(d, z) - s)[: d.kept]
     return (d.U.to(z.device) * delta) @ d.V.to(z.device).T
 
 

@@ -1,0 +1,134 @@
+"""Option (b): experts as rank-r corrections beside a layer (forward hooks), and on a packed ternary bundle.
+
+Tolerance: at full rank on an unquantized model the hook adds (h @ V diag(d)) @ U^T where the latent path
+multiplies by W + U diag(d) V^T: the same function in a different summation order, so logits agree to float32
+rounding (we allow 1e-4 absolute on logits of magnitude ~1).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from agent_forge.evaluation.report import dispatch_groups
+from agent_forge.models import Agent, load_agent, save_agent
+from agent_forge.models.formats.experts import (
+    ExpertSet,
+    Router,
+    applied,
+    corrected,
+    decompose_model,
+    dropped_share,
+    load_decomposition,
+    prompt_features,
+    target_names,
+    truncate,
+    z_of,
+)
+from agent_forge.models.formats.ternary import convert_to_bitlinear
+
+IDS = torch.tensor([[1, 5, 7, 9, 3, 11]])
+TOLERANCE = 1e-4
+
+
+def _random_z(decomposition, seed):
+    g = torch.Generator().manual_seed(seed)
+    return {n: z_of(torch.randn(d.rank, generator=g), 2.0) for n, d in decomposition.items()}
+
+
+def _logits(model):
+    with torch.no_grad():
+        return model(input_ids=IDS).logits
+
+
+def test_full_rank_hook_matches_the_latent_path_on_an_unquantized_model(tiny_model):
+    dec = decompose_model(tiny_model, target_names(tiny_model))
+    z = _random_z(dec, 3)
+    base = _logits(tiny_model)
+    with applied(tiny_model, dec, z):
+        latent = _logits(tiny_model)
+    with corrected(tiny_model, dec, z):
+        hooked = _logits(tiny_model)
+    assert float((latent - base).abs().max()) > 1e-2  # the expert does change the model
+    assert float((hooked - latent).abs().max()) <= TOLERANCE
+    torch.testing.assert_close(_logits(tiny_model), base, rtol=0, atol=0)  # hooks removed: base again
+
+
+def test_a_truncated_correction_is_the_rank_r_part_of_the_latent_correction(tiny_model):
+    dec = decompose_model(tiny_model, target_names(tiny_model))
+    z = _random_z(dec, 4)
+    low = {n: truncate(d, 4) for n, d in dec.items()}
+    assert all(d.kept == 4 and d.rank == dec[n].rank and d.U.shape[1] == d.V.shape[1] == 4 for n, d in low.items())
+    with applied(tiny_model, low, z):  # the latent path with the same truncated factors
+        latent = _logits(tiny_model)
+    with corrected(tiny_model, low, z):
+        hooked = _logits(tiny_model)
+    assert float((hooked - latent).abs().max()) <= TOLERANCE
+    for n, d in dec.items():
+        assert dropped_share(d, z[n], d.rank) == 0.0
+        assert 0.0 < dropped_share(d, z[n], 4) < 1.0
+
+
+def test_a_packed_bundle_keeps_only_the_top_r_factors_and_applies_its_experts(tiny_model, tiny_tokenizer, tmp_path):
+    tok = copy.deepcopy(tiny_tokenizer)
+    convert_to_bitlinear(tiny_model, sub_norm=True)
+    names = target_names(tiny_model)
+    dec = decompose_model(tiny_model, names)
+    experts = {"a": _random_z(dec, 1), "b": _random_z(dec, 2)}
+    prompts = ["12+3=?", "abc reversed?", "7*2=?", "xyz upper?"]
+    router = Router.fit(prompt_features(tiny_model, tok, prompts), [0, 1, 0, 1], ["a", "b"])
+    found = ExpertSet(names, dec, experts, 2.0, router, 0.0, packed_rank=4)
+    agent = Agent(tiny_model, tok, extensions={"experts": found})
+    save_agent(agent, tmp_path / "latent")
+    save_agent(agent, tmp_path / "packed", packed=True)
+    latent_svd = (tmp_path / "latent" / "experts" / "svd.safetensors").stat().st_size
+    packed_svd = (tmp_path / "packed" / "experts" / "svd.safetensors").stat().st_size
+    assert packed_svd < latent_svd / 2
+    stored, _ = load_decomposition(tmp_path / "packed" / "experts" / "svd.safetensors", names)
+    for n in names:
+        assert stored[n].kept == 4 and torch.equal(stored[n].S, dec[n].S)
+        assert torch.equal(stored[n].U, dec[n].U[:, :4]) and torch.equal(stored[n].V, dec[n].V[:, :4])
+
+    packed = load_agent(tmp_path / "packed")
+    assert packed.packed
+    experts_back = packed.extensions["experts"]
+    assert experts_back.packed_rank == 4 and experts_back.can_dispatch(packed)
+    base = _logits(packed.model)
+    experts_back.mode = "a"
+    with experts_back.context(packed, ["12+3=?"]) as choices:
+        assert choices[0].expert == "a"
+        with_a = _logits(packed.model)
+    assert float((with_a - base).abs().max()) > 1e-3
+    torch.testing.assert_close(_logits(packed.model), base, rtol=0, atol=0)  # hooks gone after the answer
+    # the hook on the packed layer adds exactly the rank-4 correction of the latent factors to its output
+    layer = packed.model.get_submodule(names[0][: -len(".weight")])
+    x = torch.randn(2, 3, layer.in_features, generator=torch.Generator().manual_seed(0))
+    plain = layer(x)
+    with corrected(packed.model, {names[0]: stored[names[0]]}, experts["a"]):
+        hooked = layer(x)
+    d = stored[names[0]]
+    from agent_forge.models.formats.experts.lowrank import delta
+
+    dense = (d.U * delta(d, experts["a"][names[0]])[:4]) @ d.V.T  # W' - W restricted to the top 4 directions
+    expected = plain + layer.rms_norm(x) @ dense.T
+    assert float((hooked - expected).abs().max()) <= TOLERANCE
+    # evaluation routes the packed agent's tasks too (it answered with base weights before option (b))
+    experts_back.mode = "auto"
+    assert dispatch_groups(packed, prompts) is not None
+
+
+def test_an_old_packed_bundle_without_factors_answers_with_its_base_weights(tiny_model, tiny_tokenizer, tmp_path):
+    tok = copy.deepcopy(tiny_tokenizer)
+    convert_to_bitlinear(tiny_model, sub_norm=True)
+    names = target_names(tiny_model)
+    dec = decompose_model(tiny_model, names)
+    save_agent(Agent(tiny_model, tok, extensions={"experts": ExpertSet(names, dec, {"a": _random_z(dec, 1)})}),
+               tmp_path / "packed", packed=True)
+    (tmp_path / "packed" / "experts" / "svd.safetensors").unlink()
+    packed = load_agent(tmp_path / "packed")
+    experts = packed.extensions["experts"]
+    assert not experts.can_dispatch(packed) and dispatch_groups(packed, ["1+1"]) is None
+    experts.mode = "a"
+    with experts.context(packed, ["1+1"]) as choices:
+        assert choices[0].expert is None
