@@ -26,7 +26,7 @@ from agent_forge.pipeline.report import (
 )
 
 runner = CliRunner()
-STAGES = ["seed", "evomerge", "quietstar", "bitnet", "curriculum", "experts", "package"]
+STAGES = ["seed", "evomerge", "quietstar", "bitnet", "curriculum", "experts", "tools", "package"]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]

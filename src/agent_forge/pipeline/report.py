@@ -344,6 +344,27 @@ def experts_table(m: dict) -> Table:
     )
 
 
+def tools_table(m: dict) -> Table:
+    rows = []
+    for domain, entry in m["test"].items():
+        levels = entry["levels"]
+        for level, v in levels.items():
+            rows.append([domain, level, cell(v["entering"]), cell(v["without_tools"]), cell(v["with_tools"]),
+                         cell(v["call_share"])])
+        rows.append([domain, "all", cell(entry["entering"]), cell(entry["without_tools"]), cell(entry["with_tools"]),
+                     cell(entry["call_share"])])
+    tool_levels = "; ".join(f"{d} {', '.join(map(str, lv)) or 'none'}" for d, lv in m["tool_levels"].items())
+    sft = m["training"].get("sft", {})
+    return (
+        ["domain", "level", "entering", "without tools", "with tools", "answers calling a tool (%)"], rows,
+        f"Test accuracy (%) answering greedily without thoughts. Tool levels (entering validation below the "
+        f"threshold): {tool_levels}. Supervised on {sft.get('tool_traces', 0):,} tool traces and "
+        f"{sft.get('no_call_answers', 0):,} no-call answers; kept the {m['chosen']} model (validation with tools: "
+        + ", ".join(f"{k} {cell(v, 2)}" for k, v in m["selection_val_accuracy"].items()) + "). Memory: "
+        f"{m['memory']['passages']} passages, {m['memory']['k']} per search.",
+    )
+
+
 def package_table(m: dict) -> Table:
     parts, total = m["parts"], m["total_bytes"]
     rows = [[part, f"{size:,}", cell(100 * size / max(1, total), 1)] for part, size in parts.items() if size]
@@ -373,7 +394,7 @@ def generic_table(m: dict) -> Table:
 
 STAGE_TABLES: dict[str, Callable[[dict], Table]] = {
     "seed": seed_table, "evomerge": evomerge_table, "quietstar": quietstar_table, "bitnet": bitnet_table,
-    "curriculum": curriculum_table, "experts": experts_table, "package": package_table,
+    "curriculum": curriculum_table, "experts": experts_table, "tools": tools_table, "package": package_table,
 }
 
 
