@@ -5,7 +5,8 @@ damaged file is a one-line ForgeError, never a silently different model.
 Parts (bytes; they add up to the bundle's size without `bundle.json`): `packed_linears` (2-bit decoder
 linears with their scales and sub-norms), `int8_embeddings` (per-row absmax int8 rows and their scales, when
 the package stage applied them), `full_precision` (every other tensor of the model file), `thought_head`,
-`experts`, `tokenizer`, `tools`, `other` (config, generation config, safetensors headers, anything else).
+`experts`, `tokenizer`, `tools`, `memory` (the memory store's snapshot), `other` (config, generation config,
+safetensors headers, anything else).
 
 Exercise: `pytest tests/stages/package`.
 """
@@ -21,6 +22,7 @@ import torch
 
 from ...errors import ForgeError
 from ...utils.atomic import atomic_write_text
+from .tools import MEMORY_FILE
 
 MANIFEST = "bundle.json"
 FORMAT = "agent_forge.bundle/1"
@@ -85,7 +87,7 @@ def part_sizes(folder: Path) -> dict[str, int]:
     """Bytes per part (see the module doc); the values add up to the size of every file but `bundle.json`."""
     folder = Path(folder)
     parts = dict.fromkeys(["packed_linears", "int8_embeddings", "full_precision", "thought_head", "experts",
-                           "tokenizer", "tools", "other"], 0)
+                           "tokenizer", "tools", "memory", "other"], 0)
     packed_modules: list[str] = []
     config = folder / "config.json"
     if config.is_file():
@@ -103,6 +105,8 @@ def part_sizes(folder: Path) -> dict[str, int]:
             parts["tokenizer"] += size
         elif rel.name == "tools.json":
             parts["tools"] += size
+        elif rel.name == MEMORY_FILE:
+            parts["memory"] += size
         elif len(rel.parts) == 1 and rel.suffix == ".safetensors":
             tensors = _tensor_parts(path, packed_modules)
             for key, value in tensors.items():
