@@ -214,19 +214,14 @@ class ToolsRun:
         rng = random.Random(ctx.sub_seed("sft-batches"))
         n_replay = round(tc.batch_size * tc.no_call_share) if replay else 0
         n_tool = tc.batch_size - n_replay if tool_traces else 0
-        # a step's tool traces come from one (domain, level): similar lengths, so little of a batch is padding;
-        # the domain is drawn first, so a domain with few trainable levels (facts: long traces are left out)
-        # gets as many steps as one with many
-        buckets: dict[str, dict[int, list[Trace]]] = {}
+        # a step's tool traces come from one (domain, level): similar lengths, so little of a batch is padding
+        buckets: dict[tuple[str, int], list[Trace]] = {}
         for trace in tool_traces:
-            buckets.setdefault(trace.task.domain, {}).setdefault(trace.task.level, []).append(trace)
-        domains = sorted(buckets)
+            buckets.setdefault((trace.task.domain, trace.task.level), []).append(trace)
+        keys = sorted(buckets)
 
         def next_batch(step: int):
-            bucket: list[Trace] = []
-            if domains:
-                levels = buckets[domains[rng.randrange(len(domains))]]
-                bucket = levels[sorted(levels)[rng.randrange(len(levels))]]
+            bucket = buckets[keys[rng.randrange(len(keys))]] if keys else []
             return rng.sample(bucket, min(n_tool, len(bucket))) + rng.sample(replay, min(n_replay, len(replay)))
 
         def encode(traces):
