@@ -29,6 +29,9 @@ class ToolsConfig(Section):
         0.5, ge=0, le=1,
         description="share of each batch that is no-call replay: the entering agent's own verified answers on "
                     "levels and domains where it needs no tool")
+    sample_by_domain: bool = Field(
+        False, description="draw a supervised step's tool domain first, then its level (facts, with few levels short "
+                           "enough to train, then gets as many steps as arithmetic); false: every (domain, level) alike")
     max_trace_tokens: int = Field(
         512, ge=64, description="longest training trace (prompt, calls, responses, answer) in tokens; longer "
                                 "traces are left out of training and the report says how many")

@@ -219,9 +219,19 @@ class ToolsRun:
         for trace in tool_traces:
             buckets.setdefault((trace.task.domain, trace.task.level), []).append(trace)
         keys = sorted(buckets)
+        domains = sorted({d for d, _ in keys})
+
+        def pick_bucket() -> list[Trace]:
+            if not keys:
+                return []
+            if tc.sample_by_domain:  # a domain with few trainable levels gets as many steps as one with many
+                domain = domains[rng.randrange(len(domains))]
+                levels = [k for k in keys if k[0] == domain]
+                return buckets[levels[rng.randrange(len(levels))]]
+            return buckets[keys[rng.randrange(len(keys))]]
 
         def next_batch(step: int):
-            bucket = buckets[keys[rng.randrange(len(keys))]] if keys else []
+            bucket = pick_bucket()
             return rng.sample(bucket, min(n_tool, len(bucket))) + rng.sample(replay, min(n_replay, len(replay)))
 
         def encode(traces):
