@@ -18,6 +18,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from browser_check import chromium_page
+
 from agent_forge.cli import app
 from agent_forge.evaluation.trajectory import TRAJECTORY_FILE
 from agent_forge.pipeline import Manifest, StageRecord
@@ -27,9 +29,6 @@ from agent_forge.pipeline.report import (
 
 runner = CliRunner()
 STAGES = ["seed", "evomerge", "quietstar", "bitnet", "curriculum", "experts", "tools", "package"]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -201,10 +200,6 @@ def test_errors_are_one_line(tmp_path):
 
 
 def test_report_html_renders_in_chromium(smoke_run):
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="the playwright package is not installed (pip install playwright)")
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; scripts/setup.sh does it)")
     result = runner.invoke(app, ["report", str(smoke_run)])
     assert result.exit_code == 0, result.output
     run = load_run(smoke_run)
@@ -212,28 +207,19 @@ def test_report_html_renders_in_chromium(smoke_run):
     pngs = sum(len(s.plots) for s in run.stages)
     assert pngs >= 2  # evomerge's evolution.png and the curriculum's plots
 
-    problems: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
-            page.goto((smoke_run / REPORT_HTML).resolve().as_uri(), wait_until="load")
-            assert page.title() == "agent-forge report: smoke"
-            assert page.locator("#trajectory tbody tr").count() == len(rows)
-            assert page.locator("#trajectory thead th").all_inner_texts() == TRAJECTORY_COLUMNS
-            first = page.locator("#trajectory tbody tr").first.locator("td").all_inner_texts()
-            assert first[:3] == rows[0].cells()[:3]
-            # one accuracy-by-stage plot and one heatmap per stage, inline SVG; the stages' PNGs as data URIs
-            assert page.locator("figure.plot > svg").count() == 1 + len(STAGES)
-            assert page.locator("img").count() == pngs
-            assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-            assert page.evaluate("Array.from(document.querySelectorAll('[src],[href]')).every("
-                                 "e => /^(data:|#)/.test(e.getAttribute('src') || e.getAttribute('href')))")
-            for stage in STAGES:
-                assert page.locator(f"#stage-{stage} table").count() == 1
-        finally:
-            browser.close()
+    with chromium_page() as (page, problems):
+        page.goto((smoke_run / REPORT_HTML).resolve().as_uri(), wait_until="load")
+        assert page.title() == "agent-forge report: smoke"
+        assert page.locator("#trajectory tbody tr").count() == len(rows)
+        assert page.locator("#trajectory thead th").all_inner_texts() == TRAJECTORY_COLUMNS
+        first = page.locator("#trajectory tbody tr").first.locator("td").all_inner_texts()
+        assert first[:3] == rows[0].cells()[:3]
+        # one accuracy-by-stage plot and one heatmap per stage, inline SVG; the stages' PNGs as data URIs
+        assert page.locator("figure.plot > svg").count() == 1 + len(STAGES)
+        assert page.locator("img").count() == pngs
+        assert page.evaluate("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        assert page.evaluate("Array.from(document.querySelectorAll('[src],[href]')).every("
+                             "e => /^(data:|#)/.test(e.getAttribute('src') || e.getAttribute('href')))")
+        for stage in STAGES:
+            assert page.locator(f"#stage-{stage} table").count() == 1
     assert not problems, problems

@@ -9,7 +9,6 @@ tests/test_report.py does) and skips, saying why, only when either is missing.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import openai
 import pytest
@@ -17,11 +16,10 @@ import pytest
 from agent_forge.interactions import CanaryRun, Feedback, InteractionLog
 from agent_forge.serve import ServeSettings
 
+from browser_check import chromium_page
+
 from .helpers import TIME_PROMPT, TOOLS, get_json, running_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -73,28 +71,15 @@ def test_a_falling_canary_shows_in_metrics(server):
 
 
 def test_dashboard_renders_in_chromium_without_console_errors(server):
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="the playwright package is not installed (pip install playwright)")
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium; scripts/setup.sh does it)")
-    problems: list[str] = []
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-            page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
-            page.goto(server[0] + "/dashboard?window=600&buckets=10", wait_until="load")
-            page.wait_for_function("Number(document.body.dataset.updated) >= 1", timeout=20000)
-            assert page.title() == "tiny - agent-forge dashboard"
-            for chart in ("requests", "latency", "tools", "calibration", "feedback", "canary"):
-                svg = page.locator(f'svg[data-chart="{chart}"]')
-                assert svg.locator("rect, path, circle").count() > 0, chart
-            assert page.locator("#alert").is_visible() and "Canary falling" in page.locator("#alert").inner_text()
-            assert page.locator('svg[data-chart="canary"] [data-falling="1"]').count() == 1
-            assert page.locator("#versions tr").count() == 2  # the header and the served version
-            page.wait_for_function("Number(document.body.dataset.updated) >= 2", timeout=20000)  # it refreshes
-        finally:
-            browser.close()
+    with chromium_page() as (page, problems):
+        page.goto(server[0] + "/dashboard?window=600&buckets=10", wait_until="load")
+        page.wait_for_function("Number(document.body.dataset.updated) >= 1", timeout=20000)
+        assert page.title() == "tiny - agent-forge dashboard"
+        for chart in ("requests", "latency", "tools", "calibration", "feedback", "canary"):
+            svg = page.locator(f'svg[data-chart="{chart}"]')
+            assert svg.locator("rect, path, circle").count() > 0, chart
+        assert page.locator("#alert").is_visible() and "Canary falling" in page.locator("#alert").inner_text()
+        assert page.locator('svg[data-chart="canary"] [data-falling="1"]').count() == 1
+        assert page.locator("#versions tr").count() == 2  # the header and the served version
+        page.wait_for_function("Number(document.body.dataset.updated) >= 2", timeout=20000)  # it refreshes
     assert not problems, problems
