@@ -21,7 +21,7 @@ class ToolsConfig(Section):
                     "(%) is below this; at or above it the agent keeps answering by itself (no call)")
     memory_k: int = Field(3, ge=1, le=20, description="passages a memory search returns to the model")
     max_calls: int = Field(8, ge=1, le=32, description="tool calls allowed per answer")
-    sft_steps: int = Field(1500, ge=0, description="supervised steps on tool traces and no-call replay")
+    sft_steps: int = Field(2000, ge=0, description="supervised steps on tool traces and no-call replay")
     batch_size: int = Field(16, ge=1, description="sequences per supervised step")
     lr: float = Field(2e-3, gt=0, description="learning rate of the supervised phase (AdamW, warm-up then cosine)")
     warmup_steps: int = Field(30, ge=0, description="linear warm-up steps of the supervised phase")
@@ -30,7 +30,7 @@ class ToolsConfig(Section):
         description="share of each batch that is no-call replay: the entering agent's own verified answers on "
                     "levels and domains where it needs no tool")
     sample_by_domain: bool = Field(
-        False, description="draw a supervised step's tool domain first, then its level (facts, with few levels short "
+        True, description="draw a supervised step's tool domain first, then its level (facts, with few levels short "
                            "enough to train, then gets as many steps as arithmetic); false: every (domain, level) alike")
     max_trace_tokens: int = Field(
         512, ge=64, description="longest training trace (prompt, calls, responses, answer) in tokens; longer "
