@@ -115,3 +115,14 @@ def version_of(path: str | Path) -> str:
             stat = file.stat()
             digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return f"{path.name}@{digest.hexdigest()[:12]}"
+
+
+def run_seed(run_dir: Path) -> int | None:
+    """The seed in a run's `config.yaml` (it picks the facts world prompts are verified against), or None."""
+    import yaml
+
+    try:
+        seed = (yaml.safe_load((Path(run_dir) / "config.yaml").read_text()) or {}).get("seed")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None

@@ -26,11 +26,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
 from ..errors import ForgeError
 from ..interactions import LOG_FILE, current_version, is_store, run_store, set_current
-from ..interactions.versions import VERSIONS
+from ..interactions.versions import VERSIONS, run_seed
 from ..utils import fsync_tree
 
 MANIFEST = "manifest.json"
@@ -63,7 +62,7 @@ def open_deployment(target: str) -> Deployment:
         raise ForgeError(f"unknown run {target}: give a run directory (or a run name under runs/) or a version store")
     path = path.resolve()
     if (path / MANIFEST).is_file():
-        return Deployment(path, run_store(path), path / LOG_FILE, _run_seed(path), path)
+        return Deployment(path, run_store(path), path / LOG_FILE, run_seed(path), path)
     if is_store(path):
         return Deployment(path, path, path / LOG_FILE, None, None)
     raise ForgeError(f"{target} is neither a run directory ({MANIFEST}) nor a version store (CURRENT)")
@@ -141,14 +140,6 @@ def _remove(path: Path) -> None:
 def remove_tree(path: Path) -> None:
     if path.exists():
         _remove(path)
-
-
-def _run_seed(run_dir: Path) -> int | None:
-    try:
-        seed = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("seed")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
 class DeploymentLock:

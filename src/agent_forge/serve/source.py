@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
 
 from ..errors import ForgeError
 from ..interactions import LOG_FILE, current_version, is_store, run_store
+from ..interactions.versions import run_seed
 
 MANIFEST = "manifest.json"
 _GENERIC_NAMES = {"model", "packed", "agent"}
@@ -96,12 +96,6 @@ def serving_defaults(source: str) -> dict:
     home = store or run or path.parent
     if store is None and run is not None and path == run:
         store = run_store(run)  # watched even before `learn` creates it
-    return {"log_path": home / LOG_FILE, "version_store": store, "facts_world": _run_seed(run) if run else None}
+    return {"log_path": home / LOG_FILE, "version_store": store, "facts_world": run_seed(run) if run else None}
 
 
-def _run_seed(run_dir: Path) -> int | None:
-    try:
-        seed = (yaml.safe_load((run_dir / "config.yaml").read_text()) or {}).get("seed")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
