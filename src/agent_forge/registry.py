@@ -14,12 +14,13 @@ STAGES: dict[str, str] = {
     "bitnet": "agent_forge.stages.bitnet:run",
     "curriculum": "agent_forge.stages.curriculum:run",
     "experts": "agent_forge.stages.experts:run",
+    "baking": "agent_forge.stages.baking:run",
     "tools": "agent_forge.stages.tools:run",
     "package": "agent_forge.stages.package:run",
 }
 
 # the original design's later stages, named so that configs may list them and get a clear "not implemented"
-PLANNED_STAGES = ["baking", "adas"]
+PLANNED_STAGES = ["adas"]
 
 # the stage that closes every run (the deployable bundle): after the planned stages too, whatever lands later
 FINAL_STAGE = "package"

@@ -23,6 +23,7 @@ from .quietstar import QuietStarConfig
 from .bitnet import BitNetConfig
 from .curriculum import CurriculumConfig
 from .experts import ExpertsConfig
+from .baking import BakingConfig
 from .tools import ToolsConfig
 from .package import PackageConfig
 
@@ -57,6 +58,7 @@ class ForgeConfig(Section):
     bitnet: BitNetConfig = Field(BitNetConfig(), description="stage 1.3: BitNet b1.58 ternary conversion and training")
     curriculum: CurriculumConfig = Field(CurriculumConfig(), description="stage 2: the ten-level RL curriculum")
     experts: ExpertsConfig = Field(ExpertsConfig(), description="stage 3: SVF expert vectors and their dispatch")
+    baking: BakingConfig = Field(BakingConfig(), description="stage 3.5: prompt baking of knowledge, strategies and the identity")
     tools: ToolsConfig = Field(ToolsConfig(), description="stage 4.2: tool use (calculator, memory search) by traces and RL")
     package: PackageConfig = Field(PackageConfig(), description="last stage: final compression and the deployable bundle")
     report: ReportConfig = Field(ReportConfig(), description="the trajectory measured after every stage")
