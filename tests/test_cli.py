@@ -314,6 +314,7 @@ def test_stages_lists_each_stage_in_run_order_with_one_line():
     seed_line = lines[0]
     assert "Stage 0 (seed)" in seed_line  # the first line of the stage package's docstring
     assert all(name in lines[-1] for name in PLANNED_STAGES)
+    assert len(lines) == len(STAGES) + (1 if PLANNED_STAGES else 0)
 
 
 def test_config_show_prints_the_resolved_config_with_descriptions_and_defaults(tmp_path, monkeypatch):

@@ -156,8 +156,9 @@ def test_the_package_bundle_evaluates_exactly_as_the_agent_that_entered(smoke_ru
     tasks = task_grid(pc.domains, pc.levels, "test", pc.test_items_per_level, cfg.seed, world_seed=cfg.seed)
     metrics = _metrics(run_dir, "package")
     bundle_dir = run_dir / "09-package" / "agent"
-    bundle, entering = load_agent(bundle_dir), load_agent(run_dir / "07-tools" / "model")
-    assert bundle.packed and bundle.ternary and bundle.thinks and {"experts", "tools"} <= set(bundle.extensions)
+    bundle, entering = load_agent(bundle_dir), load_agent(run_dir / "08-adas" / "adas_optimized_model")
+    assert bundle.packed and bundle.ternary and bundle.thinks and {"experts", "tools", "design"} <= set(bundle.extensions)
+    assert bundle.extensions["design"] == entering.extensions["design"]  # the ADAS design is served from the bundle
     # the memory travels in the bundle, and opening it (twice) leaves the hashed bundle intact
     assert (bundle_dir / "memory.db").is_file()
     load_agent(bundle_dir)

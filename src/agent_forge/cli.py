@@ -180,7 +180,8 @@ def stages() -> None:
     width = max(len(name) for name in [*summaries, *PLANNED_STAGES])
     for name, summary in summaries.items():
         typer.echo(f"{name:<{width}}  {summary}")
-    typer.echo(f"{'':<{width}}  planned, not implemented yet: {', '.join(PLANNED_STAGES)}")
+    if PLANNED_STAGES:
+        typer.echo(f"{'':<{width}}  planned, not implemented yet: {', '.join(PLANNED_STAGES)}")
 
 
 # --------------------------------------------------------------------------------------------------- config

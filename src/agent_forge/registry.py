@@ -16,11 +16,12 @@ STAGES: dict[str, str] = {
     "experts": "agent_forge.stages.experts:run",
     "baking": "agent_forge.stages.baking:run",
     "tools": "agent_forge.stages.tools:run",
+    "adas": "agent_forge.stages.adas:run",
     "package": "agent_forge.stages.package:run",
 }
 
 # the original design's later stages, named so that configs may list them and get a clear "not implemented"
-PLANNED_STAGES = ["adas"]
+PLANNED_STAGES: list[str] = []
 
 # the stage that closes every run (the deployable bundle): after the planned stages too, whatever lands later
 FINAL_STAGE = "package"

@@ -185,3 +185,21 @@ def test_thoughts_are_hidden_unless_the_request_asks(tiny_model, tiny_tokenizer)
         assert any(getattr(c.choices[0].delta, "reasoning_content", None) for c in chunks if c.choices)
         plain = client.chat.completions.create(**ask, extra_body={"think": False, "include_reasoning": True})
         assert plain.choices[0].message.reasoning_content == ""
+
+
+def test_an_agent_design_is_served_as_saved(tiny_model, tiny_tokenizer, tmp_path):
+    """An ADAS design travels in the agent folder and the server answers through it (here: a design that
+    abstains on every answer, which no plain generation of this model produces)."""
+    import copy
+
+    from agent_forge.inference.design import ABSTAIN_TEXT
+    from agent_forge.models import Agent, save_agent
+    from agent_forge.models.formats.design import AgentDesign
+
+    design = AgentDesign(name="always-abstain", retry_below=1.0, retries=0, abstain=True)
+    save_agent(Agent(tiny_model, copy.deepcopy(tiny_tokenizer), extensions={"design": design}), tmp_path / "a")
+    with running_server(ServeSettings(), source=tmp_path / "a", model_name="designed") as (base, _):
+        client = openai.OpenAI(base_url=base + "/v1", api_key="none", max_retries=0)
+        reply = client.chat.completions.create(model="designed", messages=[{"role": "user", "content": "1+2"}],
+                                               max_tokens=4)
+        assert reply.choices[0].message.content == ABSTAIN_TEXT

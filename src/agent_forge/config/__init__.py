@@ -25,6 +25,7 @@ from .curriculum import CurriculumConfig
 from .experts import ExpertsConfig
 from .baking import BakingConfig
 from .tools import ToolsConfig
+from .adas import AdasConfig
 from .package import PackageConfig
 
 from ..registry import STAGE_ORDER
@@ -60,6 +61,7 @@ class ForgeConfig(Section):
     experts: ExpertsConfig = Field(ExpertsConfig(), description="stage 3: SVF expert vectors and their dispatch")
     baking: BakingConfig = Field(BakingConfig(), description="stage 3.5: prompt baking of knowledge, strategies and the identity")
     tools: ToolsConfig = Field(ToolsConfig(), description="stage 4.2: tool use (calculator, memory search) by traces and RL")
+    adas: AdasConfig = Field(AdasConfig(), description="stage 4.3: ADAS search over agent designs (adas_optimized_model)")
     package: PackageConfig = Field(PackageConfig(), description="last stage: final compression and the deployable bundle")
     report: ReportConfig = Field(ReportConfig(), description="the trajectory measured after every stage")
 

@@ -89,7 +89,15 @@ def evaluate_agent(agent, tasks: Sequence[Task], method: Literal["fast", "genera
     (tasks grouped by choice), and the generation path answers through `inference.answer`, so an agent with a
     Quiet-STaR head thinks before each answer token as it does in chat. The fast path scores the ordinary
     (no-thought) predictions. An agent with tools answers with them on the generation path (calls executed,
-    the verifier scoring the text after the last tool response); `think=False` answers without thoughts."""
+    the verifier scoring the text after the last tool response); `think=False` answers without thoughts. An
+    agent with a design (ADAS) is scored under its settings, and on the generation path answers through it."""
+    from ..inference.design import applied_design
+
+    with applied_design(agent, agent.extensions.get("design")):
+        return _evaluate_dispatched(agent, tasks, method, batch_size, think)
+
+
+def _evaluate_dispatched(agent, tasks: Sequence[Task], method: str, batch_size: int, think: bool | None) -> EvalReport:
     groups = dispatch_groups(agent, [t.prompt for t in tasks])
     if groups is None:
         return _evaluate_plainly(agent, tasks, method, batch_size, think)

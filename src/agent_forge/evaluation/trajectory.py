@@ -66,10 +66,14 @@ def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None)
     # as the agent answers: an agent that dispatches to experts is scored under the weights it picks, and one
     # with tools by generation with its calls executed (teacher forcing cannot run a tool)
     uses_tools = "tools" in agent.extensions
-    report = evaluate_agent(agent, tasks, method="generate" if uses_tools else "fast", batch_size=report_cfg.batch_size,
-                            think=False)
-    method = ("generate (greedy, tool calls executed, no thinking, dispatch applied)" if uses_tools
-              else "fast (teacher-forced, no thinking, dispatch applied)")
+    design = agent.extensions.get("design")
+    report = evaluate_agent(agent, tasks, method="generate" if uses_tools or design else "fast",
+                            batch_size=report_cfg.batch_size, think=False)
+    if design is not None:
+        method = f"generate (through its agent design {design.name!r}: {design.describe()})"
+    else:
+        method = ("generate (greedy, tool calls executed, no thinking, dispatch applied)" if uses_tools
+                  else "fast (teacher-forced, no thinking, dispatch applied)")
     by_domain = {d: round(v, 2) for d, v in report.by_domain.items()}
     prompts = [t.prompt for t in tasks[:: max(1, len(tasks) // report_cfg.speed_prompts)]][: report_cfg.speed_prompts]
     answer(agent, prompts[:1], max_new_tokens=2, batch_size=1)  # warm-up: kernels, caches

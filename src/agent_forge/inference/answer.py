@@ -11,6 +11,11 @@ hooks around it:
   `max_hook_rounds` times per answer.
 
 Hooks come from the agent's extensions (any extension object with these methods) and from the caller.
+
+An agent that carries a design (`agent.extensions["design"]`, written by the ADAS stage) answers through it
+(`inference.design`): the design decides thinking, sampling, votes, refinement and tool policy; the caller's
+length, batch and stop settings apply to each of its generations. `design=False` answers plainly.
+`prefix` is text every answer starts with (the generation continues after it; hooks see it).
 Exercise: `pytest tests/inference/test_answer.py`.
 """
 
@@ -59,12 +64,22 @@ def answer(
     max_hook_rounds: int = 4,
     progress: bool = False,
     keep_special_tokens: bool = False,
+    prefix: str = "",
+    design: Any = None,
 ) -> list[Reply]:
     """One `Reply` per prompt. `think=None` thinks exactly when the agent has a thought head.
 
     `keep_special_tokens` leaves special tokens in plainly generated text (chat shows delimiter spans that a
     model without a head wrote itself).
     """
+    chosen = agent.extensions.get("design") if design is None else (design or None)
+    if chosen is not None:
+        from .design import answer_with_design
+
+        return answer_with_design(agent, prompts, chosen, seed=seed, max_new_tokens=max_new_tokens,
+                                  batch_size=batch_size, stop=stop, render=render, hooks=hooks,
+                                  max_hook_rounds=max_hook_rounds, progress=progress,
+                                  keep_special_tokens=keep_special_tokens)
     active = agent_hooks(agent, hooks)
     thinking = agent.thinks if think is None else (think and agent.thinks)
     # a hook may ask generation to pause at a string (a tool call's end), so that it can act there
@@ -73,9 +88,15 @@ def answer(
         for hook in active:
             context = getattr(hook, "context", None)
             stack.enter_context(context(agent, prompts) if context else nullcontext())
-        replies = _generate(agent, list(prompts), thinking, max_new_tokens=max_new_tokens, temperature=temperature,
-                            seed=seed, batch_size=batch_size, stop=stop, render=render, progress=progress,
-                            skip_special_tokens=not keep_special_tokens)
+        first = list(prompts)
+        if prefix:  # the answers open with `prefix`: generate after the rendered prompt and it
+            fmt = prompt_format(agent.tokenizer) if render else None
+            first = [(fmt.render(p) if fmt else p) + prefix for p in prompts]
+        replies = _generate(agent, first, thinking, max_new_tokens=max_new_tokens, temperature=temperature,
+                            seed=seed, batch_size=batch_size, stop=stop, render=render and not prefix,
+                            progress=progress, skip_special_tokens=not keep_special_tokens)
+        if prefix:
+            replies = [Reply(prefix + r.text, r.thoughts) for r in replies]
         continuers = [h for h in active if hasattr(h, "continue_after")]
         if continuers:
             replies = _continue(agent, list(prompts), replies, continuers, thinking, max_hook_rounds,

@@ -12,6 +12,8 @@ stages added, each one an `AgentExtension` registered in `EXTENSIONS`:
   is also the answer-time dispatch hook.
 * `tools`: `tools.json` (the enabled built-in tools); `agent.extensions["tools"]` is a `tools.ToolUse`, the
   answer hook that executes tool calls inside the generation loop.
+* `design`: `design.json` (the ADAS stage's agent design); `agent.extensions["design"]` is an `AgentDesign`,
+  which `inference.answer` answers through.
 
 Consumers (stages, `chat`, `eval`, the server) call only these two functions; none of them copies side files
 or remembers to restore a layer type. Stages 3-5 add their extension (experts, tools, memory, the agent
@@ -46,6 +48,7 @@ from .formats.ternary import (
 )
 from .formats.bundle import verify_bundle
 from .formats.experts import ExpertsExtension
+from .formats.design import DesignExtension
 from .formats.tools import ToolsExtension
 from .formats.thoughts import HeadInfo, MixingHead, ThoughtTokens, has_head, load_head, save_head, thought_tokens_of
 from .loading import load_model
@@ -166,7 +169,8 @@ class ThoughtsExtension:
 # order matters on load: layers are restored (ternary) before heads that read the model's shape
 # experts after ternary: their SVD belongs to the (latent) weights the ternary restore rebuilt
 # tools last: `tools.json` (enabled tools, the answer hook that executes calls) reads nothing of the model
-EXTENSIONS: list[AgentExtension] = [TernaryExtension(), ThoughtsExtension(), ExpertsExtension(), ToolsExtension()]
+EXTENSIONS: list[AgentExtension] = [TernaryExtension(), ThoughtsExtension(), ExpertsExtension(), ToolsExtension(),
+                                    DesignExtension()]
 
 
 def load_agent(source: str | os.PathLike, *, device=None, dtype=None) -> Agent:

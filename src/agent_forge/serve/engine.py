@@ -24,7 +24,7 @@ answered by `agent_forge.inference.answer` in its own micro-batch (waiting think
 sampling settings together, up to `max_batch`), between decode steps of the shared batch, which pauses for it:
 thinking inserts and removes a thought before every answer token, which does not fit a shared step. The same
 path serves every request of an agent whose extensions act at answer time (expert dispatch, tool execution:
-`inference.agent_hooks`), so those hooks run exactly as in `chat` and `eval`. Their text arrives in one piece,
+`inference.agent_hooks`; an ADAS agent design), so those hooks run exactly as in `chat` and `eval`. Their text arrives in one piece,
 `top_p` does not apply there, and their completion-token count is that of the answer text re-encoded.
 
 Admission: a prefill costs about one decode step whatever its size, so while a batch is running, newcomers are
@@ -159,7 +159,8 @@ class Engine:
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._last_logits = next(({k: 1} for k in ("logits_to_keep", "num_logits_to_keep") if k in params), {})
-        self.hooks_at_answer_time = bool(agent_hooks(agent))
+        # an agent design (ADAS) answers through `inference.answer` too: votes, refinement, tool policy
+        self.hooks_at_answer_time = bool(agent_hooks(agent)) or "design" in agent.extensions
         embeddings = self.model.get_input_embeddings()
         self._dtype = embeddings.weight.dtype if embeddings is not None else torch.float32
         # transformers >= 5 (masking_utils) uses a ready 4-D mask as it is; older versions get the 2-D one

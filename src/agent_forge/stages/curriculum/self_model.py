@@ -15,40 +15,17 @@ from __future__ import annotations
 import random
 from typing import Callable, Sequence
 
-import torch
 
 from ...evaluation import fast_exact_match, percent
-from ...models import encode_pairs, generate, token_logprobs
+from ...inference.confidence import NO, YES, confidence_prompt, self_confidence
+from ...models import generate
 from ...tasks import Task, verify
 from .calibration import expected_calibration_error
 
-YES, NO = "yes", "no"
 
-
-def confidence_prompt(prompt: str) -> str:
-    return f"sure? {prompt}"
-
-
-@torch.no_grad()
 def predict_confidence(model, tokenizer, prompts: Sequence[str], batch_size: int = 64) -> list[float]:
     """The model's probability that its own answer to each prompt is right (from its yes/no likelihoods)."""
-    device = next(model.parameters()).device
-    out: list[float] = []
-    was_training = model.training
-    model.eval()
-    for start in range(0, len(prompts), batch_size):
-        chunk = [confidence_prompt(p) for p in prompts[start : start + batch_size]]
-        totals = []
-        for verdict in (YES, NO):
-            batch = encode_pairs(tokenizer, chunk, [verdict] * len(chunk))
-            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-            targets = batch["labels"][:, 1:].to(device)
-            mask = targets != -100
-            logprobs = token_logprobs(logits[:, :-1], targets)
-            totals.append((logprobs * mask).sum(1))
-        out.extend(torch.sigmoid(totals[0] - totals[1]).tolist())
-    model.train(was_training)
-    return out
+    return self_confidence(model, tokenizer, prompts, batch_size)
 
 
 def measure_calibration(model, tokenizer, tasks: Sequence[Task], bins: int = 10) -> dict:
