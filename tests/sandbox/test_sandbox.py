@@ -342,3 +342,27 @@ def test_check_source_parses_without_running():
     # parsing is not executing: a module-level side effect never happens
     assert check_source("open('/tmp/never', 'w')\ndef answer(p, a):\n    pass\n", "answer") is None
     assert not os.path.exists("/tmp/never")
+
+
+def test_files_in_the_temp_dir_are_capped_in_size_and_number(namespaces):
+    source = '''
+def answer(prompt, agent):
+    try:
+        with open("big", "wb") as handle:
+            handle.write(b"x" * (9 << 20))
+        size = "written"
+    except OSError as exc:
+        size = type(exc).__name__
+    count = 0
+    try:
+        for index in range(1000):
+            open(f"f{index}", "w").close()
+            count += 1
+    except PermissionError as exc:
+        return [size, count, str(exc)]
+'''
+    outcome = run(source, namespaces)
+    assert outcome.ok, outcome.error
+    size, count, refusal = outcome.value
+    assert size == "OSError" and count < 128 and refusal.startswith("blocked: open beyond")
+    assert_search_goes_on(namespaces)

@@ -66,7 +66,7 @@ UNAUDITED_POSIX = (
     "tcsetpgrp", "plock", "setns", "unshare",
 )
 
-OUTPUT_CAP = 64 * 1024
+MAX_WRITE_EVENTS = 128  # with RLIMIT_FSIZE (8 MiB): at most 1 GiB of files, removed after the run
 
 
 class SandboxViolation(PermissionError):
@@ -185,6 +185,14 @@ def make_hook(tmpdir: str, read_roots: tuple):
     prefixes, violation = DENIED_PREFIXES, SandboxViolation
     write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
     read_only_roots = tuple(read_roots) + ("/dev/null", "/dev/urandom")
+    # RLIMIT_FSIZE caps one file; this caps how many write-opens (and mkdirs) a block may make in its temp dir,
+    # so that without a tmpfs it cannot fill the disk with many capped files
+    write_budget = [MAX_WRITE_EVENTS]
+
+    def spend_write(what):
+        write_budget[0] -= 1
+        if write_budget[0] < 0:
+            raise violation(f"blocked: {what} beyond {MAX_WRITE_EVENTS} write events")
 
     def absolute(path):
         """A lexically normalised absolute path (cwd is the temp dir, and chdir is refused); None for an fd.
@@ -226,6 +234,8 @@ def make_hook(tmpdir: str, read_roots: tuple):
             # os.open with a relative path: its dir_fd is not in the event, so it could point anywhere
             raise violation("blocked: os.open with a relative path")
         if inside(target, (tmpdir,)):
+            if writing:
+                spend_write("open")
             return
         if writing:
             raise violation(f"blocked: open {target} for writing")
@@ -253,6 +263,8 @@ def make_hook(tmpdir: str, read_roots: tuple):
                 roots = (tmpdir,) if writing else (tmpdir,) + read_only_roots
                 if not inside(target, roots):
                     raise violation(f"blocked: {event} {target}")
+            if event == "os.mkdir":
+                spend_write(event)
 
     return hook
 

@@ -32,7 +32,7 @@ from .isolation import child_argv, namespace_command, namespaces_available, read
 
 Host = Callable[[str, list, dict], Any]
 
-FILE_BYTES = 16 << 20  # RLIMIT_FSIZE: the largest file a block may write in its temp dir
+FILE_BYTES = 8 << 20  # RLIMIT_FSIZE: the largest file a block may write in its temp dir
 OPEN_FILES = 64  # RLIMIT_NOFILE
 STDERR_CAP = 8192  # the child's stderr is kept (its tail) only to explain a crash
 READ_CHUNK = 1 << 16
@@ -271,6 +271,8 @@ def run_untrusted(source: str, entry: str, args: list, *, host: Host | None = No
     use_namespaces = namespaces_available() if namespaces is None else bool(namespaces) and namespaces_available()
     with tempfile.TemporaryDirectory(prefix="forge-sandbox-", ignore_cleanup_errors=True) as tmp:
         tmpdir = os.path.realpath(tmp)
+        # the mount preamble matches the temp dir against /proc/self/mounts, which escapes blanks and backslashes
+        use_namespaces = use_namespaces and not any(c.isspace() or c == "\\" for c in tmpdir)
         job = {"source": source, "entry": entry, "args": list(args), "host_methods": methods, "tmpdir": tmpdir,
                "read_roots": read_roots(),
                "limits": {"cpu_seconds": limits.cpu_seconds, "memory_bytes": limits.memory_bytes,
