@@ -96,7 +96,9 @@ class Channel:
         self.lock = threading.Lock()
 
     def send(self, message: dict) -> None:
-        data = json.dumps(message, allow_nan=False).encode() + b"\n"
+        self.write(json.dumps(message, allow_nan=False).encode() + b"\n")
+
+    def write(self, data: bytes) -> None:
         while data:
             data = data[os.write(self.out_fd, data):]
 
@@ -107,14 +109,15 @@ class Channel:
         return json.loads(line)
 
     def call(self, name: str, args: tuple, kwargs: dict):
+        """Forward `agent.<name>(*args, **kwargs)`; the reply's value, or HostError. Oversized calls never leave."""
         try:
-            data = json.dumps({"call": name, "args": list(args), "kwargs": kwargs}, allow_nan=False)
+            data = json.dumps({"call": name, "args": list(args), "kwargs": kwargs}, allow_nan=False).encode()
         except (TypeError, ValueError) as exc:
             raise HostError(f"agent.{name} arguments are not JSON: {exc}") from None
         if len(data) + 1 > self.max_bytes:
             raise HostError(f"agent.{name} message of {len(data)} bytes is over the {self.max_bytes}-byte limit")
         with self.lock:
-            self.send({"call": name, "args": list(args), "kwargs": kwargs})
+            self.write(data + b"\n")
             reply = self.receive()
         if "error" in reply:
             raise HostError(f"agent.{name}: {reply['error']}")
