@@ -94,8 +94,12 @@ class BakingConfig(Section):
     max_new_tokens: int = Field(32, ge=1, description="longest sampled response")
     top_k: int = Field(0, ge=0, description="KL over the teacher's top-K tokens plus a tail bucket (0: whole vocab)")
     preserve_share: float = Field(
-        0.5, ge=0, lt=1, description="share of each batch of ordinary task prompts whose teacher is the unprompted "
-                                     "model before the bake (keeps other domains)")
+        0.75, ge=0, lt=1, description="share of each batch of ordinary task prompts (other domains than the bake's "
+                                      "target) whose teacher is the model before the bake without a prompt (keeps "
+                                      "other skills)")
+    preserve_temperature: float = Field(
+        0.0, ge=0, description="sampling temperature of the preserving trajectories (0: the greedy answers, the "
+                               "paths the evaluation follows)")
     steps: int = Field(300, ge=1, description="optimiser steps per bake")
     batch_size: int = Field(16, ge=1, description="trajectories per step")
     lr: float = Field(1e-3, gt=0, description="learning rate (AdamW, warm-up then cosine)")
@@ -112,7 +116,7 @@ class BakingConfig(Section):
     freeze_expert_matrices: bool = Field(
         True, description="leave the matrices the experts scale untouched, so the experts' SVD stays exact")
     strength_points: list[float] = Field(
-        default_factory=lambda: [0.0, 0.125, 0.25, 0.5, 0.75, 1.0],
+        default_factory=lambda: [0.0, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0],
         description="half-baking: fractions of a bake's steps at which it is measured (prompt strength curve)")
     val_items: int = Field(16, ge=2, description="validation items per domain and level")
     test_items: int = Field(20, ge=2, description="test items per domain and level in the report")

@@ -33,6 +33,7 @@ from ...evaluation import evaluate_agent, fast_exact_match, percent
 from ...evaluation.table import cell, rows_table
 from ...inference import answer
 from ...models import Agent, generate, load_agent, prompt_format, save_agent
+from ...models.formats.experts import cached_decomposition
 from ...models.formats.ternary import is_ternary
 from ...stage_contract import StageContext, StageResult
 from ...tasks import DOMAINS, Task, make_tasks, task_grid
@@ -43,6 +44,9 @@ from ...utils.resume import load_phase_state, save_phase_state
 from . import identity as ident
 from .candidates import Candidate, identity_candidates, knowledge_candidates, strategy_candidates
 from .plots import plot_strength
+
+
+HELD_OUT = 64  # trajectories of the held-out KL per bake
 
 
 def _mean(values) -> float:
@@ -106,14 +110,24 @@ class BakingRun:
         right = fast_exact_match(model, tok, shown)
         return percent(sum(right) / len(right))
 
-    def _replies(self, model, tok, prompts: list[str], max_new: int) -> list[str]:
-        return generate(model, tok, prompts, max_new_tokens=max_new, progress=False)
+    def _scores(self, model, tok, jobs: list[tuple[ident.Part, list[str]]], render: bool = True) -> list[float]:
+        """Percent compliant greedy replies for each (part, prompts) job, generated in one batch (a tiny model's
+        generation is dominated by per-step overhead, so one batch of all parts costs about as much as one)."""
+        prompts = [p for _, ps in jobs for p in ps]
+        if not prompts:
+            return [0.0 for _ in jobs]
+        longest = max(len(tok(part.answer)["input_ids"]) for part, _ in jobs)
+        replies = generate(model, tok, prompts, max_new_tokens=longest + 8, render=render, progress=False)
+        out, at = [], 0
+        for part, ps in jobs:
+            chunk = replies[at : at + len(ps)]
+            at += len(ps)
+            out.append(percent(sum(part.complies(r) for r in chunk) / max(1, len(chunk))))
+        return out
 
     def _part_score(self, model, tok, part: ident.Part, split: str, cand: Candidate | None = None) -> float:
         questions = part.questions[split]
-        prompts = [cand.prompted(q) if cand is not None else q for q in questions]
-        replies = self._replies(model, tok, prompts, len(tok(part.answer)["input_ids"]) + 8)
-        return percent(sum(part.complies(r) for r in replies) / max(1, len(replies)))
+        return self._scores(model, tok, [(part, [cand.prompted(q) if cand else q for q in questions])])[0]
 
     def _target_score(self, model, tok, cand: Candidate, prompted: bool, split: str = "val") -> float:
         shown = cand if prompted else None
@@ -127,8 +141,8 @@ class BakingRun:
         out = {d: percent(sum(r for r, t in zip(right, self.val) if t.domain == d) / len(self.val_by[d]))
                for d in self.domains}
         out["facts:knowledge"] = self._task_accuracy(model, tok, self.facts_val)
-        for part in self.parts:
-            out[part.name] = self._part_score(model, tok, part, "val")
+        jobs = [(part, part.questions["val"]) for part in self.parts]
+        out.update({part.name: v for part, v in zip(self.parts, self._scores(model, tok, jobs))})
         return out
 
     @staticmethod
@@ -180,9 +194,13 @@ class BakingRun:
 
     def _score_candidates(self, model, tok) -> list[dict]:
         rows = []
+        unprompted = self._validation(model, tok)
+        identity = [c for c in self.candidates if c.part is not None]
+        with_prompt = dict(zip((c.name for c in identity), self._scores(
+            model, tok, [(c.part, [c.prompted(q) for q in c.part.questions["val"]]) for c in identity])))
         for cand in self.candidates:
-            plain = self._target_score(model, tok, cand, prompted=False)
-            prompted = self._target_score(model, tok, cand, prompted=True)
+            plain = self._score_of(unprompted, cand)
+            prompted = with_prompt[cand.name] if cand.part is not None else self._target_score(model, tok, cand, True)
             rows.append({"name": cand.name, "kind": cand.kind, "target": cand.target, "unprompted": plain,
                          "prompted": prompted, "gain": round(prompted - plain, 2)})
         self.ctx.console.print(rows_table(
@@ -250,9 +268,10 @@ class BakingRun:
                                 for r, _ in tried])
         return summary, (baked if keep else None)
 
-    def _preserve_prompts(self, rng: random.Random, n: int) -> list[str]:
-        pool = [t.prompt for d in self.domains for t in self.train[d]]
-        return [pool[rng.randrange(len(pool))] for _ in range(n)]
+    def _preserve_prompts(self, rng: random.Random, n: int, cand: Candidate) -> list[str]:
+        # the bake's own domain is left out: there the prompted teacher is the one to follow
+        pool = [t.prompt for d in self.domains if d != cand.target for t in self.train[d]]
+        return [pool[rng.randrange(len(pool))] for _ in range(n)] if pool else []
 
     def _bake_once(self, model, tok, cand: Candidate, rnd: int, before: dict):
         """One bake of `cand` into a copy of `model`, the teacher being `model` with the prompt: (record, baked)."""
@@ -266,10 +285,14 @@ class BakingRun:
         n_keep = len(examples)
         if bc.preserve_share > 0:
             n_pres = round(bc.trajectories * bc.preserve_share / (1 - bc.preserve_share))
-            plain = self._preserve_prompts(rng, n_pres)
+            plain = self._preserve_prompts(rng, n_pres, cand)
             examples += sample_examples(teacher, tok, plain, plain, samples=1,
-                                        seed=ctx.sub_seed("preserve", cand.name, rnd), **sampling)
-        held = sample_examples(teacher, tok, [cand.prompted(x) for x in cand.val], cand.val, samples=1,
+                                        seed=ctx.sub_seed("preserve", cand.name, rnd),
+                                        **(sampling | {"temperature": bc.preserve_temperature}))
+        # the held-out KL: validation inputs, cycled so that a part with three phrasings is still measured on
+        # HELD_OUT trajectories (sampled rows differ even when their prompts repeat)
+        held_x = [cand.val[i % len(cand.val)] for i in range(max(HELD_OUT, len(cand.val)))][:max(HELD_OUT, 1)]
+        held = sample_examples(teacher, tok, [cand.prompted(x) for x in held_x], held_x, samples=1,
                                seed=ctx.sub_seed("held-out", cand.name, rnd), **sampling)
         if not n_keep or not held:
             raise ForgeError(f"baking {cand.name}: no trajectory fits the model's context "
@@ -330,11 +353,10 @@ class BakingRun:
 
     # --- the report -----------------------------------------------------------------------------
     def _identity_report(self, model, tok, prompted_by: dict[str, Candidate] | None = None) -> dict[str, float]:
-        out = {}
-        for part in self.parts:
-            cand = (prompted_by or {}).get(part.name)
-            out[part.name] = self._part_score(model, tok, part, "test", cand)
-        return out
+        chosen = prompted_by or {}
+        jobs = [(part, [chosen[part.name].prompted(q) if part.name in chosen else q for q in part.questions["test"]])
+                for part in self.parts]
+        return {part.name: v for part, v in zip(self.parts, self._scores(model, tok, jobs))}
 
     def _split_identity(self, scores: dict[str, float]) -> dict[str, float]:
         persona = [v for k, v in scores.items() if k.startswith("persona:")]
@@ -347,14 +369,12 @@ class BakingRun:
         history_tasks = self._tasks("test", self.domains, [1, 2], 6)
         random.Random(self.ctx.sub_seed("drift")).shuffle(history_tasks)
         out = {}
+        budget -= max((len(tok(p.answer)["input_ids"]) for p in self.parts), default=0) + 8  # room for the reply
         for turns in self.bc.identity.drift_turns:
             history = [(t.prompt, t.answer) for t in history_tasks[: turns - 1]]
-            scores = {}
-            for part in self.parts:
-                texts = [ident.conversation(self.fmt, history, q, budget - 16, tok) for q in part.questions["test"]]
-                replies = generate(model, tok, texts, max_new_tokens=len(tok(part.answer)["input_ids"]) + 8,
-                                   render=False, progress=False)
-                scores[part.name] = percent(sum(part.complies(r) for r in replies) / max(1, len(replies)))
+            jobs = [(part, [ident.conversation(self.fmt, history, q, budget, tok) for q in part.questions["test"]])
+                    for part in self.parts]
+            scores = dict(zip((p.name for p in self.parts), self._scores(model, tok, jobs, render=False)))
             out[str(turns)] = self._split_identity(scores)
         return out
 
@@ -411,10 +431,14 @@ class BakingRun:
                         "leaving": self._split_identity(after), "drift": self._drift(model, tok)}
         domains_before, domains_after = self._domains(entering, tok), self._domains(model, tok)
         dispatched = {}
-        if agent.extensions.get("experts") is not None:
+        experts = agent.extensions.get("experts")
+        if experts is not None:
             view = Agent(entering, tok, agent.source, False, agent.extensions)
-            dispatched = {"entering": evaluate_agent(view, self.test).by_domain,
-                          "leaving": evaluate_agent(agent, self.test).by_domain}
+            dispatched["entering"] = evaluate_agent(view, self.test).by_domain
+            if not self.frozen and kept:
+                # the bakes moved the matrices the experts scale: their SVD is recomputed from the baked weights
+                experts.decomposition = cached_decomposition(model, experts.names, None)
+            dispatched["leaving"] = evaluate_agent(agent, self.test).by_domain
         if self.parts:
             identity["chat"] = self._chat_identity(agent)
         out_dir = ctx.stage_dir / "model"
