@@ -317,7 +317,10 @@ class HostApi:
                              think=None if think is None else bool(think), design=False, **options)
             texts = [r.text for r in replies]
             return texts[0] if method == "generate" else texts
-        if method == "confidence":
+        if method == "confidence":  # of an answer when one is given, else the self-model's, of the prompt
+            given = kwargs.get("answer", args[1] if len(args) > 1 else None)
+            if given is not None:
+                return answer_likelihood(self.agent.model, self.agent.tokenizer, [str(args[0])], [str(given)])[0]
             return self_confidence(self.agent.model, self.agent.tokenizer, [str(args[0])])[0]
         if method == "likelihood":
             return answer_likelihood(self.agent.model, self.agent.tokenizer, [str(args[0])], [str(args[1])])[0]
@@ -336,28 +339,45 @@ class HostApi:
         arguments = {"query": str(args[0])}
         if len(args) > 1 or "k" in kwargs:
             arguments["k"] = int(kwargs.get("k", args[1] if len(args) > 1 else 3))
-        return use.registry.execute(ToolCall("memory_search", arguments))
+        found = use.registry.execute(ToolCall("memory_search", arguments))
+        if found == "no results":
+            return []
+        return [found] if found.startswith("error") else [p for p in found.split(" | ") if p]
 
 
 def program_source(program: str) -> str:
-    """The generated block plus the runner that answers a list of prompts with it (each prompt on its own:
-    one that raises gets an empty answer, the others go on)."""
+    """The generated block plus the runner that answers a list of prompts with it: a prompt whose block raises
+    gets an empty answer and the others go on; the runner returns the answers, how many failed and the first
+    failure (one line)."""
     return program + f"""
 
 def {_PROGRAM_RUNNER}(prompts, agent):
-    out = []
+    answers, failed, first = [], 0, None
     for p in prompts:
         try:
             value = {PROGRAM_ENTRY}(p, agent)
-            out.append(value if isinstance(value, str) else str(value))
-        except Exception:
-            out.append("")
-    return out
+            answers.append(value if isinstance(value, str) else str(value))
+        except Exception as error:
+            answers.append("")
+            failed += 1
+            if first is None:
+                first = (type(error).__name__ + ": " + str(error)).splitlines()[0][:200]
+    return {{"answers": answers, "failed": failed, "first_error": first}}
 """
 
 
+@dataclass
+class ProgramRun:
+    """How a generated block did on one batch of prompts (`run_program.last_outcome`)."""
+
+    ok: bool
+    error: str | None
+    host_calls: int
+
+
 def run_program(agent, prompts: list[str], design: AgentDesign, *, seed: int = 0, limits=None, **options) -> list:
-    """Answer with a generated block, run in the sandbox; a failed run answers nothing (empty replies)."""
+    """Answer with a generated block, run in the sandbox; a run that fails as a whole answers nothing (empty
+    replies), a prompt whose block raised answers nothing; `run_program.last_outcome` says which."""
     from ..sandbox import SandboxLimits, run_untrusted
     from .answer import Reply
 
@@ -366,11 +386,17 @@ def run_program(agent, prompts: list[str], design: AgentDesign, *, seed: int = 0
     limits = limits or _SANDBOX_LIMITS.get() or SandboxLimits(cpu_seconds=60.0, wall_seconds=600.0)
     outcome = run_untrusted(program_source(design.program), _PROGRAM_RUNNER, [prompts], host=host,
                             host_methods=HOST_METHODS, limits=limits)
-    run_program.last_outcome = outcome
-    values = outcome.value if outcome.ok and isinstance(outcome.value, list) else [""] * len(prompts)
-    if len(values) != len(prompts):
-        values = [""] * len(prompts)
-    return [Reply(v if isinstance(v, str) else "") for v in values]
+    value = outcome.value if outcome.ok and isinstance(outcome.value, dict) else {}
+    answers = value.get("answers")
+    if not isinstance(answers, list) or len(answers) != len(prompts):
+        answers = [""] * len(prompts)
+        error = outcome.error or "the block returned no answers"
+    elif value.get("failed"):
+        error = f"{value['failed']} of {len(prompts)} prompts failed: {value.get('first_error')}"
+    else:
+        error = None
+    run_program.last_outcome = ProgramRun(error is None, error, outcome.host_calls)
+    return [Reply(a if isinstance(a, str) else "") for a in answers]
 
 
 run_program.last_outcome = None

@@ -365,6 +365,31 @@ def tools_table(m: dict) -> Table:
     )
 
 
+def adas_table(m: dict) -> Table:
+    chosen = m["chosen"]["name"]
+
+    def interval(v: dict | None) -> str:
+        return "-" if v is None else f"{cell(v['mean'])} [{cell(v['low'])}, {cell(v['high'])}]"
+
+    rows = [[e["name"] + (" (chosen)" if e["name"] == chosen else ""), e["origin"], str(e["generation"]),
+             interval(e["validation"]), f"{e['tokens_per_answer']:,.0f}", f"{e['ms_per_answer']:,.0f}",
+             "yes" if e["pareto"] else "", "over" if e.get("over_budget") else "", e["describe"]]
+            for e in m["archive"]]
+    t = m["test"]
+    e, c, d = t["entering"], t["chosen"], t["difference"]
+    return (
+        ["design", "origin", "gen", "validation (95% CI)", "tokens/answer", "ms/answer", "Pareto", "budget",
+         "settings"], rows,
+        f"Test ({t['items']} items): entering design {e['design']!r} {cell(e['mean'])}% ({e['tokens_per_answer']:,.0f} "
+        f"tokens, {e['ms_per_answer']:,.0f} ms per answer), chosen {c['design']!r} {cell(c['mean'])}% "
+        f"({c['tokens_per_answer']:,.0f} tokens, {c['ms_per_answer']:,.0f} ms); difference {cell(d['mean'])} "
+        f"[{cell(d['low'])}, {cell(d['high'])}] (paired bootstrap, 95%): "
+        f"{'beyond' if t['beats_entering_beyond_interval'] else 'within'} the interval. {m['generations']} "
+        f"generations ({m['stopped']}), {m['validation_items']} validation items, token budget "
+        f"{m['token_budget']:,.0f} per answer. Reproduce: `{m['eval_command']}`.",
+    )
+
+
 def package_table(m: dict) -> Table:
     parts, total = m["parts"], m["total_bytes"]
     rows = [[part, f"{size:,}", cell(100 * size / max(1, total), 1)] for part, size in parts.items() if size]
@@ -394,7 +419,8 @@ def generic_table(m: dict) -> Table:
 
 STAGE_TABLES: dict[str, Callable[[dict], Table]] = {
     "seed": seed_table, "evomerge": evomerge_table, "quietstar": quietstar_table, "bitnet": bitnet_table,
-    "curriculum": curriculum_table, "experts": experts_table, "tools": tools_table, "package": package_table,
+    "curriculum": curriculum_table, "experts": experts_table, "tools": tools_table, "adas": adas_table,
+    "package": package_table,
 }
 
 

@@ -77,6 +77,12 @@ def test_stage_searches_writes_the_design_and_eval_reproduces_its_test_accuracy(
     test = m["test"]
     assert test["difference"]["low"] <= test["difference"]["mean"] <= test["difference"]["high"]
 
+    from agent_forge.pipeline.report import adas_table
+
+    header, rows, caption = adas_table(m)
+    assert len(rows) == len(m["archive"]) and sum("(chosen)" in r[0] for r in rows) == 1
+    assert m["eval_command"] in caption
+
     out = result.models["model"]
     assert out.name == "adas_optimized_model"
     agent = load_agent(out)
@@ -124,3 +130,82 @@ def test_stage_refuses_a_packed_input(entering, tmp_path):
     save_agent(agent, tmp_path / "t", packed=True)
     with pytest.raises(ForgeError, match="packed"):
         _run(tmp_path / "t", tmp_path / "run" / "08-adas")
+
+
+GOOD_BLOCK = '''def answer(prompt: str, agent) -> str:
+    draft = agent.generate(prompt)
+    if agent.confidence(prompt, draft) < 0.05:
+        draft = agent.generate_many([prompt], temperature=0.7)[0]
+    return draft
+'''
+
+HOSTILE_BLOCK = '''def answer(prompt: str, agent) -> str:
+    open({target!r}, "w").write("escaped")
+    import socket
+    socket.create_connection(("127.0.0.1", {port}))
+    return "pwned"
+'''
+
+
+@pytest.fixture
+def scripted_meta_agent(tmp_path):
+    """A real chat-completions server on loopback whose every reply proposes one good and one hostile block,
+    and a listener the hostile block tries to reach. Yields (endpoint, requests, escape target, listener)."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    target = tmp_path / "escaped.txt"
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.3)
+    reply = "\n".join(["### Design: unsure_resample", "Rationale: resample when unsure.", "```python", GOOD_BLOCK, "```",
+                       "### Design: escape", "Rationale: leaves the sandbox.", "```python",
+                       HOSTILE_BLOCK.format(target=str(target), port=listener.getsockname()[1]), "```"])
+    requests: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            requests.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            data = json.dumps({"id": "c", "object": "chat.completion", "model": "designer", "choices": [
+                {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": reply}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", requests, target, listener
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+        listener.close()
+
+
+def test_meta_agent_blocks_run_sandboxed_and_the_search_goes_on(entering, tmp_path, scripted_meta_agent):
+    endpoint, requests, target, listener = scripted_meta_agent
+    meta = {"endpoint": endpoint, "model": "designer", "proposals": 2, "cpu_seconds": 20, "wall_seconds": 60}
+    result = _run(entering, tmp_path / "run" / "08-adas", max_generations=1, patience=5, meta_agent=meta)
+    m = result.metrics
+    assert m["meta_agent"] and len(requests) == 1
+    # the proposer saw a few selected parents, not the whole archive
+    prompt = requests[0]["messages"][-1]["content"]
+    assert sum(e["name"] in prompt for e in m["archive"] if e["generation"] == 0) <= 3
+    code = {e["name"]: e for e in m["archive"] if e["origin"] == "meta-agent"}
+    good = next(e for name, e in code.items() if "unsure_resample" in name)
+    hostile = next(e for name, e in code.items() if "escape" in name)
+    assert good["error"] is None and good["validation"] is not None
+    assert hostile["error"] and hostile["validation"]["mean"] == 0.0  # failed inside the sandbox: no answers
+    assert not target.exists()
+    with pytest.raises(OSError):  # nothing ever connected
+        listener.accept()
+    assert any(e["generation"] == 1 and e["origin"] in ("mutation", "crossover") for e in m["archive"])
