@@ -1,12 +1,18 @@
 """The packed ternary matmul for CPU: a small C kernel compiled at first use, with a torch fallback.
 
-``TernaryMatmul(packed, gamma, in_features, bias)(x)`` (or the one-off ``ternary_linear``) computes a BitNet b1.58 linear layer from weights
-packed 2 bits each in the kernel layout (see ``packing.pack_kernel``): per-token int8 activations times
-ternary weights, accumulated in integers, rescaled once per output. The C source next to this file is
-compiled with ``gcc -O3 -march=native -fopenmp`` into a cache folder keyed by the source, the compiler flags
-and the CPU's feature flags (``$AGENT_FORGE_KERNEL_DIR`` or ``~/.cache/agent_forge/kernels``) and called
-through ctypes. If compilation fails, or ``AGENT_FORGE_TERNARY_KERNEL=torch`` is set, the same arithmetic
-runs in torch one layer at a time (slower, same integers).
+``TernaryMatmul(packed, gamma, in_features, bias, variant=...)(x)`` (or the one-off ``ternary_linear``) computes a
+BitNet b1.58 linear layer from weights packed 2 bits each in the kernel layout (see ``packing.pack_kernel``):
+per-token int8 activations times ternary weights, accumulated in integers, rescaled once per output. Three
+variants compute the same integers (``VARIANTS``: ``maddubs``, ``sign``, ``lut``; see the C source's header);
+``$AGENT_FORGE_TERNARY_VARIANT`` picks the default. Single-token calls split their output rows over
+``torch.get_num_threads()`` OpenMP threads.
+
+The C source next to this file is compiled with ``gcc -O3 -mavx2 -mfma -fopenmp`` when /proc/cpuinfo reports
+AVX2 and FMA (explicit flags rather than ``-march=native``, which can emit instructions a virtual CPU reports but
+does not run), else portable C, into a cache folder keyed by the source, the flags and the CPU's feature flags
+(``$AGENT_FORGE_KERNEL_DIR`` or ``~/.cache/agent_forge/kernels``), and called through ctypes. If compilation
+fails, or ``AGENT_FORGE_TERNARY_KERNEL=torch`` is set, the same arithmetic runs in torch one layer at a time
+(slower, same integers). ``decode.PackedDecoder`` runs a whole decode step in the same library.
 
 Exercise: ``pytest tests/stages/bitnet/test_bitnet_kernel.py``; ``python -m agent_forge.models.formats.ternary.kernel``
 compiles the kernel and prints which path is active.
@@ -32,12 +38,10 @@ from ..packing import kernel_row_bytes, rows_to_kernel, unpack_kernel
 from ..quant import activation_codes
 
 SOURCE = Path(__file__).with_name("ternary_linear.c")
-ABI_VERSION = 3
-_FLAG_SETS = (
-    ["-O3", "-march=native", "-fopenmp", "-fno-math-errno"],
-    ["-O3", "-fopenmp", "-fno-math-errno"],
-    ["-O3"],
-)
+ABI_VERSION = 4
+VARIANTS = {"maddubs": 0, "sign": 1, "lut": 2}
+DEFAULT_VARIANT = "maddubs"
+_SIMD_FLAGS = ["-mavx2", "-mfma"]
 
 log = logging.getLogger(__name__)
 _lock = threading.Lock()
@@ -54,6 +58,22 @@ def _cpu_fingerprint() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def _flag_sets() -> list[list[str]]:
+    """Compiler flag sets to try in order: AVX2 only when the CPU reports it (the C code has no runtime dispatch)."""
+    cpu = set(_cpu_fingerprint().split())
+    simd = _SIMD_FLAGS if {"avx2", "fma"} <= cpu else []
+    sets = [["-O3", *simd, "-fopenmp", "-fno-math-errno"], ["-O3", "-fopenmp", "-fno-math-errno"], ["-O3"]]
+    return [s for i, s in enumerate(sets) if s not in sets[:i]]
+
+
+def default_variant() -> str:
+    """The matmul variant new layers use: ``$AGENT_FORGE_TERNARY_VARIANT`` or ``DEFAULT_VARIANT``."""
+    name = os.environ.get("AGENT_FORGE_TERNARY_VARIANT", DEFAULT_VARIANT).lower()
+    if name not in VARIANTS:
+        raise ValueError(f"unknown ternary kernel variant {name!r}; expected one of {sorted(VARIANTS)}")
+    return name
 
 
 def _cache_dir() -> Path:
@@ -91,6 +111,8 @@ class _LayerArgs(ctypes.Structure):
         ("row_bytes", ctypes.c_int64),
         ("gamma", ctypes.c_float),
         ("act_bits", ctypes.c_int32),
+        ("variant", ctypes.c_int32),
+        ("lut_weight", ctypes.c_void_p),
     ]
 
 
@@ -99,8 +121,15 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.tl_forward.restype = ctypes.c_int
     lib.tl_rows_to_kernel.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64]
     lib.tl_rows_to_kernel.restype = None
+    lib.tl_kernel_to_lut.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+    lib.tl_kernel_to_lut.restype = None
+    lib.tl_decode_step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
+    lib.tl_decode_step.restype = ctypes.c_int64
+    lib.tl_model_workspace_bytes.argtypes = [ctypes.c_void_p]
+    lib.tl_model_workspace_bytes.restype = ctypes.c_int64
     lib.tl_abi_version.restype = ctypes.c_int
     lib.tl_has_avx2.restype = ctypes.c_int
+    lib.tl_has_openmp.restype = ctypes.c_int
     if lib.tl_abi_version() != ABI_VERSION:
         raise RuntimeError("stale kernel library (ABI version mismatch)")
     return lib
@@ -125,7 +154,7 @@ def _load() -> ctypes.CDLL | None:
             return None
         errors = []
         source = SOURCE.read_text(encoding="utf-8")
-        for flags in _FLAG_SETS:
+        for flags in _flag_sets():
             key = digest({"source": source, "flags": flags, "cpu": _cpu_fingerprint()})
             target = _cache_dir() / f"ternary_linear_{key}.so"
             try:
@@ -158,7 +187,14 @@ def kernel_description() -> str:
     lib = _load()
     if lib is None:
         return f"torch fallback ({_failure})"
-    return f"C kernel ({'AVX2' if lib.tl_has_avx2() else 'scalar'})"
+    simd = "AVX2" if lib.tl_has_avx2() else "scalar"
+    threads = "OpenMP" if lib.tl_has_openmp() else "1 thread"
+    return f"C kernel ({simd}, {threads}, default variant {default_variant()})"
+
+
+def kernel_library() -> ctypes.CDLL | None:
+    """The loaded C library (None on the torch fallback); used by ``decode.PackedDecoder``."""
+    return _load()
 
 
 def _torch_linear(x: torch.Tensor, packed: torch.Tensor, gamma: float, in_features: int,
@@ -179,7 +215,7 @@ class TernaryMatmul:
     """
 
     def __init__(self, packed: torch.Tensor, gamma: float, in_features: int, bias: torch.Tensor | None = None,
-                 act_bits: int = 8) -> None:
+                 act_bits: int = 8, variant: str | None = None) -> None:
         if packed.dtype != torch.uint8 or packed.dim() != 2:
             raise ValueError(f"packed weights must be a 2-D uint8 tensor, got {packed.dtype} {tuple(packed.shape)}")
         self.packed = packed.contiguous()
@@ -188,12 +224,22 @@ class TernaryMatmul:
         self.in_features = in_features
         self.out_features = packed.shape[0]
         self.act_bits = act_bits
+        self.variant = variant or default_variant()
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown ternary kernel variant {self.variant!r}; expected one of {sorted(VARIANTS)}")
         self._lib = _load()
         self._args = None
+        self.lut_weight = None
         if self._lib is not None:
+            if self.variant == "lut":  # its own interleaved copy of the weights (same size as the packed rows)
+                tiles = -(-self.out_features // 32)
+                self.lut_weight = torch.empty(tiles * 32, self.packed.shape[1], dtype=torch.uint8)
+                self._lib.tl_kernel_to_lut(self.packed.data_ptr(), self.out_features, self.packed.shape[1],
+                                           self.lut_weight.data_ptr())
             self._args = _LayerArgs(
                 self.packed.data_ptr(), self.bias.data_ptr() if self.bias is not None else None, in_features,
-                self.out_features, self.packed.shape[1], self.gamma, act_bits,
+                self.out_features, self.packed.shape[1], self.gamma, act_bits, VARIANTS[self.variant],
+                self.lut_weight.data_ptr() if self.lut_weight is not None else None,
             )
             self._args_ref = ctypes.byref(self._args)
 
@@ -229,12 +275,12 @@ def repack_for_kernel(rows_packed: torch.Tensor) -> torch.Tensor:
 
 
 def ternary_linear(x: torch.Tensor, packed: torch.Tensor, gamma: float, in_features: int,
-                   bias: torch.Tensor | None = None, act_bits: int = 8) -> torch.Tensor:
+                   bias: torch.Tensor | None = None, act_bits: int = 8, variant: str | None = None) -> torch.Tensor:
     """y = int8(x) @ ternary(W).T * gamma / s + bias from kernel-layout packed weights; fp32 in and out.
 
     Convenience for one-off calls; layers that run repeatedly keep a ``TernaryMatmul``.
     """
-    return TernaryMatmul(packed, gamma, in_features, bias, act_bits)(x)
+    return TernaryMatmul(packed, gamma, in_features, bias, act_bits, variant)(x)
 
 
 if __name__ == "__main__":

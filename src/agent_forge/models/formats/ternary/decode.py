@@ -1,0 +1,256 @@
+"""Whole-step decoding of a packed ternary Llama in the C kernel: one ctypes call per token.
+
+Layer by layer, a packed SmolLM2-135M spends most of a decode step outside the ternary matmuls: the fp32 LM
+head (49152 x 576 floats, 113 MB read per token) and some 40 torch/Python dispatches per layer. ``PackedDecoder``
+takes a model loaded by ``load_packed`` (or ``load_agent`` on a packed export) and runs the whole step in
+``tl_decode_step`` (see ``kernel/ternary_linear.c``): RMSNorm, q/k/v (input quantized once), RoPE from the
+model's own rotary tables, attention over a KV cache kept here, o, the SiLU MLP (gate/up quantized once), the
+final norm and the LM head, in one OpenMP region of ``torch.get_num_threads()`` threads.
+
+The LM head reads int8 rows (per-row absmax scale, built here at construction from the fp32 head, which stays
+for rescoring) and keeps greedy decoding exact: every row whose int8 logit could, within a rigorous bound on
+the quantization error, reach the best lower bound is recomputed from the fp32 weights, and the argmax is taken
+among those. Rows that cannot win keep their int8 estimate, so sampling sees logits within that bound of fp32.
+
+Supported: ``model_type == "llama"`` with every q/k/v/o/gate/up/down a ``PackedBitLinear`` (with or without
+sub-norms and biases), SiLU, one sequence. ``PackedDecoder.unsupported(model)`` says why a model is not.
+``agent_forge.models.generation`` does not call this yet (batched, left-padded decoding stays on the
+layer-by-layer path); ``greedy`` is the batch-1 entry point and what ``benchmarks/bench_packed_decode.py`` times.
+
+Exercise: ``pytest tests/stages/bitnet/test_packed_decoder.py``; ``python benchmarks/bench_packed_decode.py``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Sequence
+
+import torch
+
+from .kernel import VARIANTS, _LayerArgs, default_variant, kernel_library
+from .packed import PackedBitLinear
+
+_PROJ = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj",
+         "mlp.up_proj", "mlp.down_proj")
+
+
+class _Block(ctypes.Structure):
+    """Mirror of ``tl_block``."""
+
+    _fields_ = [("proj", _LayerArgs * 7), ("sub_norm", ctypes.c_void_p * 7), ("attn_norm", ctypes.c_void_p),
+                ("mlp_norm", ctypes.c_void_p)]
+
+
+class _Model(ctypes.Structure):
+    """Mirror of ``tl_model``."""
+
+    _fields_ = [
+        ("hidden", ctypes.c_int64), ("inter", ctypes.c_int64), ("n_layers", ctypes.c_int64),
+        ("n_heads", ctypes.c_int64), ("n_kv", ctypes.c_int64), ("head_dim", ctypes.c_int64),
+        ("vocab", ctypes.c_int64), ("capacity", ctypes.c_int64),
+        ("eps", ctypes.c_float), ("sub_eps", ctypes.c_float), ("attn_scale", ctypes.c_float),
+        ("head_mode", ctypes.c_int32),
+        ("embed", ctypes.c_void_p), ("final_norm", ctypes.c_void_p), ("head_w", ctypes.c_void_p),
+        ("head_bias", ctypes.c_void_p), ("head_q", ctypes.c_void_p), ("head_scale", ctypes.c_void_p),
+        ("head_l1", ctypes.c_void_p), ("head_row", ctypes.c_int64), ("cos", ctypes.c_void_p),
+        ("sin", ctypes.c_void_p), ("k_cache", ctypes.c_void_p), ("v_cache", ctypes.c_void_p),
+        ("blocks", ctypes.c_void_p), ("work", ctypes.c_void_p), ("rescored", ctypes.c_int64),
+    ]
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def quantize_head(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """fp32 (V, H) -> (int8 rows zero-padded to a multiple of 32, per-row scale absmax/127, per-row L1 of the
+    dequantized row); the scale and the L1 norm feed the C side's error bound."""
+    w = weight.detach().float()
+    scale = w.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    codes = (w / scale[:, None]).round().clamp(-127, 127)
+    row = -(-w.shape[1] // 32) * 32
+    q = torch.zeros(w.shape[0], row, dtype=torch.int8)
+    q[:, : w.shape[1]] = codes.to(torch.int8)
+    l1 = (codes * scale[:, None]).abs().sum(dim=1)
+    return q.contiguous(), scale.contiguous(), l1.contiguous()
+
+
+class PackedDecoder:
+    """Batch-1 decoding of a packed Llama in C: ``feed(ids)`` appends tokens, ``greedy(...)`` generates.
+
+    ``variant`` picks the ternary matmul (``kernel.VARIANTS``); ``int8_head=False`` keeps the LM head in fp32
+    (slower; the same greedy tokens). The KV cache grows by doubling; ``reset()`` starts a new sequence.
+    """
+
+    def __init__(self, model, *, variant: str | None = None, int8_head: bool = True, capacity: int = 256) -> None:
+        reason = self.unsupported(model)
+        if reason:
+            raise ValueError(f"PackedDecoder cannot run this model: {reason}")
+        self.lib = kernel_library()
+        self.variant = variant or default_variant()
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown ternary kernel variant {self.variant!r}; expected one of {sorted(VARIANTS)}")
+        cfg = model.config
+        inner = model.model
+        self.model = model
+        self.n_layers = cfg.num_hidden_layers
+        self.hidden = cfg.hidden_size
+        self.n_heads = cfg.num_attention_heads
+        self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or self.hidden // self.n_heads
+        self.vocab = model.lm_head.out_features
+        self.max_positions = getattr(cfg, "max_position_embeddings", None)
+        self._keep: list = []  # every tensor the C structs point into
+        blocks = (_Block * self.n_layers)()
+        self._sub_eps = 1e-6
+        for i, layer in enumerate(inner.layers):
+            b = blocks[i]
+            for p, name in enumerate(_PROJ):
+                mod: PackedBitLinear = layer.get_submodule(name)
+                mm = mod.matmul
+                lut = None
+                if self.variant == "lut":
+                    lut = torch.empty(-(-mm.out_features // 32) * 32, mm.packed.shape[1], dtype=torch.uint8)
+                    self.lib.tl_kernel_to_lut(mm.packed.data_ptr(), mm.out_features, mm.packed.shape[1], lut.data_ptr())
+                    self._keep.append(lut)
+                b.proj[p] = _LayerArgs(mm.packed.data_ptr(), _ptr(mm.bias), mm.in_features, mm.out_features,
+                                       mm.packed.shape[1], mm.gamma, mm.act_bits, VARIANTS[self.variant], _ptr(lut))
+                if mod.rms_norm is not None:
+                    w = mod.rms_norm.weight.detach().float().contiguous()
+                    self._keep.append(w)
+                    b.sub_norm[p] = w.data_ptr()
+                    self._sub_eps = float(mod.rms_norm.eps if mod.rms_norm.eps is not None else torch.finfo(torch.float32).eps)
+            for attr, norm in (("attn_norm", layer.input_layernorm), ("mlp_norm", layer.post_attention_layernorm)):
+                w = norm.weight.detach().float().contiguous()
+                self._keep.append(w)
+                setattr(b, attr, w.data_ptr())
+        self._blocks = blocks
+        self.embed = inner.embed_tokens.weight.detach().float().contiguous()
+        self.final_norm = inner.norm.weight.detach().float().contiguous()
+        self.head_w = model.lm_head.weight.detach().float().contiguous()
+        self.head_bias = None if model.lm_head.bias is None else model.lm_head.bias.detach().float().contiguous()
+        self.int8_head = int8_head
+        if int8_head:
+            self.head_q, self.head_scale, self.head_l1 = quantize_head(self.head_w)
+        else:
+            self.head_q = self.head_scale = self.head_l1 = None
+        eps = getattr(inner.norm, "variance_epsilon", None) or getattr(cfg, "rms_norm_eps", 1e-6)
+        self._m = _Model(
+            hidden=self.hidden, inter=cfg.intermediate_size, n_layers=self.n_layers, n_heads=self.n_heads,
+            n_kv=self.n_kv, head_dim=self.head_dim, vocab=self.vocab, capacity=0, eps=float(eps),
+            sub_eps=self._sub_eps, attn_scale=float(self.head_dim ** -0.5), head_mode=1 if int8_head else 0,
+            embed=self.embed.data_ptr(), final_norm=self.final_norm.data_ptr(), head_w=self.head_w.data_ptr(),
+            head_bias=_ptr(self.head_bias), head_q=_ptr(self.head_q), head_scale=_ptr(self.head_scale),
+            head_l1=_ptr(self.head_l1), head_row=self.head_q.shape[1] if int8_head else 32 * -(-self.hidden // 32),
+            blocks=ctypes.addressof(blocks),
+        )
+        self.logits = torch.empty(self.vocab)
+        self.position = 0
+        self.rescored = 0  # rows the last step recomputed in fp32 (int8 head)
+        self._grow(capacity)
+
+    @staticmethod
+    def unsupported(model) -> str | None:
+        """Why ``PackedDecoder`` cannot run ``model`` (None when it can)."""
+        if kernel_library() is None:
+            return "the C kernel is unavailable (torch fallback in use)"
+        cfg = getattr(model, "config", None)
+        if getattr(cfg, "model_type", None) != "llama":
+            return f"model_type {getattr(cfg, 'model_type', None)!r} (only llama)"
+        if getattr(cfg, "hidden_act", "silu") != "silu" or getattr(cfg, "pretraining_tp", 1) != 1:
+            return "only SiLU MLPs without tensor-parallel slicing"
+        layers = getattr(getattr(model, "model", None), "layers", None)
+        if layers is None or getattr(model, "lm_head", None) is None:
+            return "not a LlamaForCausalLM"
+        for i, layer in enumerate(layers):
+            for name in _PROJ:
+                if not isinstance(layer.get_submodule(name), PackedBitLinear):
+                    return f"layer {i} {name} is not a PackedBitLinear"
+        return None
+
+    def _grow(self, capacity: int) -> None:
+        """KV cache, rotary tables and workspace for `capacity` positions (copying the cached ones)."""
+        if self.max_positions:
+            capacity = min(capacity, self.max_positions)
+        kvd = self.n_kv * self.head_dim
+        k = torch.zeros(self.n_layers, capacity, kvd)
+        v = torch.zeros(self.n_layers, capacity, kvd)
+        if self.position:
+            k[:, : self.position] = self.k_cache[:, : self.position]
+            v[:, : self.position] = self.v_cache[:, : self.position]
+        self.k_cache, self.v_cache = k, v
+        # the model's own rotary module: every rope variant transformers implements, in its numbers
+        rotary = self.model.model.rotary_emb
+        with torch.no_grad():
+            cos, sin = rotary(torch.zeros(1, dtype=torch.float32), torch.arange(capacity)[None])
+        self.cos, self.sin = cos[0].float().contiguous(), sin[0].float().contiguous()
+        self._m.capacity = capacity
+        self._m.cos, self._m.sin = self.cos.data_ptr(), self.sin.data_ptr()
+        self._m.k_cache, self._m.v_cache = self.k_cache.data_ptr(), self.v_cache.data_ptr()
+        size = self.lib.tl_model_workspace_bytes(ctypes.byref(self._m))
+        self.work = torch.empty(size + 64, dtype=torch.uint8)
+        self._m.work = (self.work.data_ptr() + 63) // 64 * 64
+        self.capacity = capacity
+
+    def reset(self) -> None:
+        """Start a new sequence (the cache's memory is kept)."""
+        self.position = 0
+
+    def step(self, token: int) -> int:
+        """Feed one token; returns the greedy next token (``self.logits`` holds the logits)."""
+        if self.position >= self.capacity:
+            if self.max_positions and self.position >= self.max_positions:
+                raise ValueError(f"sequence longer than max_position_embeddings ({self.max_positions})")
+            self._grow(2 * self.capacity)
+        if not 0 <= token < self.vocab:
+            raise ValueError(f"token id {token} outside the vocabulary of {self.vocab}")
+        nxt = self.lib.tl_decode_step(self._ref, token, self.position, self.logits.data_ptr(),
+                                      max(1, min(256, torch.get_num_threads())))
+        self.position += 1
+        self.rescored = self._m.rescored
+        return nxt
+
+    @property
+    def _ref(self):
+        return ctypes.byref(self._m)
+
+    def feed(self, ids: Sequence[int]) -> int:
+        """Feed several tokens (e.g. a prompt); returns the greedy token after the last one."""
+        nxt = -1
+        for t in ids:
+            nxt = self.step(int(t))
+        return nxt
+
+    def greedy(self, prompt_ids: Sequence[int], max_new_tokens: int, stop_ids: Sequence[int] = ()) -> list[int]:
+        """Greedy continuation of `prompt_ids` (a fresh sequence); stops after a token in `stop_ids`."""
+        if not prompt_ids:
+            raise ValueError("greedy decoding needs at least one prompt token")
+        self.reset()
+        if self.capacity < len(prompt_ids) + max_new_tokens:
+            self._grow(len(prompt_ids) + max_new_tokens)
+        out: list[int] = []
+        nxt = self.feed(prompt_ids)
+        stops = set(stop_ids)
+        while len(out) < max_new_tokens:
+            out.append(nxt)
+            if nxt in stops or len(out) == max_new_tokens:
+                break
+            nxt = self.step(nxt)
+        return out
+
+    def weight_bytes_per_token(self) -> int:
+        """Bytes of weights one decode step reads: packed ternary rows, norms, the head (int8 or fp32), one
+        embedding row; the fp32 rows rescored are counted by the caller from ``rescored`` if wanted."""
+        total = 0
+        for b in self._blocks:
+            for p in range(7):
+                total += b.proj[p].out_features * b.proj[p].row_bytes
+        total += 2 * self.n_layers * self.hidden * 4 + self.hidden * 4 * 2
+        if self.int8_head:
+            total += self.head_q.numel() + 2 * self.head_scale.numel() * 4
+        else:
+            total += self.head_w.numel() * 4
+        return total
+
+
+__all__ = ["PackedDecoder", "quantize_head"]
