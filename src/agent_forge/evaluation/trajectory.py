@@ -11,17 +11,29 @@ checkpoint is scored ternary, a packed export through its kernel) and records
 `compare(entering, leaving, max_drop, trade_off)` applies the "no stage silently makes the agent worse" rule:
 the change of the mean over domains of the suite accuracy, flagged when it falls more than `max_drop`
 points, declared when the stage stated its trade-off. The runner writes both into `NN-<stage>/trajectory.json`.
+
+Per-item scores: `suite["scores"]` holds every suite item's score in item order (0/1 on the fast path, the
+verifier's score in [0, 1] by generation) and `suite["items_digest"]` a digest of the item ids, so that two
+measurements can be paired item by item. `paired_change(entering, leaving)` is then the change of the domain
+mean with its paired percentile bootstrap interval (`intervals.paired_bootstrap`, over items): each item
+difference is weighted by `n / (domains x items of its domain)`, so the item mean of the weighted differences
+is exactly the difference of the domain means. The suite (`task_grid`) has equal items per domain, so every
+weight is 1 and this is the plain item mean. `compare` adds it as `change_interval` (None for measurements
+recorded before per-item scores existed, or scored on other items).
 Exercise: `pytest tests/evaluation/test_trajectory.py`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..tasks import DOMAINS, task_grid
+from .intervals import Interval, paired_bootstrap
 from .report import evaluate_agent
 
 TRAJECTORY_FILE = "trajectory.json"
@@ -90,6 +102,7 @@ def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None)
             "by_domain_level": report.to_dict()["by_domain_level"],
             "n": len(tasks),
             "method": method,
+            **item_record(report.items),
         },
         "size_bytes": size_on_disk(path),
         "decode_tokens_per_s": round(new_tokens / seconds, 1) if seconds > 0 else None,
@@ -97,14 +110,63 @@ def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None)
     }
 
 
+def items_digest(task_ids: Sequence[str]) -> str:
+    """A short digest of an ordered list of item ids: equal digests mean the same items in the same order."""
+    return hashlib.sha256("\n".join(task_ids).encode()).hexdigest()[:16]
+
+
+def item_record(items: Sequence[tuple[str, str, int, float]]) -> dict[str, Any]:
+    """`scores` (item order; 0/1 written as integers to keep the file small), `domains` (each item's domain,
+    run-length encoded as [domain, count] pairs: the suite is grouped by domain) and `items_digest`."""
+    scores = [int(s) if float(s) in (0.0, 1.0) else round(float(s), 4) for *_, s in items]
+    runs: list[list] = []
+    for _, domain, _, _ in items:
+        if runs and runs[-1][0] == domain:
+            runs[-1][1] += 1
+        else:
+            runs.append([domain, 1])
+    return {"scores": scores, "domains": runs, "items_digest": items_digest([i[0] for i in items])}
+
+
+def _item_domains(suite: dict) -> list[str]:
+    return [domain for domain, count in suite["domains"] for _ in range(count)]
+
+
+def domain_weights(domains: Sequence[str]) -> list[float]:
+    """Per-item weights whose item mean of weighted scores is the mean over domains of per-domain means."""
+    counts = Counter(domains)
+    return [len(domains) / (len(counts) * counts[d]) for d in domains]
+
+
+def paired_items(entering: dict | None, leaving: dict | None) -> tuple[list[float], list[float]] | None:
+    """The two sides' per-item scores, weighted so that their item means are domain means; None when either
+    side lacks per-item scores (recorded before they existed) or the two were scored on different items."""
+    a, b = (entering or {}).get("suite") or {}, (leaving or {}).get("suite") or {}
+    if not all(k in side for side in (a, b) for k in ("scores", "domains", "items_digest")):
+        return None
+    if a["items_digest"] != b["items_digest"] or len(a["scores"]) != len(b["scores"]):
+        return None
+    weights = domain_weights(_item_domains(a))
+    return [w * s for w, s in zip(weights, a["scores"])], [w * s for w, s in zip(weights, b["scores"])]
+
+
+def paired_change(entering: dict | None, leaving: dict | None, *, seed: int = 0) -> Interval | None:
+    """leaving - entering on the suite's domain mean (points), with its 95% paired bootstrap interval; or None."""
+    pair = paired_items(entering, leaving)
+    return None if pair is None else paired_bootstrap(*pair, seed=seed)
+
+
 def compare(entering: dict | None, leaving: dict, *, max_drop: float, trade_off: str | None) -> dict[str, Any]:
-    """The change of the domain-mean suite accuracy from entering to leaving, and whether it is a regression."""
+    """The change of the domain-mean suite accuracy from entering to leaving, and whether it is a regression;
+    `change_interval`: the paired bootstrap interval of that change over the suite's items (or None)."""
     if entering is None:
         return {"change": None, "regression": False, "declared": None}
     change = round(leaving["suite"]["domain_mean"] - entering["suite"]["domain_mean"], 2)
     regression = change < -max_drop
+    interval = paired_change(entering, leaving)
     return {
         "change": change,
+        "change_interval": interval.to_dict() if interval else None,
         "regression": regression,
         "declared": trade_off if regression and trade_off else None,
         "undeclared": regression and not trade_off,

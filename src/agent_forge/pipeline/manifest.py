@@ -10,6 +10,8 @@ Exercise: `agent-forge status runs/tiny` (reads it) or `python -m pytest tests/p
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +67,8 @@ class Manifest:
     created_at: str = field(default_factory=utc_now)
     updated_at: str = field(default_factory=utc_now)
     stages: dict[str, StageRecord] = field(default_factory=dict)
-    # one entry per invocation that changed the run: created / resumed / config changed, with versions
+    # one entry per invocation that changed the run: created / resumed / config changed, with versions, the
+    # torch thread count it computed with and the command line it was started by (`invocation_record`)
     history: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
 
@@ -117,6 +120,33 @@ class Manifest:
 
 
 REQUIRED_FIELDS = ("name", "config_hash", "seed", "versions")
+
+
+# the program names under which the console script runs: `agent-forge`, or `python -m agent_forge.cli`
+_CLI_PROGRAMS = {"agent-forge", "cli.py"}
+
+
+def command_line(argv: list[str] | None = None) -> str:
+    """The command that started this process, shell-quoted as a user types it (`agent-forge run threads=1`).
+
+    The console script's path (or `python -m agent_forge.cli`'s module file) is written `agent-forge`; any
+    other program (a test runner, a script calling `run_pipeline`) is written as it was invoked.
+    """
+    argv = list(sys.argv if argv is None else argv) or [""]
+    program = "agent-forge" if Path(argv[0]).name in _CLI_PROGRAMS else argv[0]
+    return shlex.join([program, *argv[1:]])
+
+
+def invocation_record(command: str | None = None) -> dict[str, Any]:
+    """What one invocation computed with: torch's thread count now (after `configure_threads`) and its command."""
+    import torch
+
+    return {"threads": torch.get_num_threads(), "command": command if command is not None else command_line()}
+
+
+def invocations(manifest: "Manifest") -> list[dict[str, Any]]:
+    """The history entries that record threads and command (runs made before they were recorded have none)."""
+    return [entry for entry in manifest.history if "threads" in entry or "command" in entry]
 
 
 def _first_line(exc: BaseException) -> str:

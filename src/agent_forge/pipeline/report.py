@@ -14,6 +14,12 @@ plots. From it:
   itself measured: its comparisons, its controls), as columns, rows of formatted cells and a closing note.
 Every table is built once as cells and then rendered as markdown (`markdown_report`), rich (`rich_report`)
 or HTML (`pipeline.report_html`), so all three show the same numbers. Accuracies are percentages (0-100).
+Above the trajectory, `invocation_lines(run)` says how the run was computed: each invocation's command line
+and torch thread count, from the manifest's history.
+
+A sweep (`pipeline.sweep`, `agent-forge sweep`) has its own table: `sweep_rows(data)` (one row per stage
+effect: per seed the paired effect with its bootstrap interval, across seeds mean ± sd and the t-interval),
+rendered by `markdown_sweep` and `rich_sweep`.
 
 Exercise: `agent-forge report runs/tiny` or `python -m pytest tests/test_report.py`.
 """
@@ -28,7 +34,7 @@ from typing import Any, Callable, Iterator
 from ..errors import ForgeError
 from ..evaluation.table import cell, markdown_table
 from ..evaluation.trajectory import TRAJECTORY_FILE
-from .manifest import DONE, MANIFEST_NAME, Manifest
+from .manifest import DONE, MANIFEST_NAME, Manifest, invocations
 from .runner import METRICS_NAME, format_duration
 
 REPORT_HTML = "report.html"
@@ -443,9 +449,20 @@ def stage_tables(run: RunData) -> list[StageTable]:
 # --------------------------------------------------------------------------------------------- renderers
 
 
+def invocation_lines(run: RunData) -> list[str]:
+    """One line per recorded invocation: what it did, its command as typed, and the torch threads it used."""
+    lines = []
+    for entry in invocations(run.manifest):
+        threads = entry.get("threads")
+        lines.append(f"{entry.get('event', 'run')} {entry.get('at', '')}: `{entry.get('command', '?')}` "
+                     f"({threads} torch thread{'' if threads == 1 else 's'})")
+    return lines
+
+
 def markdown_report(run: RunData) -> str:
     """The trajectory table and every stage's table as markdown, ready to paste into a README."""
-    parts = [f"### trajectory\n\n{TRAJECTORY_TITLE}.\n"]
+    computed = "".join(f"- {line}\n" for line in invocation_lines(run))
+    parts = ["### trajectory\n\n" + (f"Computed by:\n\n{computed}\n" if computed else "") + f"{TRAJECTORY_TITLE}.\n"]
     rows = trajectory_rows(run)
     if rows:
         parts.append(markdown_table(TRAJECTORY_COLUMNS, [r.cells() for r in rows]) + "\n")
@@ -487,6 +504,8 @@ def rich_report(run: RunData) -> Iterator[Any]:
 
     m = run.manifest
     yield Text(f"run {m.name} (config {m.config_hash}, seed {m.seed}) at {run.path}", style="bold")
+    for line in invocation_lines(run):
+        yield Text(line)
     rows = trajectory_rows(run)
     yield rich_trajectory_table(rows) if rows else Text(NOT_RECORDED, style="yellow")
     for table in stage_tables(run):
@@ -497,6 +516,69 @@ def rich_report(run: RunData) -> Iterator[Any]:
         if table.note:
             yield Text(table.note)
         yield Text("")
+
+
+# ---------------------------------------------------------------------------------------------- the sweep
+
+SWEEP_TITLE = ("stage effects over seeds: per seed the paired difference on the suite's items (points, 95% "
+               "paired bootstrap interval); across seeds mean ± sd and the 95% t-interval")
+
+
+def _signed_interval(v: dict | None) -> str:
+    if v is None:
+        return "-"
+    if v.get("low") is None:
+        return f"{v['mean']:+.2f}"
+    return f"{v['mean']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]"
+
+
+def _across_cells(a: dict | None) -> list[str]:
+    if not a:
+        return ["-", "-"]
+    sd = "-" if a.get("sd") is None else f"{a['sd']:.2f}"
+    interval = "-" if a.get("low") is None else f"[{a['low']:+.2f}, {a['high']:+.2f}]"
+    return [f"{a['mean']:+.2f} ± {sd}", interval]
+
+
+def sweep_columns(data: dict) -> list[str]:
+    return ["stage", "effect", *(f"seed {k}" for k in data["seeds"]), "mean ± sd", "95% t-interval"]
+
+
+def sweep_rows(data: dict) -> list[list[str]]:
+    """One row of cells per stage effect in `sweep.json`'s data (`pipeline.sweep.summarize`)."""
+    rows = []
+    for effect in data["effects"]:
+        per_seed = effect["per_seed"]
+        rows.append([effect["stage"], effect["label"], *(_signed_interval(per_seed.get(str(k))) for k in data["seeds"]),
+                     *_across_cells(effect.get("across"))])
+    return rows
+
+
+def sweep_note(data: dict) -> str:
+    threads = ", ".join(map(str, sorted({t for counts in data.get("threads", {}).values() for t in counts}))) or "?"
+    return (f"Command: `{data['command']}` ({len(data['seeds'])} seeds; torch threads: {threads}). "
+            f"{data['effect_definition']}")
+
+
+def markdown_sweep(data: dict) -> str:
+    """The sweep table as markdown (the README's table of stage effects), with its command below it."""
+    return f"{SWEEP_TITLE}.\n\n{markdown_table(sweep_columns(data), sweep_rows(data))}\n\n{sweep_note(data)}\n"
+
+
+def rich_sweep(data: dict) -> Iterator[Any]:
+    """Renderables for a rich console: the sweep table (stage and effect never wrap), then its command."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    from ..evaluation.table import FitTable
+
+    table = FitTable(title=SWEEP_TITLE, key_columns=2)
+    for column in sweep_columns(data):
+        table.add_column(column, justify="left" if column in ("stage", "effect") else "right")
+    for row in sweep_rows(data):
+        table.add_row(*(escape(c) for c in row))
+    yield table
+    yield Text(sweep_note(data))
 
 
 def write_html(run: RunData, path: Path | str | None = None) -> Path:

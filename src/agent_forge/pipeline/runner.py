@@ -27,6 +27,9 @@ Rules (the user-facing side is in `agent-forge run --help`):
   it received and the agent it leaves, size, decode speed, and whether it lost more than
   `report.max_undeclared_drop` points without declaring a trade-off (a warning names it).
 - Everything the runner and the stages log goes to `<run>/log.txt` as well as the terminal.
+- Every invocation that changes the run appends a history entry to the manifest (created / resumed / config
+  changed) with the torch thread count it computed with (after `configure_threads(cfg.threads)`) and the
+  command line that started it (`manifest.command_line`): a run resumed with other threads says so.
 - A stage raising ForgeError is marked "failed" and the error is re-raised as one line; Ctrl-C marks the
   running stage "failed" ("interrupted") and re-raises KeyboardInterrupt. Both are resumable.
 
@@ -72,6 +75,7 @@ from .manifest import (
     RUNNING,
     Manifest,
     StageRecord,
+    invocation_record,
     record_path,
     utc_now,
 )
@@ -103,11 +107,13 @@ def run_pipeline(
     resume: bool = False,
     stage_fns: Mapping[str, StageFunction] | None = None,
     console: Console | None = None,
+    command: str | None = None,
 ) -> Path:
     """Run (or resume) the stages of `cfg` up to `until` in `runs/<name>/`; return the run directory.
 
     `stage_fns` maps stage names to functions and replaces the registry `agent_forge.stages.STAGES`
-    (tests pass small real stages here). Raises ForgeError for anything the user can fix.
+    (tests pass small real stages here). `command` is the command line recorded in the manifest's history
+    (default: this process's own, `manifest.command_line()`). Raises ForgeError for anything the user can fix.
     """
     console = console or Console()
     stages = cfg.stage_list()
@@ -117,7 +123,9 @@ def run_pipeline(
     run_dir.mkdir(parents=True, exist_ok=True)
 
     with RunLock(run_dir), run_log(run_dir / LOG_NAME):
-        manifest, fresh = _open_run(run_dir, cfg, stages, resume, console)
+        configure_threads(cfg.threads)  # before any history entry: each one records the thread count in use
+        invocation = invocation_record(command)
+        manifest, fresh = _open_run(run_dir, cfg, stages, resume, console, invocation)
         first_todo, problem = _first_stage_to_run(manifest, run_dir, stages)
         if first_todo >= len(target):
             what = "complete" if len(target) == len(stages) else f"complete up to stage {target[-1]!r}"
@@ -136,11 +144,11 @@ def run_pipeline(
         if problem:
             console.print(f"[yellow]warning:[/] {escape(problem)}; recomputing from stage {stages[first_todo]!r}")
         if not fresh:
-            _note(manifest, "resumed", cfg)
+            _note(manifest, "resumed", cfg, **invocation)
         _invalidate_from(manifest, run_dir, stages[first_todo:])
 
-        configure_threads(cfg.threads)
-        log.info("run %s: stages %s, config %s", run_dir, ", ".join(target[first_todo:]), cfg.digest())
+        log.info("run %s: stages %s, config %s, %d thread(s), command: %s", run_dir, ", ".join(target[first_todo:]),
+                 cfg.digest(), invocation["threads"], invocation["command"])
         for position, stage in enumerate(target[first_todo:], start=first_todo):
             console.print(f"[bold]stage {position + 1}/{len(stages)}: {stage}[/]")
             log.info("stage %d/%d: %s", position + 1, len(stages), stage)
@@ -178,7 +186,7 @@ def _stage_lookup(stages: list[str], stage_fns: Mapping[str, StageFunction] | No
 
 
 def _open_run(
-    run_dir: Path, cfg: ForgeConfig, stages: list[str], resume: bool, console: Console
+    run_dir: Path, cfg: ForgeConfig, stages: list[str], resume: bool, console: Console, invocation: dict[str, Any]
 ) -> tuple[Manifest, bool]:
     """Load the run's manifest (checking it matches `cfg`) or create a new run; return (manifest, created)."""
     digest = cfg.digest()
@@ -195,7 +203,7 @@ def _open_run(
         atomic_write_yaml(run_dir / CONFIG_NAME, cfg.model_dump(mode="json"))
         manifest = Manifest(name=cfg.name, config_hash=digest, seed=cfg.seed, versions=package_versions())
         _sync_records(manifest, stages)
-        _note(manifest, "created", cfg)
+        _note(manifest, "created", cfg, **invocation)
         manifest.save(run_dir)
         return manifest, True
 
@@ -210,7 +218,7 @@ def _open_run(
             f"[yellow]warning:[/] the config changed since this run started ({manifest.config_hash} -> {digest}); "
             "finished stages are kept as they are, the remaining ones use the new config"
         )
-        _note(manifest, "config-changed", cfg, previous_hash=manifest.config_hash)
+        _note(manifest, "config-changed", cfg, previous_hash=manifest.config_hash, **invocation)
         manifest.config_hash = digest
         manifest.seed = cfg.seed
         atomic_write_yaml(run_dir / CONFIG_NAME, cfg.model_dump(mode="json"))
