@@ -1,9 +1,10 @@
 """The `agent-forge` command: run the pipeline, evaluate a model, show a run's status, chat with a model.
 
     agent-forge run [--config FILE] [--until STAGE] [--resume] [key.path=value ...]
+    agent-forge sweep [--config FILE] --seeds 0-4 [--until STAGE] [--resume] [--report-only] [key.path=value ...]
     agent-forge eval MODEL [--domains arithmetic,strings] [--levels 1-4] [--n 20] [--method fast|generate]
     agent-forge status RUN_DIR
-    agent-forge report RUN [--markdown] [--html PATH]
+    agent-forge report RUN_OR_SWEEP [--markdown] [--html PATH]
     agent-forge chat MODEL [--prompt TEXT] [--show-thoughts] [--max-new-tokens N]
     agent-forge serve RUN_OR_AGENT [--host 127.0.0.1] [--port 8000] [--api-key KEY] [--max-batch N]
                   [--log-db PATH | --log-url URL | --no-log] [--retention-days D] [--retention-rows N] [--redact S]
@@ -149,6 +150,47 @@ def run(
     console.print(status_view(run_dir))
 
 
+@app.command()
+def sweep(
+    overrides: Optional[list[str]] = typer.Argument(None, help="Config overrides key.path=value, as `run` takes them."),
+    seeds: str = typer.Option(..., "--seeds", help="Seeds to run: a range or a list, e.g. 0-4 or 0,2,5."),
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", help="YAML file, or a packaged config's name: tiny (the default), smoke, ..."
+    ),
+    until: Optional[str] = typer.Option(None, "--until", help="Stop every seed's run after this stage."),
+    resume: bool = typer.Option(False, "--resume", help="Passed to every seed's run (see `run --help`)."),
+    report_only: bool = typer.Option(False, "--report-only", help="Only summarize the seeds' existing runs."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the table as markdown (for the README)."),
+) -> None:
+    """Run the pipeline once per seed (runs <name>-seed<k>) and report every stage's effect across the seeds.
+
+    Writes runs/<name>-sweep/sweep.json; `agent-forge report runs/<name>-sweep` shows the table again.
+    """
+    from .pipeline.logfile import quiet_libraries
+    from .pipeline.sweep import run_sweep
+
+    quiet_libraries()
+    console = Console()
+    try:
+        data = run_sweep(config, list(overrides or []), seeds, until=until, resume=resume, report_only=report_only,
+                         console=console)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; the sweep's runs are resumable: add --resume", err=True)
+        raise typer.Exit(INTERRUPTED) from None
+    _print_sweep(data, markdown)
+
+
+def _print_sweep(data: dict, markdown: bool) -> None:
+    from .pipeline.report import markdown_sweep, rich_sweep
+
+    if markdown:
+        typer.echo(markdown_sweep(data), nl=False)
+        return
+    console = Console()
+    for renderable in rich_sweep(data):
+        console.print(renderable)
+
+
 # --------------------------------------------------------------------------------------------------- stages
 
 
@@ -244,10 +286,15 @@ def report(
 ) -> None:
     """Show a run's trajectory (suite accuracy entering and leaving each stage) and each stage's own tables.
 
-    Always writes a self-contained HTML page with plots (<run>/report.html unless --html is given).
+    Always writes a self-contained HTML page with plots (<run>/report.html unless --html is given). For a sweep
+    (runs/<name>-sweep) it shows the table of stage effects across seeds instead, recomputed from its runs.
     """
     from .pipeline.report import load_run, markdown_report, rich_report, write_html
+    from .pipeline.sweep import is_sweep_dir, read_sweep
 
+    if is_sweep_dir(run_dir):
+        _print_sweep(read_sweep(run_dir), markdown)
+        return
     data = load_run(run_dir)
     if markdown:
         typer.echo(markdown_report(data))

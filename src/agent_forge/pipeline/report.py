@@ -527,17 +527,17 @@ SWEEP_TITLE = ("stage effects over seeds: per seed the paired difference on the 
 def _signed_interval(v: dict | None) -> str:
     if v is None:
         return "-"
-    if v.get("low") is None:
-        return f"{v['mean']:+.2f}"
+    if v.get("low") is None:  # a trajectory recorded before per-item scores: its change, no interval
+        return f"{v['mean']:+.2f} (no CI)"
     return f"{v['mean']:+.2f} [{v['low']:+.2f}, {v['high']:+.2f}]"
 
 
 def _across_cells(a: dict | None) -> list[str]:
     if not a:
         return ["-", "-"]
-    sd = "-" if a.get("sd") is None else f"{a['sd']:.2f}"
-    interval = "-" if a.get("low") is None else f"[{a['low']:+.2f}, {a['high']:+.2f}]"
-    return [f"{a['mean']:+.2f} ± {sd}", interval]
+    if a.get("sd") is None:  # one seed: no spread to show
+        return [f"{a['mean']:+.2f} (1 seed)", "-"]
+    return [f"{a['mean']:+.2f} ± {a['sd']:.2f}", f"[{a['low']:+.2f}, {a['high']:+.2f}]"]
 
 
 def sweep_columns(data: dict) -> list[str]:
@@ -549,8 +549,11 @@ def sweep_rows(data: dict) -> list[list[str]]:
     rows = []
     for effect in data["effects"]:
         per_seed = effect["per_seed"]
+        across = _across_cells(effect.get("across"))
+        if effect.get("across") and 1 < effect["across"]["n"] < len(data["seeds"]):
+            across[0] += f" (n={effect['across']['n']})"  # some seeds' runs lack this stage
         rows.append([effect["stage"], effect["label"], *(_signed_interval(per_seed.get(str(k))) for k in data["seeds"]),
-                     *_across_cells(effect.get("across"))])
+                     *across])
     return rows
 
 
