@@ -106,8 +106,24 @@ class ADASystem:
                     first.name]
             if archive.known(design) or any(c.design.key() == design.key() for c in children):
                 continue
+            if self._cost_floor(archive, design) > (self.budget or float("inf")):
+                continue  # certain to be over budget: not worth scoring
             children.append(Entry(design, generation, origin, parents))
         return children + self._meta_proposals(archive, generation, rng)
+
+    def _cost_floor(self, archive: Archive, design: AgentDesign) -> float:
+        """A rough lower bound on a design's tokens per answer, from what the archive measured: every vote costs
+        at least the cheapest single answer scored so far, and thinking multiplies an answer's tokens by what
+        the chain-of-thought seed measured against the entering design."""
+        entering = archive.entries[0]
+        single = [e.tokens for e in archive.scored() if e.design.votes == 1 and not e.design.think
+                  and e.design.refine_below is None and e.design.retry_below is None and e.design.program is None]
+        floor = min(single, default=entering.tokens) * design.votes
+        if design.think:
+            thinking = [e.tokens / entering.tokens for e in archive.scored()
+                        if e.design.key() == AgentDesign(think=True).key() and entering.tokens > 0]
+            floor *= thinking[0] if thinking else 1.0
+        return floor
 
     def _meta_proposals(self, archive: Archive, generation: int, rng: random.Random) -> list[Entry]:
         if self.meta_agent is None:
