@@ -145,6 +145,12 @@ def test_a_bad_seeds_value_is_a_one_line_error(spec, fragment, tmp_path):
     assert not any(tmp_path.iterdir())  # refused before any run started
 
 
+def test_a_seed_override_is_refused(tmp_path):
+    result = runner.invoke(app, ["sweep", "--config", "smoke", "--seeds", "0-1", "seed=3", f"run_root={tmp_path}"])
+    assert result.exit_code == 2 and "drop the seed=... override" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_missing_seeds_is_a_one_line_error():
     result = runner.invoke(app, ["sweep", "--config", "smoke"])
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1 and "--seeds" in result.stderr

@@ -449,12 +449,12 @@ def stage_tables(run: RunData) -> list[StageTable]:
 # --------------------------------------------------------------------------------------------- renderers
 
 
-def invocation_lines(run: RunData) -> list[str]:
-    """One line per recorded invocation: what it did, its command as typed, and the torch threads it used."""
+def invocation_lines(run: RunData, quote: str = "`") -> list[str]:
+    """One line per recorded invocation: what it did, its command as typed (between `quote`s), the torch threads."""
     lines = []
     for entry in invocations(run.manifest):
         threads = entry.get("threads")
-        lines.append(f"{entry.get('event', 'run')} {entry.get('at', '')}: `{entry.get('command', '?')}` "
+        lines.append(f"{entry.get('event', 'run')} {entry.get('at', '')}: {quote}{entry.get('command', '?')}{quote} "
                      f"({threads} torch thread{'' if threads == 1 else 's'})")
     return lines
 

@@ -1,6 +1,6 @@
 """`report.html`: one self-contained page per run (inline CSS, inline SVG plots, PNGs as data URIs, no script).
 
-Sections: the run (name, config hash, seed, versions); accuracy by stage (domain-mean suite accuracy of the
+Sections: the run (name, config hash, seed, versions, each invocation's command and threads); accuracy by stage (domain-mean suite accuracy of the
 model each stage received and left, and each domain's accuracy of the model it left); accuracy by domain and
 level of each stage's leaving model (heatmaps); the trajectory table; each stage's own tables and its plots.
 The numbers come from `pipeline.report` (the same cells the terminal and markdown show); plots are drawn with
@@ -17,8 +17,8 @@ import re
 from html import escape
 
 from .report import (
-    NOT_RECORDED, TRAJECTORY_COLUMNS, TRAJECTORY_TITLE, RunData, StageData, main_measurement, stage_tables,
-    trajectory_rows,
+    NOT_RECORDED, TRAJECTORY_COLUMNS, TRAJECTORY_TITLE, RunData, StageData, invocation_lines, main_measurement,
+    stage_tables, trajectory_rows,
 )
 from .runner import format_duration
 
@@ -168,6 +168,7 @@ def render_html(run: RunData) -> str:
         f"<h1>agent-forge run <code>{escape(m.name)}</code></h1>",
         f'<p class="meta">config {escape(m.config_hash)}, seed {m.seed}, created {escape(m.created_at)}, '
         f"updated {escape(m.updated_at)}; {escape(versions)}</p>",
+        *(f'<p class="meta">{escape(line)}</p>' for line in invocation_lines(run, quote='"')),
     ]
     status = [[s.name, s.status, format_duration(s.duration_s)] for s in run.stages]
     out.append(_table(["stage", "status", "duration"], status, table_id="stages"))

@@ -114,6 +114,8 @@ def run_sweep(config: str | None, overrides: Sequence[str], seeds_spec: str, *, 
     console = console or Console()
     seeds = parse_seeds(seeds_spec)
     overrides = list(overrides)
+    if any(o.split("=", 1)[0].strip() == "seed" for o in overrides):
+        raise ForgeError("--seeds sets each run's seed; drop the seed=... override")
     configs = {seed: seed_config(config, overrides, seed) for seed in seeds}  # every config checked before any run
     command = sweep_command(config, seeds_spec, until, overrides)
     runs = {seed: run_dir_for(cfg) for seed, cfg in configs.items()}
