@@ -34,6 +34,32 @@ def test_kernel_matches_the_integer_reference(k, n, m):
     assert torch.allclose(y, layer(x).detach(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("variant", sorted(kernel.VARIANTS))
+@pytest.mark.parametrize("k,n,m", [(32, 48, 1), (130, 20, 5), (576, 192, 1), (576, 1536, 1), (1536, 76, 4), (300, 33, 7)])
+def test_every_variant_matches_the_integer_reference_at_one_and_two_threads(variant, k, n, m):
+    # shapes off the 128-input block and the 32-row LUT tile, single tokens (row-parallel) and batches
+    layer, packed, gamma, x = _case(k, n, m, seed=k + n + m)
+    ref = layer.integer_forward(x).detach()
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = kernel.TernaryMatmul(packed, gamma, k, layer.bias.detach(), variant=variant)(x)
+        torch.set_num_threads(2)
+        multi = kernel.TernaryMatmul(packed, gamma, k, layer.bias.detach(), variant=variant)(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.allclose(single, ref, rtol=1e-6, atol=1e-6)
+    assert torch.equal(single, multi)
+
+
+def test_variants_agree_bit_for_bit_and_unknown_ones_are_refused():
+    layer, packed, gamma, x = _case(448, 100, 3, bias=False)
+    outs = [kernel.ternary_linear(x, packed, gamma, 448, variant=v) for v in sorted(kernel.VARIANTS)]
+    assert all(torch.equal(outs[0], o) for o in outs[1:])
+    with pytest.raises(ValueError, match="variant"):
+        kernel.TernaryMatmul(packed, gamma, 448, variant="avx512")
+
+
 def test_torch_fallback_computes_the_same_values():
     layer, packed, gamma, x = _case(200, 24, 4)
     fallback = kernel._torch_linear(x, packed, gamma, 200, layer.bias.detach(), 8)
