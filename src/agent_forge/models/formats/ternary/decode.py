@@ -58,6 +58,11 @@ class _Model(ctypes.Structure):
     ]
 
 
+def _threads() -> int:
+    """The thread count to decode with: torch's setting, as for every other op (the C side caps it at 256)."""
+    return max(1, min(256, torch.get_num_threads()))
+
+
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
 
@@ -187,10 +192,15 @@ class PackedDecoder:
         self._m.capacity = capacity
         self._m.cos, self._m.sin = self.cos.data_ptr(), self.sin.data_ptr()
         self._m.k_cache, self._m.v_cache = self.k_cache.data_ptr(), self.v_cache.data_ptr()
-        size = self.lib.tl_model_workspace_bytes(ctypes.byref(self._m))
+        self.capacity = capacity
+        self._workspace(max(getattr(self, "_threads", 1), _threads()))
+
+    def _workspace(self, threads: int) -> None:
+        """Scratch memory for `threads` threads (each keeps a private copy of the residual stream)."""
+        size = self.lib.tl_model_workspace_bytes(ctypes.byref(self._m), threads)
         self.work = torch.empty(size + 64, dtype=torch.uint8)
         self._m.work = (self.work.data_ptr() + 63) // 64 * 64
-        self.capacity = capacity
+        self._threads = threads
 
     def reset(self) -> None:
         """Start a new sequence (the cache's memory is kept)."""
@@ -204,8 +214,10 @@ class PackedDecoder:
             self._grow(2 * self.capacity)
         if not 0 <= token < self.vocab:
             raise ValueError(f"token id {token} outside the vocabulary of {self.vocab}")
-        nxt = self.lib.tl_decode_step(self._ref, token, self.position, self.logits.data_ptr(),
-                                      max(1, min(256, torch.get_num_threads())))
+        threads = _threads()
+        if threads > self._threads:
+            self._workspace(threads)
+        nxt = self.lib.tl_decode_step(self._ref, token, self.position, self.logits.data_ptr(), threads)
         self.position += 1
         self.rescored = self._m.rescored
         return nxt

@@ -125,7 +125,7 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.tl_kernel_to_lut.restype = None
     lib.tl_decode_step.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int]
     lib.tl_decode_step.restype = ctypes.c_int64
-    lib.tl_model_workspace_bytes.argtypes = [ctypes.c_void_p]
+    lib.tl_model_workspace_bytes.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.tl_model_workspace_bytes.restype = ctypes.c_int64
     lib.tl_abi_version.restype = ctypes.c_int
     lib.tl_has_avx2.restype = ctypes.c_int

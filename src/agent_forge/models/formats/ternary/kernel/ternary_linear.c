@@ -460,47 +460,66 @@ static int64_t max_padded_inputs(const tl_model *M) {
     return k;
 }
 
-/* Workspace layout (all offsets multiples of 64 bytes). */
+/* Workspace layout (all offsets multiples of 64 bytes): a shared part (projection outputs, attention
+   scores, head bounds) and one private part per thread. Every thread keeps its own copy of the residual
+   stream and recomputes the cheap serial steps (norms, RoPE, quantization, LUTs) on it: identical inputs and
+   code give identical values in every thread, and a layer needs five barriers instead of eleven (barriers
+   are what a busy or oversubscribed machine makes expensive). */
 typedef struct {
-    float *x, *h, *hn, *q, *k, *v, *att, *tmp, *gate, *up, *scores, *logit_lb;
+    /* shared */
+    float *q_raw, *k_raw, *v_raw, *att, *o_out, *gate, *up, *d_out, *scores, *logit_lb, *upper;
+    int32_t *cand;
+    /* private to one thread */
+    float *x, *h, *hn, *q, *k;
     int8_t *xq[3];
     uint8_t *tables[3];
     int32_t *xsum;
     float *xscale;
-    int32_t *cand;
 } work_t;
 
-static int64_t carve(const tl_model *M, work_t *w) {
+#define MAX_THREADS 256
+
+static int64_t carve(const tl_model *M, int threads, int tid, work_t *w) {
     const int64_t kmax = max_padded_inputs(M), qd = M->n_heads * M->head_dim, kvd = M->n_kv * M->head_dim;
     const int64_t wide = M->inter > qd ? M->inter : qd;
     const int64_t widest = wide > M->hidden ? wide : M->hidden;
     int64_t off = 0;
     char *base = M->work;
 #define TAKE(ptr, type, count) do { if (w) ptr = (type *)(base + off); off += pad64((int64_t)sizeof(type) * (count)); } while (0)
-    TAKE(w->x, float, M->hidden);
-    TAKE(w->h, float, widest);
-    TAKE(w->hn, float, widest);
-    TAKE(w->q, float, qd);
-    TAKE(w->k, float, kvd);
-    TAKE(w->v, float, kvd);
+    TAKE(w->q_raw, float, qd);
+    TAKE(w->k_raw, float, kvd);
+    TAKE(w->v_raw, float, kvd);
     TAKE(w->att, float, qd);
-    TAKE(w->tmp, float, widest);
+    TAKE(w->o_out, float, M->hidden);
     TAKE(w->gate, float, M->inter);
     TAKE(w->up, float, M->inter);
+    TAKE(w->d_out, float, M->hidden);
     TAKE(w->scores, float, M->n_heads * M->capacity);
-    TAKE(w->logit_lb, float, 256);
-    for (int i = 0; i < 3; ++i) {
-        TAKE(w->xq[i], int8_t, kmax);
-        TAKE(w->tables[i], uint8_t, kmax / 2 * LUT_PAIR_BYTES);
-    }
-    TAKE(w->xsum, int32_t, 3);
-    TAKE(w->xscale, float, 3);
+    TAKE(w->logit_lb, float, MAX_THREADS);
+    TAKE(w->upper, float, M->vocab);
     TAKE(w->cand, int32_t, M->vocab);
+    for (int t = 0; t < threads; ++t) {
+        work_t scratch_w, *pw = (w && t == tid) ? w : (w ? &scratch_w : NULL);
+#define TAKEP(ptr, type, count) do { if (pw) pw->ptr = (type *)(base + off); off += pad64((int64_t)sizeof(type) * (count)); } while (0)
+        TAKEP(x, float, M->hidden);
+        TAKEP(h, float, widest);
+        TAKEP(hn, float, widest);
+        TAKEP(q, float, qd);
+        TAKEP(k, float, kvd);
+        for (int i = 0; i < 3; ++i) {
+            TAKEP(xq[i], int8_t, kmax);
+            TAKEP(tables[i], uint8_t, kmax / 2 * LUT_PAIR_BYTES);
+        }
+        TAKEP(xsum, int32_t, 3);
+        TAKEP(xscale, float, 3);
+#undef TAKEP
+    }
 #undef TAKE
     return off;
 }
 
-int64_t tl_model_workspace_bytes(const tl_model *M) { return carve(M, NULL); }
+/* bytes of workspace for up to `threads` threads */
+int64_t tl_model_workspace_bytes(const tl_model *M, int threads) { return carve(M, threads, 0, NULL); }
 
 /* y = x * rsqrt(mean(x^2) + eps) * weight, in fp32 as transformers' LlamaRMSNorm */
 static void rms_norm(const float *x, const float *weight, int64_t n, float eps, float *y) {
@@ -572,6 +591,8 @@ static void rope(float *v, int64_t heads, int64_t hd, const float *cos, const fl
 }
 
 static void attend(const tl_model *M, int64_t layer, int64_t pos, const work_t *w, int tid, int nth) {
+    /* rows < pos come from the cache; row pos is this step's (w->k: this thread's RoPE'd copy, w->v_raw),
+       so no thread waits for the cache row to be written */
     const int64_t hd = M->head_dim, kvd = M->n_kv * hd, group = M->n_heads / M->n_kv;
     const float *kc = M->k_cache + layer * M->capacity * kvd, *vc = M->v_cache + layer * M->capacity * kvd;
     int64_t hb, he;
@@ -582,7 +603,8 @@ static void attend(const tl_model *M, int64_t layer, int64_t pos, const work_t *
         float *s = w->scores + h * M->capacity;
         float mx = -INFINITY;
         for (int64_t t = 0; t <= pos; ++t) {
-            s[t] = dot_f32(q, kc + t * kvd + off, hd) * M->attn_scale;
+            const float *kt = t < pos ? kc + t * kvd + off : w->k + off;
+            s[t] = dot_f32(q, kt, hd) * M->attn_scale;
             mx = s[t] > mx ? s[t] : mx;
         }
         float total = 0.0f;
@@ -594,13 +616,14 @@ static void attend(const tl_model *M, int64_t layer, int64_t pos, const work_t *
         for (int64_t i = 0; i < hd; ++i) o[i] = 0.0f;
         for (int64_t t = 0; t <= pos; ++t) {
             const float p = s[t] / total;
-            const float *vt = vc + t * kvd + off;
+            const float *vt = t < pos ? vc + t * kvd + off : w->v_raw + off;
             for (int64_t i = 0; i < hd; ++i) o[i] += p * vt[i];
         }
     }
 }
 
-/* int8 row x int8 codes, exact: |x| * (w * sign(x)) with vpmaddubsw (w and x never -128) */
+/* int8 row x int8 codes, exact: |x| * (w * sign(x)) with vpmaddubsw (w and x are never -128). One row at a
+   time: measured faster here than four rows sharing the activation loads (one sequential stream, 18 GB/s). */
 static int32_t dot_i8(const int8_t *w, const int8_t *x, const uint8_t *ax, int64_t n) {
 #ifdef __AVX2__
     const __m256i ones = _mm256_set1_epi16(1);
@@ -628,95 +651,82 @@ static float dot_f32_exact(const float *w, const float *x, int64_t n) {
     return (float)acc;
 }
 
+static void add_into(float *x, const float *y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
 /*
  * One token through the model at position `pos` (its K/V go to cache row `pos`; rows < pos must hold the
  * earlier tokens). Writes the vocab logits and returns the argmax token (lowest id among equal maxima).
+ * n_threads must not exceed the count the workspace was sized for (tl_model_workspace_bytes).
  */
 int64_t tl_decode_step(tl_model *M, int64_t token, int64_t pos, float *logits, int n_threads) {
-    work_t w;
-    carve(M, &w);
-    const int64_t hidden = M->hidden, hd = M->head_dim, kvd = M->n_kv * hd;
-    memcpy(w.x, M->embed + token * hidden, (size_t)hidden * sizeof(float));
+    const int64_t hidden = M->hidden, hd = M->head_dim, kvd = M->n_kv * hd, qd = M->n_heads * hd;
     static const int qkv[3] = {P_Q, P_K, P_V}, gu[2] = {P_GATE, P_UP}, o_[1] = {P_O}, d_[1] = {P_DOWN};
     int64_t best = 0;
-    /* a parallel region pays only when the step's arithmetic dwarfs its dozen barriers per layer (about a
+    /* a parallel region pays only when the step's arithmetic dwarfs its five barriers per layer (about a
        microsecond each with warm threads): not for the tiny profile model, yes for SmolLM2-135M */
     int64_t work = M->vocab * M->hidden;
     for (int64_t l = 0; l < M->n_layers; ++l)
         for (int p = 0; p < 7; ++p) work += M->blocks[l].proj[p].out_features * M->blocks[l].proj[p].in_features;
+    if (n_threads > MAX_THREADS) n_threads = MAX_THREADS;
     const int parallel = n_threads > 1 && work >= DECODE_PARALLEL_MIN_WORK;
     #pragma omp parallel num_threads(n_threads) if (parallel)
     {
         const int tid = thread_id(), nth = thread_count();
+        work_t w;
+        carve(M, nth, tid, &w);
+        memcpy(w.x, M->embed + token * hidden, (size_t)hidden * sizeof(float));
         for (int64_t l = 0; l < M->n_layers; ++l) {
             const tl_block *B = &M->blocks[l];
-            float *kc = M->k_cache + (l * M->capacity + pos) * kvd, *vc = M->v_cache + (l * M->capacity + pos) * kvd;
-            if (tid == 0) {
-                rms_norm(w.x, B->attn_norm, hidden, M->eps, w.h);
-                quantize_inputs(M, B, qkv, 3, w.h, &w);
+            if (l > 0) add_into(w.x, w.d_out, hidden);
+            rms_norm(w.x, B->attn_norm, hidden, M->eps, w.h);
+            quantize_inputs(M, B, qkv, 3, w.h, &w);
+            project(B, P_Q, &w, 0, w.q_raw, tid, nth);
+            project(B, P_K, &w, 1, w.k_raw, tid, nth);
+            project(B, P_V, &w, 2, w.v_raw, tid, nth);
+            #pragma omp barrier
+            memcpy(w.q, w.q_raw, (size_t)qd * sizeof(float));
+            memcpy(w.k, w.k_raw, (size_t)kvd * sizeof(float));
+            rope(w.q, M->n_heads, hd, M->cos + pos * hd, M->sin + pos * hd);
+            rope(w.k, M->n_kv, hd, M->cos + pos * hd, M->sin + pos * hd);
+            if (tid == 0) { /* nobody reads this row before the next step */
+                memcpy(M->k_cache + (l * M->capacity + pos) * kvd, w.k, (size_t)kvd * sizeof(float));
+                memcpy(M->v_cache + (l * M->capacity + pos) * kvd, w.v_raw, (size_t)kvd * sizeof(float));
             }
-            #pragma omp barrier
-            project(B, P_Q, &w, 0, w.q, tid, nth);
-            project(B, P_K, &w, 1, w.k, tid, nth);
-            project(B, P_V, &w, 2, w.v, tid, nth);
-            #pragma omp barrier
-            if (tid == 0) {
-                rope(w.q, M->n_heads, hd, M->cos + pos * hd, M->sin + pos * hd);
-                rope(w.k, M->n_kv, hd, M->cos + pos * hd, M->sin + pos * hd);
-                memcpy(kc, w.k, (size_t)kvd * sizeof(float));
-                memcpy(vc, w.v, (size_t)kvd * sizeof(float));
-            }
-            #pragma omp barrier
             attend(M, l, pos, &w, tid, nth);
             #pragma omp barrier
-            if (tid == 0) quantize_inputs(M, B, o_, 1, w.att, &w);
+            quantize_inputs(M, B, o_, 1, w.att, &w);
+            project(B, P_O, &w, 0, w.o_out, tid, nth);
             #pragma omp barrier
-            project(B, P_O, &w, 0, w.tmp, tid, nth);
-            #pragma omp barrier
-            if (tid == 0) {
-                for (int64_t i = 0; i < hidden; ++i) w.x[i] += w.tmp[i];
-                rms_norm(w.x, B->mlp_norm, hidden, M->eps, w.h);
-                quantize_inputs(M, B, gu, 2, w.h, &w);
-            }
-            #pragma omp barrier
+            add_into(w.x, w.o_out, hidden);
+            rms_norm(w.x, B->mlp_norm, hidden, M->eps, w.h);
+            quantize_inputs(M, B, gu, 2, w.h, &w);
             project(B, P_GATE, &w, 0, w.gate, tid, nth);
             project(B, P_UP, &w, 1, w.up, tid, nth);
             #pragma omp barrier
-            if (tid == 0) {
-                for (int64_t i = 0; i < M->inter; ++i) {
-                    const float g = w.gate[i];
-                    w.h[i] = g / (1.0f + expf(-g)) * w.up[i];
-                }
-                quantize_inputs(M, B, d_, 1, w.h, &w);
+            for (int64_t i = 0; i < M->inter; ++i) {
+                const float g = w.gate[i];
+                w.h[i] = g / (1.0f + expf(-g)) * w.up[i];
             }
-            #pragma omp barrier
-            project(B, P_DOWN, &w, 0, w.tmp, tid, nth);
-            #pragma omp barrier
-            if (tid == 0)
-                for (int64_t i = 0; i < hidden; ++i) w.x[i] += w.tmp[i];
+            quantize_inputs(M, B, d_, 1, w.h, &w);
+            project(B, P_DOWN, &w, 0, w.d_out, tid, nth);
             #pragma omp barrier
         }
-        if (tid == 0) {
-            rms_norm(w.x, M->final_norm, hidden, M->eps, w.h);
-            if (M->head_mode == 1) {
-                float s;
-                quantize_token(w.h, hidden, M->head_row, 127, w.xq[0], &s);
-                w.xscale[0] = s;
-                uint8_t *ax = (uint8_t *)w.xq[1];
-                for (int64_t i = 0; i < M->head_row; ++i) ax[i] = (uint8_t)abs(w.xq[0][i]);
-                float l1 = 0.0f;
-                for (int64_t i = 0; i < hidden; ++i) l1 += fabsf(w.h[i]);
-                w.xscale[1] = l1;
-            }
-        }
-        #pragma omp barrier
+        add_into(w.x, w.d_out, hidden);
+        rms_norm(w.x, M->final_norm, hidden, M->eps, w.h);
         int64_t vb, ve;
         share(M->vocab, tid, nth, &vb, &ve);
         if (M->head_mode == 1) {
+            float s;
+            quantize_token(w.h, hidden, M->head_row, 127, w.xq[0], &s);
+            uint8_t *ax = (uint8_t *)w.xq[1];
+            for (int64_t i = 0; i < M->head_row; ++i) ax[i] = (uint8_t)abs(w.xq[0][i]);
+            float l1 = 0.0f;
+            for (int64_t i = 0; i < hidden; ++i) l1 += fabsf(w.h[i]);
             /* approximate logits and rigorous bounds: |z - a| <= sw/2 * |h|_1 + |w_hat|_1 / (2 s) (+ slack
                for float rounding); the best lower bound over this thread's rows goes to logit_lb[tid] */
-            const float inv_s = 1.0f / w.xscale[0], l1 = w.xscale[1];
-            const uint8_t *ax = (const uint8_t *)w.xq[1];
+            const float inv_s = 1.0f / s;
             float lb = -INFINITY;
             for (int64_t r = vb; r < ve; ++r) {
                 const float sw = M->head_scale[r];
@@ -724,6 +734,7 @@ int64_t tl_decode_step(tl_model *M, int64_t token, int64_t pos, float *logits, i
                 if (M->head_bias) a += M->head_bias[r];
                 const float bound = 0.5f * sw * l1 + 0.5f * M->head_l1[r] * inv_s + 1e-4f * (fabsf(a) + 1.0f);
                 logits[r] = a;
+                w.upper[r] = a + bound;
                 const float low = a - bound;
                 lb = low > lb ? low : lb;
             }
@@ -739,13 +750,9 @@ int64_t tl_decode_step(tl_model *M, int64_t token, int64_t pos, float *logits, i
             if (M->head_mode == 1) {
                 float lb = -INFINITY;
                 for (int t = 0; t < nth; ++t) lb = w.logit_lb[t] > lb ? w.logit_lb[t] : lb;
-                const float inv_s = 1.0f / w.xscale[0], l1 = w.xscale[1];
                 int64_t count = 0;
-                for (int64_t r = 0; r < M->vocab; ++r) {
-                    const float a = logits[r], sw = M->head_scale[r];
-                    const float bound = 0.5f * sw * l1 + 0.5f * M->head_l1[r] * inv_s + 1e-4f * (fabsf(a) + 1.0f);
-                    if (a + bound >= lb) w.cand[count++] = (int32_t)r;
-                }
+                for (int64_t r = 0; r < M->vocab; ++r)
+                    if (w.upper[r] >= lb) w.cand[count++] = (int32_t)r;
                 /* only candidates can be the argmax; their logits become the exact fp32 ones */
                 float top = -INFINITY;
                 for (int64_t c = 0; c < count; ++c) {
