@@ -5,7 +5,7 @@
 * `is_ternary(model)`, `keep_ternary(model)` (after adding layers, before saving), `set_quant_strength`;
 * `convert_to_bitlinear` to make a model ternary (the bitnet stage adds the warm-up and distillation);
 * `export_packed` / `load_packed` for the 2-bit packed export and CPU inference from it, `kernel_description`
-  for which matmul path runs it.
+  for which matmul path runs it, `PackedDecoder` for batch-1 decoding of a packed Llama in one C call per token.
 """
 
 from .convert import (
@@ -19,12 +19,13 @@ from .convert import (
     restore_bitlinear,
     set_quant_strength,
 )
+from .decode import PackedDecoder
 from .kernel import kernel_description
 from .layer import BitLinear
 from .packed import PackedBitLinear, export_packed, is_packed_export, load_packed, packed_size_report, write_packed_files
 
 __all__ = [
-    "BitLinear", "MARKER", "PackedBitLinear", "bitlinear_layers", "convert_to_bitlinear", "convertible_linears",
+    "BitLinear", "MARKER", "PackedBitLinear", "PackedDecoder", "bitlinear_layers", "convert_to_bitlinear", "convertible_linears",
     "export_packed", "is_packed_export", "is_ternary", "is_ternary_checkpoint", "keep_ternary",
     "kernel_description", "load_packed", "packed_size_report", "restore_bitlinear", "set_quant_strength",
     "write_packed_files",
