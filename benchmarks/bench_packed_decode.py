@@ -12,7 +12,8 @@ alike. Reported per path and thread count:
 * weight bandwidth: bytes of weights one decode step reads (packed rows, int8 or fp32 LM head, norms, one
   embedding row) times tokens/s, beside the machine's memcpy bandwidth (numpy copy of a 256 MiB buffer: bytes
   copied per second, best of 3, measured in the same run) and their ratio;
-* greedy tokens identical to the fp32 path, and argmax agreement at every position of a random 48-token
+* greedy tokens identical to the fp32 path and to the fp32 BitLinear model (the same arithmetic as the packed
+  paths: activations quantized; timed once, it is the slowest), and argmax agreement at every position of a random 48-token
   sequence (teacher forced: a stronger check than the greedy run when an untrained model repeats one token).
 
 A profile of one step of the layer-by-layer packed path says where its time goes (packed matmuls, LM head,
@@ -267,6 +268,8 @@ def bench_shape(shape: str, args, bandwidth: float) -> None:
             clock = _clock(threads)
             order = paths if r % 2 == 0 else paths[::-1]
             for name, kind, obj, _ in order:
+                if name == paths[1][0] and (r > 0 or threads != args.threads[0]):
+                    continue  # a reference for the tokens, and the slowest path: timed once
                 if kind == "hf":
                     toks, dt = hf_greedy(obj, prompt, args.new_tokens, clock)
                     rates = [(len(toks) - 1) / dt]
@@ -314,7 +317,7 @@ def bench_shape(shape: str, args, bandwidth: float) -> None:
             gbs = byte_counts.get(name, 0) * rate / 1e9
             ours = name in byte_counts  # llama.cpp runs the original Q4_1 model, not this ternary one
             same = _same(tokens[(name, thr)], tokens[(paths[0][0], thr)]) if ours else "-"
-            same_bit = _same(tokens[(name, thr)], tokens[(paths[1][0], thr)]) if ours else "-"
+            same_bit = _same(tokens[(name, thr)], tokens[(paths[1][0], args.threads[0])]) if ours else "-"
             agree_s = f"{agree[name]}/{CHECK_LEN}" if name in agree else "-"
             bw = f"{gbs:11.2f} {gbs * 1e9 / bandwidth:7.2f}" if ours else f"{'-':>11} {'-':>7}"
             print(f"{name:44} {thr:3d} {rate:8.1f} {rate / base:7.2f} {bw} {same:>11} {same_bit:>10} {agree_s:>12}")
