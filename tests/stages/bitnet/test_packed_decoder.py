@@ -126,3 +126,25 @@ def test_without_a_compiler_the_packed_model_falls_back_and_the_decoder_says_why
     assert lines[2] == "torch.Size([1, 3, 48])"
     with torch.no_grad():
         assert model(torch.tensor([[1, 2, 3]])).logits.shape == (1, 3, 48)
+
+
+def test_biases_and_grouped_query_heads(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(5)
+    config = LlamaConfig(vocab_size=64, hidden_size=96, intermediate_size=160, num_hidden_layers=2,
+                         num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=32,
+                         attention_bias=True, mlp_bias=True)
+    model = LlamaForCausalLM(config).eval()
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            torch.nn.init.normal_(p, std=0.5)
+    convert_to_bitlinear(model)
+    export_packed(model, None, tmp_path / "packed")
+    packed, _ = load_packed(tmp_path / "packed")
+    ids = [3, 9, 27, 81 % 64, 50, 1, 7]
+    with torch.no_grad():
+        expected = packed(torch.tensor([ids])).logits[0]
+    for variant in sorted(VARIANTS):
+        got = _step_logits(PackedDecoder(packed, variant=variant, int8_head=False), ids)
+        assert torch.allclose(got, expected, atol=2e-3, rtol=1e-3), (variant, (got - expected).abs().max())
