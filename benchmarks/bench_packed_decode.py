@@ -22,12 +22,15 @@ everything else), which is what the whole-step decoder removes.
     python benchmarks/bench_packed_decode.py                       # tiny profile shape and SmolLM2-135M
     python benchmarks/bench_packed_decode.py --shapes smollm2 --weights random --threads 1
     python benchmarks/bench_packed_decode.py --shapes tiny --new-tokens 64 --rounds 3
+    python benchmarks/bench_packed_decode.py --omp-wait-policy passive   # on a machine other jobs keep busy
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import sys
 import statistics
 import tempfile
 import time
@@ -109,8 +112,11 @@ def fp32_reference(ternary_model) -> nn.Module:
     return model.eval()
 
 
+WALL_ONLY = False  # --clock wall
+
+
 def _clock(threads: int):
-    return time.process_time if threads == 1 else time.perf_counter
+    return time.process_time if threads == 1 and not WALL_ONLY else time.perf_counter
 
 
 @torch.no_grad()
@@ -300,8 +306,9 @@ def bench_shape(shape: str, args, bandwidth: float) -> None:
           f"{byte_counts[paths[2][0]] / 2**20:.1f} MiB (fp32 LM head), C decode step "
           f"{next(iter(decoders.values())).weight_bytes_per_token() / 2**20:.1f} MiB (int8 LM head); "
           f"memcpy {bandwidth / 1e9:.2f} GB/s")
+    clocks = "wall time" if WALL_ONLY else "1 thread: process CPU time, more: wall time"
     print(f"decode: {args.new_tokens} greedy tokens after a {PROMPT}-token prompt, median of {args.rounds} rounds; "
-          "1 thread: process CPU time, more: wall time")
+          f"{clocks}")
     print("greedy = fp32 / = BitLinear: the path's greedy tokens equal those of the fp32 model (dense, activations "
           "unquantized) / of the fp32 BitLinear model (activations quantized like the packed paths), else the first "
           "differing position; argmax agree: positions of a random sequence where the argmax equals the fp32 model's")
@@ -341,15 +348,28 @@ def main() -> None:
     parser.add_argument("--variants", default="maddubs,sign,lut", help="comma list of kernel variants")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--clock", choices=("auto", "wall"), default="auto",
+                        help="auto: process CPU time for 1 thread, wall time for more; wall: wall time throughout "
+                             "(compares thread counts directly, on a quiet machine)")
+    parser.add_argument("--omp-wait-policy", choices=("active", "passive"),
+                        help="rerun with OMP_WAIT_POLICY set (torch and the kernel share libgomp, so it applies to "
+                             "both; passive helps when other jobs keep the cores busy)")
     args = parser.parse_args()
+    if args.omp_wait_policy and os.environ.get("OMP_WAIT_POLICY") != args.omp_wait_policy:
+        # libgomp reads it once, when torch loads it: only a fresh process can change it
+        os.execve(sys.executable, [sys.executable, *sys.argv], dict(os.environ, OMP_WAIT_POLICY=args.omp_wait_policy))
     args.threads = [int(t) for t in args.threads.split(",")]
+    global WALL_ONLY
+    WALL_ONLY = args.clock == "wall"
     args.variants = [v for v in args.variants.split(",") if v]
     bandwidth = memcpy_bandwidth()
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start; "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset: active)')}")
     print(f"memcpy bandwidth (numpy copy of 256 MiB, best of 3): {bandwidth / 1e9:.2f} GB/s")
     for shape in args.shapes.split(","):
         bench_shape(shape, args, bandwidth)
     after = memcpy_bandwidth()
-    print(f"\nmemcpy bandwidth again at the end: {after / 1e9:.2f} GB/s")
+    print(f"\nmemcpy bandwidth again at the end: {after / 1e9:.2f} GB/s; load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
