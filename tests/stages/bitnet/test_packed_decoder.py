@@ -148,3 +148,18 @@ def test_biases_and_grouped_query_heads(tmp_path):
     for variant in sorted(VARIANTS):
         got = _step_logits(PackedDecoder(packed, variant=variant, int8_head=False), ids)
         assert torch.allclose(got, expected, atol=2e-3, rtol=1e-3), (variant, (got - expected).abs().max())
+
+
+def test_a_hooked_layer_is_refused_rather_than_skipped(tmp_path, make_llama):
+    # expert corrections (experts.lowrank.corrected) hook PackedBitLinear layers; the C step cannot see hooks
+    packed = _packed(tmp_path, make_llama)
+    decoder = PackedDecoder(packed)
+    handle = packed.model.layers[0].mlp.up_proj.register_forward_hook(lambda m, i, o: o * 2)
+    try:
+        assert "forward hook" in PackedDecoder.unsupported(packed)
+        with pytest.raises(ValueError, match="forward hook"):
+            decoder.greedy([1, 2, 3], 4)
+    finally:
+        handle.remove()
+    assert PackedDecoder.unsupported(packed) is None
+    assert len(decoder.greedy([1, 2, 3], 4)) == 4

@@ -58,6 +58,15 @@ class _Model(ctypes.Structure):
     ]
 
 
+def _altered(model) -> str | None:
+    """A module whose forward is hooked or replaced (e.g. expert corrections, ``experts.lowrank.corrected``):
+    the C step would silently compute without it, so such a model is refused."""
+    for name, module in model.named_modules():
+        if module._forward_hooks or module._forward_pre_hooks or "forward" in vars(module):
+            return f"module {name or '(root)'} has a forward hook or a replaced forward (the C step would skip it)"
+    return None
+
+
 def _threads() -> int:
     """The thread count to decode with: torch's setting, as for every other op (the C side caps it at 256)."""
     return max(1, min(256, torch.get_num_threads()))
@@ -171,7 +180,7 @@ class PackedDecoder:
             for name in _PROJ:
                 if not isinstance(layer.get_submodule(name), PackedBitLinear):
                     return f"layer {i} {name} is not a PackedBitLinear"
-        return None
+        return _altered(model)
 
     def _grow(self, capacity: int) -> None:
         """KV cache, rotary tables and workspace for `capacity` positions (copying the cached ones)."""
@@ -227,7 +236,13 @@ class PackedDecoder:
         return ctypes.byref(self._m)
 
     def feed(self, ids: Sequence[int]) -> int:
-        """Feed several tokens (e.g. a prompt); returns the greedy token after the last one."""
+        """Feed several tokens (e.g. a prompt); returns the greedy token after the last one.
+
+        Checks first that no forward hook or replaced forward was added to the model since construction
+        (``step`` alone does not: it is the per-token fast path)."""
+        altered = _altered(self.model)
+        if altered:
+            raise ValueError(f"PackedDecoder cannot run this model now: {altered}")
         nxt = -1
         for t in ids:
             nxt = self.step(int(t))
