@@ -8,7 +8,9 @@ weight has been touched), peak resident memory added while loading and generatin
 imports), and the bytes the weights occupy. A per-layer table times one linear layer of every shape.
 
 The fp32 variant runs the ternary weights dequantized (same numbers as the packed model), so both compute the
-same function; only the storage and the kernel differ.
+same function; only the storage and the kernel differ. The packed variant here is the layer-by-layer path
+(``load_packed``'s PackedBitLinear layers); ``bench_packed_decode.py`` times the whole-step C decoder
+(``PackedDecoder``), each kernel variant, thread counts and llama.cpp side by side.
 
     python benchmarks/bench_bitnet_packed.py                     # default tiny profile shape, 1 thread
     python benchmarks/bench_bitnet_packed.py --gguf              # SmolLM2-135M shape (slow to load)
