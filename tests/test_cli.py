@@ -195,9 +195,10 @@ def test_ctrl_c_exits_130_and_says_how_to_resume(tmp_path, monkeypatch):
     assert "resumable" in result.stderr and "--resume" in result.stderr and "Traceback" not in result.output
 
 
-def test_unimplemented_stage_is_a_user_error(tmp_path):
-    config = _config_file(tmp_path, stages=["seed", "adas"])
-    _one_error_line(runner.invoke(app, ["run", "--config", str(config)]), "adas", "not implemented")
+def test_unknown_stage_is_a_user_error_before_anything_runs(tmp_path):
+    config = _config_file(tmp_path, stages=["seed", "serve"])
+    _one_error_line(runner.invoke(app, ["run", "--config", str(config)]), "serve")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_status_of_a_missing_run(tmp_path):

@@ -28,7 +28,7 @@ from agent_forge.pipeline.report import (
 )
 
 runner = CliRunner()
-STAGES = ["seed", "evomerge", "quietstar", "bitnet", "curriculum", "experts", "tools", "package"]
+STAGES = ["seed", "evomerge", "quietstar", "bitnet", "curriculum", "experts", "tools", "adas", "package"]
 
 
 @pytest.fixture(scope="module")

