@@ -129,6 +129,12 @@ def generate_token_ids(
     # longest first: the first batch is the slowest, so the progress bar's estimate errs on the safe side
     order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    if temperature == 0 and len(rows) == 1 and rows[0]:
+        # one greedy sequence: a packed model decodes it in the C step when it can (no per-layer dispatch)
+        ids = _decode_single_packed(model, tokenizer, rows[0], max_new_tokens=max_new_tokens, stop=stop, fmt=fmt,
+                                    skip_special_tokens=skip_special_tokens)
+        if ids is not None:
+            return [ids]
     was_training = model.training
     model.eval()
     try:
@@ -206,6 +212,45 @@ def _decode_batch(
         cache = _cache_of(out)
         logits = out.logits[:, -1]
         next_position = next_position + 1
+    return generated
+
+
+def _decode_single_packed(
+    model, tokenizer, row: list[int], *, max_new_tokens: int, stop: Sequence[str] | None, fmt: PromptFormat,
+    skip_special_tokens: bool,
+) -> list[int] | None:
+    """Greedy tokens of one prompt from the packed model's whole-step C decoder (`PackedDecoder`), or None when
+    the model is not one it can run as it is now (then the caller takes the batched path).
+
+    The tokens are what the layer-by-layer path computes up to float summation order in norms and attention
+    (a near-tie may break the other way); the int8 LM head keeps the argmax exact. Suppressed tokens need every
+    logit exact, so a model with them decodes with the fp32 head and masks them here."""
+    from .formats.ternary.decode import decoder_for
+
+    suppressed = _suppressed_ids(model)
+    decoder = decoder_for(model, int8_head=suppressed is None)
+    if decoder is None:
+        return None
+    if decoder.max_positions and len(row) + max_new_tokens > decoder.max_positions:
+        return None  # the batched path reports the overflow as transformers does
+
+    def pick(token: int) -> int:
+        if suppressed is None:
+            return token
+        logits = decoder.logits.index_fill(0, suppressed, float("-inf"))
+        return int(logits.argmax())
+
+    decoder.reset()
+    stop_ids = set(fmt.stop_ids)
+    generated: list[int] = []
+    token = pick(decoder.feed(row))
+    while True:
+        generated.append(token)
+        if token in stop_ids or (stop and _has_stop(tokenizer, generated, stop, skip_special_tokens)):
+            break
+        if len(generated) == max_new_tokens:
+            break
+        token = pick(decoder.step(token))
     return generated
 
 

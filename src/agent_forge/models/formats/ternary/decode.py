@@ -14,8 +14,9 @@ among those. Rows that cannot win keep their int8 estimate, so sampling sees log
 
 Supported: ``model_type == "llama"`` with every q/k/v/o/gate/up/down a ``PackedBitLinear`` (with or without
 sub-norms and biases), SiLU, one sequence. ``PackedDecoder.unsupported(model)`` says why a model is not.
-``agent_forge.models.generation`` does not call this yet (batched, left-padded decoding stays on the
-layer-by-layer path); ``greedy`` is the batch-1 entry point and what ``benchmarks/bench_packed_decode.py`` times.
+``agent_forge.models.generation`` decodes a single greedy prompt through ``decoder_for(model)`` (one cached
+decoder per model; batches and sampling stay on the layer-by-layer path); ``greedy`` is the batch-1 entry point
+and what ``benchmarks/bench_packed_decode.py`` times.
 
 Exercise: ``pytest tests/stages/bitnet/test_packed_decoder.py``; ``python benchmarks/bench_packed_decode.py``.
 """
@@ -23,6 +24,7 @@ Exercise: ``pytest tests/stages/bitnet/test_packed_decoder.py``; ``python benchm
 from __future__ import annotations
 
 import ctypes
+import weakref
 from typing import Sequence
 
 import torch
@@ -106,7 +108,8 @@ class PackedDecoder:
             raise ValueError(f"unknown ternary kernel variant {self.variant!r}; expected one of {sorted(VARIANTS)}")
         cfg = model.config
         inner = model.model
-        self.model = model
+        # weakly: the decoder is cached per model (``decoder_for``) and must not keep its model alive
+        self._model = weakref.ref(model)
         self.n_layers = cfg.num_hidden_layers
         self.hidden = cfg.hidden_size
         self.n_heads = cfg.num_attention_heads
@@ -162,6 +165,13 @@ class PackedDecoder:
         self.position = 0
         self.rescored = 0  # rows the last step recomputed in fp32 (int8 head)
         self._grow(capacity)
+
+    @property
+    def model(self):
+        model = self._model()
+        if model is None:
+            raise ValueError("PackedDecoder: its model no longer exists")
+        return model
 
     @staticmethod
     def unsupported(model) -> str | None:
@@ -280,4 +290,27 @@ class PackedDecoder:
         return total
 
 
-__all__ = ["PackedDecoder", "quantize_head"]
+_DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def decoder_for(model, *, int8_head: bool = True) -> PackedDecoder | None:
+    """The cached ``PackedDecoder`` of `model`, or None when the C step cannot run it as it is now (not packed, no
+    compiler, a hook or replaced forward added since, e.g. an expert applied for one prompt).
+
+    Cached per model and head mode (building one quantizes the LM head); the packed weights of a loaded model
+    never change, so a cached decoder stays valid for its model's lifetime."""
+    try:
+        cached = _DECODERS.get(model)
+    except TypeError:  # not weak-referenceable: not a module
+        return None
+    if cached is not None and int8_head in cached:
+        return cached[int8_head] if _altered(model) is None else None
+    # cheap test first: most models are not packed, and `unsupported` would build the C kernel to say so
+    if not any(isinstance(m, PackedBitLinear) for m in model.modules()) or PackedDecoder.unsupported(model):
+        return None
+    decoder = PackedDecoder(model, int8_head=int8_head)
+    _DECODERS.setdefault(model, {})[int8_head] = decoder
+    return decoder
+
+
+__all__ = ["PackedDecoder", "decoder_for", "quantize_head"]
