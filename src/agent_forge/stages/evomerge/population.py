@@ -4,7 +4,7 @@ An evaluator takes a list of recipes and yields `(index, Fitness, seconds)` in l
 calls a fitness function directly. `RayEvaluator` starts `num_actors` actors (one per device, or CPU workers),
 each building its own fitness function from a picklable factory, and deals the recipes out round-robin;
 since building and scoring a recipe is deterministic, the results equal the local ones for the same seed.
-Exercise: `python -m pytest tests/stages/evomerge/test_engine.py -k ray`.
+Exercise: `python -m pytest tests/stages/evomerge/test_ray_population.py` (real merged models on a local Ray).
 """
 
 from __future__ import annotations
