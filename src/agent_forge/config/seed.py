@@ -39,20 +39,28 @@ class TrainPhase(Section):
 
 
 class SeedConfig(Section):
-    """Stage 0. `profile: tiny` builds models; `profile: external` validates three given models."""
+    """Stage 0. `profile: tiny` builds models; `profile: external` validates three given models; `profile:
+    finetune` makes three specialists from one `base` model by LoRA fine-tunes."""
 
-    profile: Literal["tiny", "external"] = Field(
-        "tiny", description="tiny: build a small base and three specialists; external: use the three models in `models`")
+    profile: Literal["tiny", "external", "finetune"] = Field(
+        "tiny", description="tiny: build a small base and three specialists; external: use the three models in `models`; "
+                            "finetune: LoRA-fine-tune one specialist per name in `specialists` from the model in `base`")
     models: dict[str, UserPath] = Field(
         default_factory=dict,
         description="external profile: three model sources (HF folders or .gguf files) keyed by specialist name; "
                     "relative paths are taken from the working directory")
     base: UserPath | None = Field(
-        None, description="external profile, optional: the three models' common ancestor (task vectors are taken against it)")
+        None, description="external profile, optional: the three models' common ancestor (task vectors are taken against "
+                          "it); finetune profile, required: the model (HF folder or .gguf file) the specialists are made from")
+    data: dict[str, UserPath] = Field(
+        default_factory=dict,
+        description="finetune profile, optional: a JSONL file of {\"prompt\", \"answer\"} lines per specialist name; a "
+                    "specialist without one trains on its task domain of the suites")
     tiny: TinyModelConfig = Field(TinyModelConfig(), description="tiny profile: the model's shape")
     specialists: list[str] = Field(
         default_factory=lambda: ["arithmetic", "strings", "logic"],
-        description="tiny profile: one specialist is fine-tuned per task domain named here")
+        description="tiny and finetune profiles: one specialist is fine-tuned per name here (a task domain, or for the "
+                    "finetune profile a key of `data`)")
     pretrain_levels: list[int] = Field(
         default_factory=lambda: [1, 2], description="task levels of every domain the shared base is pretrained on")
     specialist_levels: list[int] = Field(
@@ -77,7 +85,15 @@ class SeedConfig(Section):
 
     @model_validator(mode="after")
     def _check_profile(self):
-        if self.profile == "tiny" and self.anchor_weight > 0 and self.anchor_items >= self.finetune.batch_size:
+        if self.profile == "finetune":
+            if self.base is None:
+                raise ValueError("seed.base must name the model the finetune profile fine-tunes (HF folder or .gguf file)")
+            if len(self.specialists) != 3 or len(set(self.specialists)) != 3:
+                raise ValueError(f"seed.specialists must name three different specialists, got {self.specialists}")
+            unused = sorted(set(self.data) - set(self.specialists))
+            if unused:
+                raise ValueError(f"seed.data names {unused}, which are not in seed.specialists {self.specialists}")
+        if self.profile in ("tiny", "finetune") and self.anchor_weight > 0 and self.anchor_items >= self.finetune.batch_size:
             raise ValueError(f"seed.anchor_items ({self.anchor_items}) must be smaller than finetune.batch_size "
                              f"({self.finetune.batch_size})")
         if self.profile == "external" and len(self.models) != 3:

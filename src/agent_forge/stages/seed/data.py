@@ -55,6 +55,7 @@ def _pair(task) -> Pair:
 
 
 def seed_eval_tasks(sc, seed: int) -> list:
-    """Test-split tasks of every domain at the evaluation levels (never used for training)."""
-    domains = list(sc.specialists) + [d for d in DOMAINS if d not in sc.specialists]
+    """Test-split tasks of every domain at the evaluation levels (never used for training); the specialists'
+    domains first (a specialist trained on the user's own data has no suite domain)."""
+    domains = [d for d in sc.specialists if d in DOMAINS] + [d for d in DOMAINS if d not in sc.specialists]
     return task_grid(domains, sc.eval_levels, "test", sc.eval_items_per_level, seed, world_seed=seed)

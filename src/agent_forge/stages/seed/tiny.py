@@ -14,6 +14,7 @@ from ...training.supervised import train_supervised
 from ...stage_contract import StageContext, StageResult
 from .composable import anchored_batches, anchored_loss, fold_lora, with_lora
 from .data import pretrain_batches, seed_eval_tasks, specialist_batches
+from .leads import specialist_leads
 
 
 def build_tiny_seed(ctx: StageContext) -> StageResult:
@@ -68,21 +69,7 @@ def build_tiny_seed(ctx: StageContext) -> StageResult:
         "profile": "tiny",
         "eval": {name: report.to_dict() for name, report in reports.items()},
         "train": {name: {"final_loss": round(log.tail_mean(), 4), "seconds": round(log.seconds, 1)} for name, log in logs.items()},
-        "specialist_lead": _specialist_leads(reports, sc.specialists),
+        "specialist_lead": specialist_leads(reports, sc.specialists),
         "parameters": sum(p.numel() for p in base.parameters()),
     }
     return StageResult(models=paths, metrics=metrics)
-
-
-def _specialist_leads(reports, domains: list[str]) -> dict[str, dict[str, float]]:
-    """How far each specialist is ahead of the other specialists and the base in its own domain (points)."""
-    leads = {}
-    for domain in domains:
-        own = reports[f"specialist_{domain}"].by_domain.get(domain, 0.0)
-        others = [reports[f"specialist_{d}"].by_domain.get(domain, 0.0) for d in domains if d != domain]
-        leads[domain] = {
-            "accuracy": round(own, 2),
-            "lead_over_other_specialists": round(own - max(others), 2) if others else None,
-            "lead_over_base": round(own - reports["base"].by_domain.get(domain, 0.0), 2),
-        }
-    return leads
