@@ -15,6 +15,9 @@ alike. Reported per path and thread count:
 * greedy tokens identical to the fp32 path and to the fp32 BitLinear model (the same arithmetic as the packed
   paths: activations quantized; timed once, it is the slowest), and argmax agreement at every position of a random 48-token
   sequence (teacher forced: a stronger check than the greedy run when an untrained model repeats one token).
+  Where a path's greedy tokens leave the BitLinear model's, the reference's top-2 logits at that token are
+  printed (a near-tie there is flipped by float summation order alone: the same torch model run without its KV
+  cache may pick the other token).
 
 A profile of one step of the layer-by-layer packed path says where its time goes (packed matmuls, LM head,
 everything else), which is what the whole-step decoder removes.
@@ -225,6 +228,24 @@ def _packed_layer_bytes(model) -> int:
     return total + model.config.hidden_size * 4
 
 
+@torch.no_grad()
+def divergence_note(reference, prompt: list[int], want: list[int], got: list[int]) -> str | None:
+    """Where `got` first leaves the reference's greedy tokens `want`: the reference's top-2 logits there, by a
+    full forward pass over the shared prefix (no KV cache), and which token that pass picks. A margin that is a
+    small fraction of the logits' spread is a near-tie that float summation order alone can flip."""
+    first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
+    if first is None:
+        return None
+    logits = reference(torch.tensor([prompt + want[:first]])).logits[0, -1]
+    top = logits.topk(2)
+    margin = float(top.values[0] - top.values[1])
+    picks = int(top.indices[0])
+    who = "the path's" if picks == got[first] else ("its own cached run's" if picks == want[first] else "a third")
+    return (f"token {first}: reference top-2 logits {top.values[0]:.3f} / {top.values[1]:.3f} (margin {margin:.3f}, "
+            f"{100 * margin / float(logits.std()):.1f}% of the logits' std); the reference without its KV cache picks "
+            f"{who} token there")
+
+
 def _same(got: list[int], want: list[int]) -> str:
     first = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), None)
     return "yes" if first is None and len(got) == len(want) else f"no @{first}"
@@ -330,6 +351,14 @@ def bench_shape(shape: str, args, bandwidth: float) -> None:
             print(f"{name:44} {thr:3d} {rate:8.1f} {rate / base:7.2f} {bw} {same:>11} {same_bit:>10} {agree_s:>12}")
     if llama_note:
         print(llama_note)
+    notes = {}
+    for (name, thr), toks in tokens.items():
+        if name in byte_counts and name != paths[1][0]:
+            note = divergence_note(model, prompt, tokens[(paths[1][0], args.threads[0])], toks)
+            if note:
+                notes.setdefault(note, []).append(f"{name.split(', ')[-1]} x{thr}")
+    for note, who in notes.items():
+        print(f"differs from the BitLinear greedy tokens at {note} ({', '.join(who)})")
     d0 = next(iter(decoders.values()))
     print(f"int8 LM head: {d0.rescored} of {d0.vocab} rows rescored in fp32 at the last step (exact greedy argmax)")
     torch.set_num_threads(1)
