@@ -1,13 +1,15 @@
 """How sure the agent is: the self-model's confidence in a prompt, and the likelihood of a given answer.
 
-* `self_confidence(model, tokenizer, prompts)`: the curriculum's self-model (it was taught to answer
-  "sure? <prompt>" with "yes" when its greedy answer is right and "no" when it is wrong), read as
-  P(yes) / (P(yes) + P(no)) from one teacher-forced pass. A prompt-level estimate, before any answer.
+* `predict_confidence(model, tokenizer, prompts)` (also `self_confidence`): the curriculum's self-model (it
+  was taught to answer "sure? <prompt>" with "yes" when its greedy answer is right and "no" when it is wrong),
+  read as P(yes) / (P(yes) + P(no)) from one teacher-forced pass. A prompt-level estimate, before any answer.
 * `answer_likelihood(model, tokenizer, prompts, answers)`: the geometric-mean probability of an answer's
   tokens (terminator included) given the rendered prompt; an answer-level score to compare candidates.
 
-The curriculum trains the first (`stages/curriculum/self_model.py`), the agent designs of the ADAS stage read
-both (self-refine's critique, abstain-and-retry, self-consistency's tie-break).
+The curriculum trains the first (`stages/curriculum/self_model.py`, which imports it from here: stages never
+import each other), the experts stage's dispatch reads it to choose between the base weights, one expert and a
+mixture, and the agent designs of the ADAS stage read both (self-refine's critique, abstain-and-retry,
+self-consistency's tie-break).
 Exercise: `pytest tests/inference/test_confidence.py`.
 """
 
@@ -39,7 +41,7 @@ def _pair_logprobs(model, tokenizer, prompts: Sequence[str], answers: Sequence[s
 
 
 @torch.no_grad()
-def self_confidence(model, tokenizer, prompts: Sequence[str], batch_size: int = 64) -> list[float]:
+def predict_confidence(model, tokenizer, prompts: Sequence[str], batch_size: int = 64) -> list[float]:
     """The model's probability that its own answer to each prompt is right (from its yes/no likelihoods)."""
     out: list[float] = []
     was_training = model.training
@@ -51,6 +53,9 @@ def self_confidence(model, tokenizer, prompts: Sequence[str], batch_size: int = 
         out.extend(torch.sigmoid(torch.tensor(yes) - torch.tensor(no)).tolist())
     model.train(was_training)
     return out
+
+
+self_confidence = predict_confidence  # the name the inference designs use
 
 
 @torch.no_grad()

@@ -5,7 +5,8 @@ training pairs (its own good behaviour across the range from careful to creative
 each prompt, "sure? <prompt>" and taught to answer "yes" when its greedy answer is right and "no" when it is
 wrong. Its confidence is then P(yes) / (P(yes) + P(no)) from one teacher-forced pass, a log-loss-trained
 probability, so calibration can be measured as expected calibration error on held-out tasks. The expert
-dispatcher of stage 3 reads this confidence.
+dispatcher of stage 3 reads this confidence: `predict_confidence` lives in `inference.confidence` (shared by
+the stages), and is re-exported here for the curriculum's callers.
 
 Exercise: `pytest tests/stages/curriculum/test_self_model.py`.
 """
@@ -17,15 +18,10 @@ from typing import Callable, Sequence
 
 
 from ...evaluation import fast_exact_match, percent
-from ...inference.confidence import NO, YES, confidence_prompt, self_confidence
+from ...inference.confidence import NO, YES, confidence_prompt, predict_confidence
 from ...models import generate
 from ...tasks import Task, verify
 from .calibration import expected_calibration_error
-
-
-def predict_confidence(model, tokenizer, prompts: Sequence[str], batch_size: int = 64) -> list[float]:
-    """The model's probability that its own answer to each prompt is right (from its yes/no likelihoods)."""
-    return self_confidence(model, tokenizer, prompts, batch_size)
 
 
 def measure_calibration(model, tokenizer, tasks: Sequence[Task], bins: int = 10) -> dict:
