@@ -21,6 +21,23 @@ candidates ("7, 8") and the reference buried in other text all score 0. Two rule
   * logic's sorted digits (`0123` is a sequence of four digits; `123` and `0123.0` are other answers);
   * a reference that is not itself a plain decimal (a code such as `05`).
 
+A real chat model (SmolLM2-Instruct, Qwen) rarely answers with the bare reference: it writes a short preamble
+and then the answer on its own final line. That final statement is what is scored when the whole reply is not
+the answer by itself (`answer_statement`):
+
+- the last line starts with a lead-in ("Answer: X", "The answer is X", "**Answer:** X", "**Final answer**: X"),
+  or its last sentence does ("Reversing kwt gives twk. The answer is twk."), or the line before it ends with a
+  colon and introduces it ("Here is the reversed string:" then "`twk`");
+- the text before it (the preamble) is short (at most 300 characters) and states no other answer: a lead-in
+  followed by anything there ("The answer is 5.\nAnswer: 6") makes the reply two answers, scored 0;
+- the statement itself then goes through the same normalisation, so "Answer: 5 or 6", "Answer: 5, 6" and
+  "Answer: 5 (I think)" still score 0, and an answer followed by more text ("231\nExplanation: ...") is not a
+  final statement at all. A trailing end-of-turn token (`<|im_end|>`, `</s>`) is formatting.
+
+The tiny profile's models are trained on bare answers and write no line breaks or lead-ins, so their scores do
+not change: greedy replies of the default run's arithmetic specialist, evomerge and curriculum models to 400
+suite items each were scored identically before and after this rule (none contained a line break).
+
 Exercise it with:
 
     python -c "from agent_forge.tasks import make_tasks, verify; t = make_tasks('arithmetic', 3, 'test', 1, 0)[0]; print(t.answer, verify(t, 'The answer is ' + t.answer + '.'))"
@@ -32,20 +49,21 @@ import re
 
 from .base import Task
 
-# Longest first, so "the final answer is" is removed whole rather than leaving "final answer is" behind.
-_LEAD_INS = (
-    "the final answer is",
-    "final answer:",
-    "the answer is:",
-    "the answer is",
-    "answer is:",
-    "answer is",
-    "answer:",
-    "output:",
-    "result:",
+# A lead-in phrase, optionally in markdown bold ("**Answer:**", "**Answer**:"); phrases without "is" need a
+# colon ("answer 231" is not a statement). Longest first, so "the final answer is" is removed whole.
+_LEAD_IN = re.compile(
+    r"(?P<bold>\*\*|__)?(?P<phrase>the final answer is|final answer is|the answer is|answer is|final answer|answer"
+    r"|output|result)(?P<close>(?P=bold))?[ \t]*(?P<colon>:)?[ \t]*(?P<close2>(?P=bold))?",
+    re.IGNORECASE,
 )
 _WRAPPERS = ("**", "`", '"', "'")
 _SPACES = re.compile(r"\s+")
+# End-of-turn tokens a decode may leave at the end of a chat reply (ChatML, Llama 3, sentencepiece eos).
+_TRAILING_SPECIALS = re.compile(r"(?:\s*(?:<\|[A-Za-z_]{1,20}\|>|</s>))+\s*$")
+# Where a sentence ends inside a line, so that the next one may be the reply's final statement.
+_SENTENCE_END = re.compile(r"(?<=[.!])\s+")
+# The most text a chat reply may write before its final statement and still count as a short preamble.
+_MAX_PREAMBLE_CHARS = 300
 # [0-9], not \d: \d also matches other scripts' digits ("١٠٠"), which are not a plain form here.
 _PLAIN_DECIMAL = re.compile(r"([+-]?)(0|[1-9][0-9]*)(?:\.([0-9]+))?")
 
@@ -58,14 +76,25 @@ _VALUE_DOMAINS = frozenset({"logic", "facts"})
 _DIGIT_SEQUENCE_KINDS = frozenset({"sort"})
 
 
+def _lead_in_length(text: str) -> int:
+    """How many leading characters of `text` are an "answer:"-style lead-in (0 when it does not start with one)."""
+    match = _LEAD_IN.match(text)
+    if match is None:
+        return 0
+    bold, close, close2 = match.group("bold"), match.group("close"), match.group("close2")
+    if bold:
+        # the bold must close right after the phrase or its colon ("**Answer: 231**" is left to the wrappers)
+        if bool(close) == bool(close2):
+            return 0
+    if not match.group("colon") and not match.group("phrase").lower().endswith(" is"):
+        return 0
+    return match.end()
+
+
 def _strip_lead_in(text: str) -> str:
     """`text` without one leading "answer:"-style phrase, matched in any case."""
-    lowered = text.lower()
-    for lead in _LEAD_INS:
-        # The lead-ins are ASCII, so a match means the first len(lead) characters of `text` are the lead-in.
-        if lowered.startswith(lead):
-            return text[len(lead):].strip()
-    return text
+    length = _lead_in_length(text)
+    return text[length:].strip() if length else text
 
 
 def _strip_trailing_period(text: str) -> str:
@@ -123,13 +152,56 @@ def _same_answer(task: Task, reference: str, stated: str) -> bool:
     return reference_number is not None and canonical_number(stated) == reference_number
 
 
+def _states_an_answer(text: str) -> bool:
+    """Whether `text` contains a lead-in followed by something (an answer stated in the preamble)."""
+    for match in re.finditer(r"(?:\*\*|__)?\b(?:the |final |answer|output|result)", text, re.IGNORECASE):
+        length = _lead_in_length(text[match.start():])
+        if length and text[match.start() + length:].strip(" \t*_`.").strip():
+            return True
+    return False
+
+
+def answer_statement(output: str) -> str | None:
+    """The final statement of a chat reply with a short preamble (see the module docstring), or None when the
+    reply has no such statement: then only the whole reply can be the answer."""
+    text = _TRAILING_SPECIALS.sub("", output)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return None
+    last, preamble = lines[-1], lines[:-1]
+    statement = None
+    if _lead_in_length(last):
+        statement = last
+    else:
+        # the last sentence of the last line ("... gives twk. The answer is twk.")
+        for boundary in reversed(list(_SENTENCE_END.finditer(last))):
+            if _lead_in_length(last[boundary.end():]):
+                statement = last[boundary.end():]
+                preamble = preamble + [last[: boundary.start()]]
+                break
+    if statement is None:
+        # a bare last line introduced by a colon ("Here is the reversed string:" / "**Answer:**")
+        if not preamble or not preamble[-1].rstrip("*_ ").endswith(":"):
+            return None
+        statement = last
+    if len("\n".join(preamble)) > _MAX_PREAMBLE_CHARS or any(_states_an_answer(line) for line in preamble):
+        return None
+    return statement
+
+
 def verify(task: Task, output: str) -> float:
     """1.0 if the output states exactly the reference answer (up to formatting noise, letter case outside
-    `strings`, and the plain decimal form of a value), else 0.0."""
+    `strings`, and the plain decimal form of a value), by itself or as the final statement of a chat reply
+    with a short preamble, else 0.0."""
     if not isinstance(output, str):
         raise TypeError(f"verify expects the model output as a str, got {type(output).__name__}")
     keep_case = task.domain in _CASE_SENSITIVE_DOMAINS
     reference = normalize_answer(task.answer, keep_case)
     if not reference:
         return 0.0
-    return 1.0 if _same_answer(task, reference, normalize_answer(output, keep_case)) else 0.0
+    if _same_answer(task, reference, normalize_answer(_TRAILING_SPECIALS.sub("", output), keep_case)):
+        return 1.0
+    statement = answer_statement(output)
+    if statement is None:
+        return 0.0
+    return 1.0 if _same_answer(task, reference, normalize_answer(statement, keep_case)) else 0.0
