@@ -5,6 +5,8 @@ Every knob of `agent_forge.stages.experts` lives here; `agent-forge run experts.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from .base import Section
@@ -48,6 +50,13 @@ class ExpertsConfig(Section):
     cem_population: int = Field(32, ge=2, description="CEM candidates per iteration")
     cem_elite_fraction: float = Field(0.2, gt=0, le=1, description="share of the CEM population refitted on")
     cem_iterations: int = Field(5, ge=1, description="CEM iterations of the few-shot search")
+    dispatch: Literal["router", "self"] = Field(
+        "router", description="which classifier routes prompts in auto dispatch: 'router' (logistic regression on "
+        "the agent's hidden states, mode 2) or 'self' (the agent answers 'domain of: <prompt>' itself, mode 1); "
+        "the stage trains and measures both")
+    classify_steps: int = Field(60, ge=1, description="supervised steps teaching the agent to classify prompts (mode 1)")
+    classify_batch: int = Field(16, ge=1, description="prompts per step of the classification training")
+    classify_lr: float = Field(5e-2, gt=0, description="learning rate (Adam) of the classification vector")
     packed_rank: int = Field(
         16, ge=1, description="top singular directions per matrix a packed save keeps (option (b): each expert is "
         "a rank-r correction beside the packed ternary matmul); a larger value than a matrix's rank keeps all")

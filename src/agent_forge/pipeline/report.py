@@ -342,10 +342,13 @@ def experts_table(m: dict) -> Table:
     rows.append(["dispatched", *[cell(m["dispatched_accuracy"][d]) for d in domains], cell(m["dispatched_accuracy"]["mean"])])
     p, r = m["parameters"], m["routing"]
     lora = next(k for k in p if k.startswith("lora_rank"))
+    names = {"self": "the agent's own classification", "router": "hidden-state router"}
+    by_mode = "; ".join(f"{names.get(k, k)} {cell(v)}%" for k, v in r.get("by_mode", {}).items())
     return (
         ["weights", *domains, "mean"], rows,
         f"Test accuracy (%) of each expert on every domain. Routing accuracy {cell(r['test_accuracy'])}% "
-        f"(confidence threshold {r['threshold']}); one expert has {p['svf_expert']:,} numbers, a "
+        + (f"(dispatch: {names.get(r['mode'], r['mode'])}; by mode on the test prompts: {by_mode}) " if by_mode else "")
+        + f"(confidence threshold {r['threshold']}); one expert has {p['svf_expert']:,} numbers, a "
         f"{lora.replace('lora_rank', 'rank-')} LoRA on the same {p['matrices']} matrices {p[lora]:,}.",
     )
 

@@ -21,7 +21,7 @@ TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2
                        num_key_value_heads=4, max_position_embeddings=256)
 SMALL = {"domains": ["arithmetic", "strings"], "levels": [1], "steps": 2, "prompts_per_step": 2,
          "samples_per_prompt": 2, "max_new_tokens": 6, "val_every": 1, "val_items": 4, "test_items": 4,
-         "router_items": 8}
+         "router_items": 8, "classify_steps": 6}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def entering(tmp_path_factory):
     return path
 
 
-def _run(source, stage_dir):
-    cfg = ForgeConfig.model_validate({"device": "cpu", "experts": SMALL})
+def _run(source, stage_dir, **overrides):
+    cfg = ForgeConfig.model_validate({"device": "cpu", "experts": SMALL | overrides})
     return run_experts(StageContext.create("experts", cfg, StageInputs(models={"model": source}), stage_dir))
 
 
@@ -113,3 +113,30 @@ def test_eval_and_chat_dispatch_with_the_experts_flag(entering, tmp_path):
     chat = runner.invoke(app, ["chat", str(model), "--prompt", "12+3=?", "--max-new-tokens", "3", "--device", "cpu"])
     assert chat.exit_code == 0, chat.output
     assert "[expert:" in chat.output and "confidence" in chat.output
+
+
+ODD_PROMPTS = ["", "9+" * 3000 + "1=?", "¿qué día es hoy? 日本語 \x00 \ufffd {prompt} }{", "   "]
+
+
+def test_self_dispatch_routes_by_the_agents_own_answer_and_both_modes_are_measured(entering, tmp_path):
+    from agent_forge.models.formats.experts import applied
+
+    result = _run(entering, tmp_path / "05-experts", dispatch="self")
+    routing = result.metrics["routing"]
+    assert routing["mode"] == "self" and set(routing["by_mode"]) == {"self", "router"}
+    assert all(0.0 <= v <= 100.0 for v in routing["by_mode"].values())
+    assert routing["test_accuracy"] == routing["by_mode"]["self"]
+    assert routing["self_classifier"]["val"][0]["step"] == 0  # the untrained start is a candidate
+    agent = load_agent(result.models["model"])
+    experts = agent.extensions["experts"]
+    assert experts.dispatch == "self" and experts.classifier.classes == ["arithmetic", "strings"]
+    prompts = ["12+3=?", "reverse(abc)", *ODD_PROMPTS]
+    with applied(agent.model, experts.decomposition, experts.classifier.z):
+        probs = experts.classifier.probabilities(agent.model, agent.tokenizer, prompts)
+    before = {n: p.clone() for n, p in agent.model.state_dict().items()}
+    choices = experts.route(agent, prompts)
+    assert [c.predicted for c in choices] == [experts.classifier.classes[int(k)] for k in probs.argmax(-1)]
+    assert all(abs(c.confidence - float(p.max())) < 1e-5 for c, p in zip(choices, probs))
+    assert all(torch.equal(p, before[n]) for n, p in agent.model.state_dict().items())  # vector removed again
+    experts.dispatch = "router"
+    assert len(experts.route(agent, ODD_PROMPTS)) == len(ODD_PROMPTS)

@@ -2,9 +2,11 @@
 
 For the entering agent's MLP matrices the SVD is computed once and cached; an expert is one vector of
 singular-value scales per matrix, trained with REINFORCE on verified rewards (group baseline, KL to the
-entering model, validation-based checkpoint selection). A logistic-regression router on the agent's own
-mean-pooled hidden states sends each prompt to an expert, or to the base weights below a confidence threshold
-chosen on validation. The experts, their SVD cache and the router travel with the agent (`experts/`).
+entering model, validation-based checkpoint selection). Two classifiers send each prompt to an expert, both
+trained and measured, `experts.dispatch` choosing which one dispatches: the agent itself, taught to answer
+"domain of: <prompt>" with one more SVF vector held only while it classifies (mode 1, `self_classify`), and
+a logistic-regression router on the agent's own mean-pooled hidden states (mode 2). Below a confidence
+threshold chosen on validation the base weights answer. The experts, their SVD cache and the router travel with the agent (`experts/`).
 
 Run: `agent-forge run` with `experts` in the stages; test: `pytest tests/stages/experts`.
 """

@@ -42,6 +42,7 @@ from ...tasks import DOMAINS, make_tasks, task_grid
 from ...utils.atomic import atomic_write_bytes
 from ...utils.resume import load_phase_state, save_phase_state
 from .fewshot import adapt_mixture, parse_family
+from .self_classify import train_classifier
 from .training import train_expert
 
 
@@ -171,18 +172,35 @@ class ExpertsRun:
                         for t in make_tasks(d, lvl, "train", per_level, ctx.sub_seed("router", d, lvl), world_seed=self.seed)]
         router = Router.fit(prompt_features(model, tok, [t.prompt for t in router_tasks]),
                             [classes.index(t.domain) for t in router_tasks], classes, l2=ec.router_l2)
+        # mode 1: the agent itself answers "domain of: <prompt>", taught on the same train prompts
+        self._say(f"teaching the agent to classify prompts ({ec.classify_steps} steps)")
+        torch.manual_seed(ctx.sub_seed("classifier"))
+        classifier, classifier_log = train_classifier(
+            model, tok, decomposition, classes, [t.prompt for t in router_tasks],
+            [classes.index(t.domain) for t in router_tasks], [t.prompt for t in val],
+            [classes.index(t.domain) for t in val], steps=ec.classify_steps, batch=ec.classify_batch,
+            lr=ec.classify_lr, init=ec.init_value, max_mult=ec.max_mult, val_every=ec.val_every,
+            seed=ctx.sub_seed("classifier-batches"), log=lambda s: self._say(f"classifier {s}"))
 
-        def routed(tasks, rights):
-            probs = router.probabilities(prompt_features(model, tok, [t.prompt for t in tasks]))
+        def probabilities(mode, tasks):
+            prompts = [t.prompt for t in tasks]
+            if mode == "router":
+                return router.probabilities(prompt_features(model, tok, prompts))
+            with applied(model, decomposition, classifier.z):
+                return classifier.probabilities(model, tok, prompts)
+
+        def routed(probs, tasks, rights):
             top = probs.argmax(-1).tolist()
             conf = [float(probs[i, k]) for i, k in enumerate(top)]
             with_expert = [rights[classes[k]][i] for i, k in enumerate(top)]
             hits = [classes[k] == t.domain for k, t in zip(top, tasks)]
             return conf, with_expert, hits
 
-        conf_val, expert_val, _ = routed(val, right_val)
+        probs_test = {mode: probabilities(mode, test) for mode in ("router", "self")}
+        routing_by_mode = {mode: percent(sum(routed(p, test, right_test)[2]) / len(test)) for mode, p in probs_test.items()}
+        conf_val, expert_val, _ = routed(probabilities(ec.dispatch, val), val, right_val)
         threshold, _ = choose_threshold(conf_val, expert_val, right_val["base"])
-        conf_test, expert_test, hits = routed(test, right_test)
+        conf_test, expert_test, hits = routed(probs_test[ec.dispatch], test, right_test)
         dispatched = [e if c >= threshold else b for c, e, b in zip(conf_test, expert_test, right_test["base"])]
         routing_accuracy = percent(sum(hits) / len(hits))
         dispatched_acc = {d: _accuracy(dispatched, test, d) for d in domains} | {"mean": _accuracy(dispatched, test)}
@@ -191,7 +209,7 @@ class ExpertsRun:
         few_shot = self._few_shot(model, tok, decomposition, experts) if ec.cem_family else None
 
         agent.extensions["experts"] = ExpertSet(names, decomposition, experts, ec.max_mult, router, threshold,
-                                                packed_rank=ec.packed_rank)
+                                                packed_rank=ec.packed_rank, classifier=classifier, dispatch=ec.dispatch)
         out_dir = ctx.stage_dir / "model"
         save_agent(agent, out_dir)
         expert_bytes = {d: (out_dir / "experts" / f"expert-{d}.safetensors").stat().st_size for d in domains}
@@ -202,9 +220,15 @@ class ExpertsRun:
         self._print(table, dispatched_acc, domains, routing_accuracy, threshold, svf_params, lora_params)
         metrics = {
             "test_accuracy": table, "own_domain_gain": gains, "max_cross_domain_change": cross,
-            "routing": {"mode": "classifier on mean last hidden state", "test_accuracy": routing_accuracy,
+            "routing": {"mode": ec.dispatch, "test_accuracy": routing_accuracy,
                         "threshold": round(threshold, 4),
-                        "below_threshold_share": percent(sum(c < threshold for c in conf_test) / len(conf_test))},
+                        "below_threshold_share": percent(sum(c < threshold for c in conf_test) / len(conf_test)),
+                        # routing accuracy on the test prompts of mode 1 (the agent's own answer to "domain of:
+                        # <prompt>") and mode 2 (the hidden-state router), whichever dispatches
+                        "by_mode": routing_by_mode,
+                        "self_classifier": {"val": classifier_log.val, "best_step": classifier_log.best_step,
+                                            "best_val": percent(classifier_log.best_val),
+                                            "loss": [s["loss"] for s in classifier_log.steps]}},
             "dispatched_accuracy": dispatched_acc, "best_single_expert": best_single,
             "parameters": {"matrices": len(names), "svf_expert": svf_params, f"lora_rank{ec.lora_rank}": lora_params,
                            "ratio": round(svf_params / lora_params, 4)},
@@ -261,7 +285,7 @@ class ExpertsRun:
         rows.append(("dispatched", *[cell(dispatched[d]) for d in domains], cell(dispatched["mean"])))
         self.ctx.console.print(rows_table("experts: test accuracy (%) by domain", ("weights", *domains, "mean"), rows,
                                           justify="right"))
-        self._say(f"routing accuracy {routing:.1f}% (threshold {threshold:.3f}); expert {svf} numbers vs "
+        self._say(f"routing accuracy ({self.ec.dispatch}) {routing:.1f}% (threshold {threshold:.3f}); expert {svf} numbers vs "
                   f"rank-{self.ec.lora_rank} LoRA {lora}")
 
 

@@ -7,6 +7,7 @@ as `agent.extensions["experts"]` (an `ExpertSet`, itself the dispatch hook of `i
 packed layer (`lowrank`, option (b)).
 """
 
+from .classify import SelfClassifier, label_scores
 from .store import (
     FOLDER, Choice, ExpertSet, ExpertsExtension, Router, cached_decomposition, load_decomposition, prompt_features,
     save_decomposition, weight_digest,
@@ -18,7 +19,7 @@ from .svf import (
 )
 
 __all__ = [
-    "DEFAULT_PATTERN", "FOLDER", "Choice", "Decomposition", "ExpertSet", "ExpertsExtension", "Router", "applied",
+    "DEFAULT_PATTERN", "FOLDER", "Choice", "SelfClassifier", "label_scores", "Decomposition", "ExpertSet", "ExpertsExtension", "Router", "applied",
     "cached_decomposition", "compose", "corrected", "correction", "decompose", "decompose_model", "dropped_share", "expert_weights",
     "load_decomposition", "logit_init", "lora_parameter_count", "mix", "prompt_features", "save_decomposition",
     "scaled_singular_values", "svf_parameter_count", "target_names", "truncate", "weight_digest", "z_of",

@@ -9,7 +9,10 @@ Files (all under `experts/` in the agent folder):
   (and the whole S), what option (b)'s rank-r correction needs (`lowrank`);
 * `expert-<name>.safetensors` — one z vector per matrix (the expert itself: a few KB);
 * `router.safetensors` — the prompt classifier (logistic regression on the mean-pooled last hidden state of
-  the base model), when the experts stage trained one.
+  the base model), when the experts stage trained one;
+* `classifier.safetensors` — the classification vector with which the agent answers "domain of: <prompt>"
+  itself (dispatch mode 1, `classify`); `experts.json` names its classes and which mode dispatches
+  (`dispatch`: "self" or "router").
 
 `ExpertSet` is what `load_agent` puts in `agent.extensions["experts"]`. It is also the answer-time hook
 (`context(agent, prompts)`): it routes the prompts, applies the chosen expert's weights while they are
@@ -36,6 +39,7 @@ from ....errors import ForgeError
 from ....utils import atomic_write_bytes, atomic_write_text
 from ..thoughts.checkpoint import reproducible_safetensors
 from ..ternary.packed import is_packed_export
+from .classify import TEMPLATE, SelfClassifier
 from .lowrank import corrected, truncate
 from .svf import Decomposition, applied, decompose_model
 
@@ -43,6 +47,8 @@ FOLDER = "experts"
 INDEX = "experts.json"
 SVD_FILE = "svd.safetensors"
 ROUTER_FILE = "router.safetensors"
+CLASSIFIER_FILE = "classifier.safetensors"
+DISPATCH_MODES = ("router", "self")
 FORMAT = "agent_forge.experts/1"
 log = logging.getLogger("agent_forge.experts")
 
@@ -182,6 +188,8 @@ class ExpertSet:
     router: Router | None = None
     threshold: float = 0.0
     packed_rank: int | None = None  # singular directions a packed save keeps (None: all)
+    classifier: SelfClassifier | None = None  # dispatch mode 1: the agent answers "domain of: <prompt>"
+    dispatch: str = "router"  # which classifier routes in auto mode: "router" (hidden states) or "self"
     mode: str = "auto"  # runtime setting: auto | off | <expert name>
     last: list[Choice] = field(default_factory=list)
 
@@ -194,16 +202,30 @@ class ExpertSet:
             if self.mode not in self.experts:
                 raise ForgeError(f"no expert named {self.mode!r}; this agent has {sorted(self.experts)}")
             return [Choice(self.mode, 1.0, self.mode) for _ in prompts]
-        if self.router is None or not prompts:
+        found = self.probabilities(agent, prompts) if prompts else None
+        if found is None:
             return [Choice(None, 0.0) for _ in prompts]
-        probs = self.router.probabilities(prompt_features(agent.model, agent.tokenizer, list(prompts)))
+        classes, probs = found
         out = []
         for row in probs:
             k = int(row.argmax())
-            name, conf = self.router.classes[k], float(row[k])
+            name, conf = classes[k], float(row[k])
             expert = name if conf >= self.threshold and name in self.experts else None
             out.append(Choice(expert, conf, name))
         return out
+
+    def probabilities(self, agent, prompts: Sequence[str]) -> tuple[list[str], torch.Tensor] | None:
+        """(classes, [prompts, classes] probabilities) from the dispatch mode in use: the agent's own answer to
+        the classification prompt ("self", under its classification vector) or the hidden-state router; None
+        when this agent has neither."""
+        if self.dispatch == "self" and self.classifier is not None and self.can_dispatch(agent):
+            with self._holding(agent.model, self.classifier.z):
+                probs = self.classifier.probabilities(agent.model, agent.tokenizer, list(prompts))
+            return list(self.classifier.classes), probs
+        if self.router is not None:
+            return list(self.router.classes), self.router.probabilities(
+                prompt_features(agent.model, agent.tokenizer, list(prompts)))
+        return None
 
     def can_dispatch(self, agent) -> bool:
         """Whether experts can be applied to this agent (a packed bundle of an old format has no SVD factors)."""
@@ -216,12 +238,17 @@ class ExpertSet:
         if expert is None:
             yield
             return
+        with self._holding(model, self.experts[expert]):
+            yield
+
+    @contextmanager
+    def _holding(self, model, z: Mapping[str, torch.Tensor]) -> Iterator[None]:
         if not self.decomposition:
             raise ForgeError("these experts carry no SVD factors (a packed bundle written before option (b)); "
                              "they cannot be applied")
         params = dict(model.named_parameters())
         latent = all(n in params for n in self.names)
-        with (applied if latent else corrected)(model, self.decomposition, self.experts[expert]):
+        with (applied if latent else corrected)(model, self.decomposition, z):
             yield
 
     @contextmanager
@@ -262,8 +289,16 @@ class ExpertSet:
                 {"weight": r.weight.contiguous(), "bias": r.bias.contiguous(), "mean": r.mean.contiguous(),
                  "std": r.std.contiguous()}, {"format": FORMAT}))
             router = {"classes": r.classes, "threshold": self.threshold, "features": "mean last hidden state"}
+        classifier = None
+        if self.classifier is not None:
+            c = self.classifier
+            tensors = {f"z.{n}": t.detach().float().cpu().contiguous() for n, t in c.z.items()}
+            tensors["bias"] = c.bias.detach().float().cpu().contiguous()
+            atomic_write_bytes(root / CLASSIFIER_FILE, reproducible_safetensors(tensors, {"format": FORMAT}))
+            classifier = {"classes": c.classes, "template": c.template}
         index = {"format": FORMAT, "matrices": self.names, "max_mult": self.max_mult,
-                 "experts": sorted(self.experts), "router": router, "packed_rank": self.packed_rank}
+                 "experts": sorted(self.experts), "router": router, "packed_rank": self.packed_rank,
+                 "classifier": classifier, "dispatch": self.dispatch, "threshold": self.threshold}
         atomic_write_text(root / INDEX, json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     @classmethod
@@ -304,9 +339,25 @@ class ExpertSet:
                 raise ForgeError(f"corrupted router {root / ROUTER_FILE}: {exc}") from None
             router = Router(list(index["router"]["classes"]), t["weight"], t["bias"], t["mean"], t["std"])
             threshold = float(index["router"].get("threshold", 0.0))
+        threshold = float(index.get("threshold", threshold))
+        classifier = None
+        if index.get("classifier"):
+            path = root / CLASSIFIER_FILE
+            try:
+                tensors = load_file(str(path))
+            except (SafetensorError, OSError) as exc:
+                raise ForgeError(f"corrupted classification vector {path}: {exc}") from None
+            found = index["classifier"]
+            z = {n[2:]: t for n, t in tensors.items() if n.startswith("z.")}
+            if set(z) != set(names) or tensors.get("bias") is None or len(tensors["bias"]) != len(found["classes"]):
+                raise ForgeError(f"{path} does not match the matrices and classes named in {INDEX}")
+            classifier = SelfClassifier(list(found["classes"]), z, tensors["bias"], str(found.get("template", TEMPLATE)))
+        dispatch = index.get("dispatch", "router")
+        if dispatch not in DISPATCH_MODES:
+            raise ForgeError(f"{root / INDEX}: unknown dispatch mode {dispatch!r} (known: {', '.join(DISPATCH_MODES)})")
         rank = index.get("packed_rank")
         return cls(names, decomposition, experts, float(index.get("max_mult", 1.0)), router, threshold,
-                   packed_rank=None if rank is None else int(rank))
+                   packed_rank=None if rank is None else int(rank), classifier=classifier, dispatch=dispatch)
 
 
 class ExpertsExtension:
