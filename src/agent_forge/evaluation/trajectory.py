@@ -6,7 +6,10 @@ checkpoint is scored ternary, a packed export through its kernel) and records
   percent, overall and by domain and level, with the agent's expert dispatch applied (`evaluate_agent`);
 * its size on disk (every file of the folder, or the GGUF file);
 * its answer decode speed: new tokens per second answering one batch of prompts greedily with
-  `inference.answer` (thinking if the agent thinks), after one warm-up call.
+  `inference.answer` (thinking if the agent thinks), after one warm-up call;
+* with `report.general_text`, its perplexity on general English text (`general_text`, from
+  `evaluation.general_text`: the model's plain forward, no thinking or dispatch), so that damage to what a
+  pretrained model knows about language shows even where the suites cannot see it.
 
 `compare(entering, leaving, max_drop, trade_off)` applies the "no stage silently makes the agent worse" rule:
 the change of the mean over domains of the suite accuracy, flagged when it falls more than `max_drop`
@@ -94,6 +97,12 @@ def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None)
     seconds = time.perf_counter() - start
     # every reply ends with its terminator token, which the text does not show
     new_tokens = sum(len(agent.tokenizer(r.text, add_special_tokens=False)["input_ids"]) + 1 for r in replies)
+    extra = {}
+    if getattr(report_cfg, "general_text", False):
+        from .general_text import general_text_perplexity
+
+        extra["general_text"] = general_text_perplexity(
+            agent.model, agent.tokenizer, report_cfg.general_text_tokens, report_cfg.general_text_window)
     return {
         "suite": {
             "accuracy": round(report.accuracy, 2),
@@ -107,6 +116,7 @@ def measure_agent(path: Path, report_cfg, seed: int, *, device=None, dtype=None)
         "size_bytes": size_on_disk(path),
         "decode_tokens_per_s": round(new_tokens / seconds, 1) if seconds > 0 else None,
         "agent": agent.describe(),
+        **extra,
     }
 
 

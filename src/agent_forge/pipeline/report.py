@@ -7,7 +7,8 @@
 `metrics.json`, `trajectory.json` (written by the runner after every stage, `evaluation.trajectory`) and PNG
 plots. From it:
 * `trajectory_rows(run)`: one row per stage (suite accuracy, domain mean, of the model it received and the
-  one it leaves, the change in points, the regression flag, size on disk, decode speed, duration), then one
+  one it leaves, the change in points, the regression flag, size on disk, decode speed, duration; with
+  `report.general_text`, the perplexity on general English text of both models), then one
   indented sub-row per secondary output (the seed's specialists or base, bitnet's packed export). A run
   recorded before trajectories existed has none; the report says so and still shows the stage tables.
 * `stage_tables(run)`: each stage's own result table, built from its `metrics.json` (the numbers the stage
@@ -41,6 +42,7 @@ REPORT_HTML = "report.html"
 RUNS_ROOT = Path("runs")
 TRAJECTORY_COLUMNS = ["stage", "entering", "leaving", "change", "flag", "size (MB)", "decode tok/s", "duration"]
 TRAJECTORY_TITLE = "trajectory: suite accuracy (%, mean over domains) of the model each stage received and left"
+PERPLEXITY_COLUMNS = ["ppl entering", "ppl leaving"]  # shown only for runs that measured it
 NOT_RECORDED = "The trajectory was not recorded for this run (no stage has a trajectory.json; runs made before " \
                "the runner measured every stage have none)."
 
@@ -141,6 +143,8 @@ class TrajectoryRow:
     size_bytes: int | None = None
     tokens_per_s: float | None = None
     duration_s: float | None = None
+    ppl_entering: float | None = None  # general-text perplexity (evaluation.general_text), when measured
+    ppl_leaving: float | None = None
 
     @property
     def label(self) -> str:
@@ -160,13 +164,15 @@ class TrajectoryRow:
             return "-"
         return "" if self.sub else self.flag
 
-    def cells(self) -> list[str]:
+    def cells(self, perplexity: bool = False) -> list[str]:
+        """The row's cells; `perplexity` adds the two general-text perplexity cells after the flag."""
         return [
             self.label,
             cell(self.entering, 2),
             cell(self.leaving, 2),
             "-" if self.change is None else f"{self.change:+.2f}",
             self.flag_text,
+            *([cell(self.ppl_entering, 2), cell(self.ppl_leaving, 2)] if perplexity else []),
             "-" if self.size_bytes is None else f"{self.size_bytes / 1e6:.2f}",
             cell(self.tokens_per_s, 1),
             "" if self.sub else format_duration(self.duration_s),
@@ -203,13 +209,43 @@ def trajectory_rows(run: RunData) -> list[TrajectoryRow]:
             leaving=_domain_mean(m), change=t.get("change"), flag=_flag(t),
             reason=t.get("declared") or t.get("trade_off"), max_drop=t.get("max_drop"),
             size_bytes=m.get("size_bytes"), tokens_per_s=m.get("decode_tokens_per_s"), duration_s=stage.duration_s,
+            ppl_entering=_perplexity(entering["measurement"]) if entering else None, ppl_leaving=_perplexity(m),
         ))
         for key, other in leaving.items():
             if key != main:
                 rows.append(TrajectoryRow(stage.name, key, sub=True, leaving=_domain_mean(other), flag="",
                                           size_bytes=other.get("size_bytes"),
-                                          tokens_per_s=other.get("decode_tokens_per_s")))
+                                          tokens_per_s=other.get("decode_tokens_per_s"),
+                                          ppl_leaving=_perplexity(other)))
     return rows
+
+
+def _perplexity(measurement: dict | None) -> float | None:
+    return ((measurement or {}).get("general_text") or {}).get("perplexity")
+
+
+def has_perplexity(rows: list[TrajectoryRow]) -> bool:
+    """Whether any row has a general-text perplexity (the run measured it), so the table shows its columns."""
+    return any(r.ppl_entering is not None or r.ppl_leaving is not None for r in rows)
+
+
+def trajectory_columns(rows: list[TrajectoryRow]) -> list[str]:
+    """The trajectory table's columns: the perplexity pair after the flag when the run measured it."""
+    if not has_perplexity(rows):
+        return list(TRAJECTORY_COLUMNS)
+    at = TRAJECTORY_COLUMNS.index("flag") + 1
+    return TRAJECTORY_COLUMNS[:at] + PERPLEXITY_COLUMNS + TRAJECTORY_COLUMNS[at:]
+
+
+def perplexity_note(run: "RunData") -> str:
+    """What the perplexity columns measure (text, tokens, window), from the first measurement that has it."""
+    for stage in run.stages:
+        for m in ((stage.trajectory or {}).get("leaving") or {}).values():
+            g = m.get("general_text")
+            if g:
+                return (f"ppl: perplexity on general English text ({g['source']}, the first {g['tokens']} tokens in "
+                        f"windows of {g['window']}; evaluation.general_text), lower is better.")
+    return ""
 
 
 def _domain_mean(measurement: dict | None) -> float | None:
@@ -468,7 +504,10 @@ def markdown_report(run: RunData) -> str:
     parts = ["### trajectory\n\n" + (f"Computed by:\n\n{computed}\n" if computed else "") + f"{TRAJECTORY_TITLE}.\n"]
     rows = trajectory_rows(run)
     if rows:
-        parts.append(markdown_table(TRAJECTORY_COLUMNS, [r.cells() for r in rows]) + "\n")
+        ppl = has_perplexity(rows)
+        parts.append(markdown_table(trajectory_columns(rows), [r.cells(ppl) for r in rows]) + "\n")
+        if ppl:
+            parts.append(perplexity_note(run) + "\n")
     else:
         parts.append(NOT_RECORDED + "\n")
     for table in stage_tables(run):
@@ -485,10 +524,11 @@ def rich_trajectory_table(rows: list[TrajectoryRow]):
     from ..evaluation.table import FitTable
 
     table = FitTable(title=TRAJECTORY_TITLE)  # stage names stay whole; too wide a table is split, not cut
-    for column in TRAJECTORY_COLUMNS:
+    ppl = has_perplexity(rows)
+    for column in trajectory_columns(rows):
         table.add_column(column, justify="left" if column in ("stage", "flag") else "right")
     for row in rows:
-        cells = [escape(c) for c in row.cells()]
+        cells = [escape(c) for c in row.cells(ppl)]
         if row.sub:
             cells[0] = "  " + cells[0]
         style = _FLAG_STYLE.get(row.flag)
@@ -511,6 +551,8 @@ def rich_report(run: RunData) -> Iterator[Any]:
         yield Text(line)
     rows = trajectory_rows(run)
     yield rich_trajectory_table(rows) if rows else Text(NOT_RECORDED, style="yellow")
+    if rows and has_perplexity(rows):
+        yield Text(perplexity_note(run))
     for table in stage_tables(run):
         if table.columns:
             yield rows_table(escape(table.heading), table.columns, [[escape(c) for c in r] for r in table.rows])

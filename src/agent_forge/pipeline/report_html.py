@@ -17,8 +17,8 @@ import re
 from html import escape
 
 from .report import (
-    NOT_RECORDED, TRAJECTORY_COLUMNS, TRAJECTORY_TITLE, RunData, StageData, invocation_lines, main_measurement,
-    stage_tables, trajectory_rows,
+    NOT_RECORDED, TRAJECTORY_TITLE, RunData, StageData, has_perplexity, invocation_lines, main_measurement,
+    perplexity_note, stage_tables, trajectory_columns, trajectory_rows,
 )
 from .runner import format_duration
 
@@ -191,10 +191,13 @@ def render_html(run: RunData) -> str:
         out.append(f'<h2 id="trajectory-heading">Trajectory</h2><p class="note">{escape(TRAJECTORY_TITLE)}; '
                    "change in points; a stage that loses more than the allowed drop without declaring a trade-off "
                    "is flagged.</p>")
+        columns, ppl = trajectory_columns(rows), has_perplexity(rows)
         flag_classes = [[None] * 4 + [f"text flag-{r.flag}" if r.flag in ("ok", "declared", "undeclared") else "text"]
-                        + [None] * 3 for r in rows]
-        out.append(_table(TRAJECTORY_COLUMNS, [r.cells() for r in rows], table_id="trajectory",
+                        + [None] * (len(columns) - 5) for r in rows]
+        out.append(_table(columns, [r.cells(ppl) for r in rows], table_id="trajectory",
                           row_classes=["sub" if r.sub else "" for r in rows], cell_classes=flag_classes))
+        if ppl:
+            out.append(f'<p class="note">{escape(perplexity_note(run))}</p>')
     else:
         out.append(f'<p class="warning" id="no-trajectory">{escape(NOT_RECORDED)}</p>')
 
