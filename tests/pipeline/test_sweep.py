@@ -95,6 +95,28 @@ def test_every_stage_effect_is_paired_per_seed_and_summarized_across_seeds(smoke
 
 
 @pytest.mark.slow
+def test_the_share_of_each_specialists_gain_the_champion_keeps(smoke_sweep):
+    root, result = smoke_sweep
+    data = _data(root)
+    assert sorted(data["retained"]) == ["0", "1"]
+    for seed in SEEDS:
+        run = root / f"smoke-seed{seed}"
+        seed_t = json.loads((run / "00-seed" / "trajectory.json").read_text())["leaving"]
+        champion = json.loads((run / "01-evomerge" / "trajectory.json").read_text())["leaving"]["model"]
+        base = seed_t["base"]["suite"]["by_domain"]
+        specialists = {k.removeprefix("specialist_"): v for k, v in seed_t.items() if k.startswith("specialist_")}
+        shares = data["retained"][str(seed)]
+        assert sorted(shares) == sorted(specialists) and len(shares) == 3
+        for domain, spec in specialists.items():
+            gain = spec["suite"]["by_domain"][domain] - base[domain]
+            expected = None if gain <= 0 else (champion["suite"]["by_domain"][domain] - base[domain]) / gain
+            assert shares[domain] == (None if expected is None else pytest.approx(expected, abs=1e-3))
+    # the markdown names, per seed, whether all three skills were kept, and counts the seeds above 0
+    assert "own-domain gain" in result.stdout and "| all kept |" in result.stdout
+    assert "Champion above the best specialist with its interval above 0 in" in result.stdout
+
+
+@pytest.mark.slow
 def test_report_only_and_report_reproduce_the_table_byte_for_byte(smoke_sweep):
     root, result = smoke_sweep
     manifests = {s: (root / f"smoke-seed{s}" / "manifest.json").read_bytes() for s in SEEDS}

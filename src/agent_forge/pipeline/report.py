@@ -608,9 +608,62 @@ def sweep_note(data: dict) -> str:
             f"{data['effect_definition']}")
 
 
+RETAINED_TITLE = ("evomerge: the champion's share of each specialist's own-domain gain over the base (suite items of "
+                  "that domain, %); a skill is kept at 70% or more")
+
+
+def retained_columns(data: dict) -> list[str]:
+    return ["domain", *(f"seed {k}" for k in data["seeds"]), "seeds kept"]
+
+
+def retained_rows(data: dict) -> list[list[str]]:
+    """One row per specialist domain (share kept per seed, seeds keeping it), then whether each seed keeps all."""
+    from .sweep import KEEP_SHARE
+
+    retained = data.get("retained") or {}
+    seeds = [str(k) for k in data["seeds"] if str(k) in retained]
+    domains = list(dict.fromkeys(d for k in seeds for d in retained[k]))
+    if not domains:
+        return []
+
+    def kept(share) -> bool:
+        return share is not None and share >= KEEP_SHARE
+
+    rows = []
+    for domain in domains:
+        shares = {k: retained[k].get(domain) for k in seeds}
+        rows.append([domain, *("-" if str(k) not in retained else cell(None if shares[str(k)] is None else
+                                                                        100 * shares[str(k)], 0)
+                              for k in data["seeds"]),
+                     f"{sum(kept(v) for v in shares.values())}/{len(seeds)}"])
+    every = {k: all(kept(retained[k].get(d)) for d in domains) for k in seeds}
+    rows.append(["all kept", *("-" if str(k) not in retained else ("yes" if every[str(k)] else "no")
+                               for k in data["seeds"]), f"{sum(every.values())}/{len(seeds)}"])
+    return rows
+
+
+def sweep_verdict(data: dict) -> str:
+    """The evomerge claims over seeds in one sentence: the champion above the best specialist (paired interval
+    above 0), and every skill kept; empty when the sweep has no evomerge."""
+    effect = next((e for e in data["effects"] if e["label"] == "champion − best specialist"), None)
+    if effect is None:
+        return ""
+    per_seed = effect["per_seed"]
+    above = sum(1 for v in per_seed.values() if v.get("low") is not None and v["low"] > 0)
+    text = f"Champion above the best specialist with its interval above 0 in {above} of {len(per_seed)} seeds"
+    rows = retained_rows(data)
+    if rows:
+        text += f"; every specialist's own-domain gain kept (70% or more) in {rows[-1][-1].replace('/', ' of ')} seeds"
+    return text + "."
+
+
 def markdown_sweep(data: dict) -> str:
     """The sweep table as markdown (the README's table of stage effects), with its command below it."""
-    return f"{SWEEP_TITLE}.\n\n{markdown_table(sweep_columns(data), sweep_rows(data))}\n\n{sweep_note(data)}\n"
+    out = f"{SWEEP_TITLE}.\n\n{markdown_table(sweep_columns(data), sweep_rows(data))}\n\n"
+    if retained_rows(data):
+        out += f"{RETAINED_TITLE}.\n\n{markdown_table(retained_columns(data), retained_rows(data))}\n\n"
+    verdict = sweep_verdict(data)
+    return out + (f"{verdict}\n\n" if verdict else "") + f"{sweep_note(data)}\n"
 
 
 def rich_sweep(data: dict) -> Iterator[Any]:
@@ -626,6 +679,15 @@ def rich_sweep(data: dict) -> Iterator[Any]:
     for row in sweep_rows(data):
         table.add_row(*(escape(c) for c in row))
     yield table
+    if retained_rows(data):
+        kept = FitTable(title=RETAINED_TITLE, key_columns=1)
+        for column in retained_columns(data):
+            kept.add_column(column, justify="left" if column == "domain" else "right")
+        for row in retained_rows(data):
+            kept.add_row(*(escape(c) for c in row))
+        yield kept
+    if sweep_verdict(data):
+        yield Text(sweep_verdict(data))
     yield Text(sweep_note(data))
 
 

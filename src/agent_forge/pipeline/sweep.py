@@ -17,7 +17,10 @@ digest):
 * every stage after the seed stage: the model it leaves minus the model it received (`paired_change`);
 * the seed stage: its best specialist (its main output) minus the base it fine-tuned them from;
 * evomerge, also: the champion minus the best specialist on the suite (the seed stage's trajectory measures
-  every specialist; evomerge's own metrics keep only aggregates per model, so its test items cannot be paired).
+  every specialist; evomerge's own metrics keep only aggregates per model, so its test items cannot be paired);
+* evomerge, whether the champion keeps every skill (`retained_gains`): for each specialist's own domain d, the
+  share of its gain over the base that the champion keeps, (champion_d - base_d) / (specialist_d - base_d), on
+  the suite's items of domain d; a seed keeps all skills when every share is at least `KEEP_SHARE` (70%).
 Per seed: the difference of the domain means in points with its 95% paired percentile bootstrap interval over
 items (`evaluation.intervals.paired_bootstrap`; the suite has equal items per domain, so the domain mean is the
 item mean). A trajectory recorded before per-item scores existed gives its `change` without an interval.
@@ -54,6 +57,8 @@ SWEEP_FILE = "sweep.json"
 SWEEP_SUFFIX = "-sweep"
 FORMAT = 1
 CONFIDENCE = 0.95
+KEEP_SHARE = 0.70  # a merge keeps a skill when it retains at least this share of the specialist's own-domain gain
+SPECIALIST_PREFIX = "specialist_"
 EFFECT_DEFINITION = (
     "Effects are differences of the suite's domain-mean accuracy in points (every domain, the report's levels, "
     "test split, drawn with the run's seed) between two models of one run scored on the same items: a stage's "
@@ -183,7 +188,26 @@ def summarize(inputs: dict) -> dict:
                                 "across": across_seeds([e["mean"] for e in per_seed.values()])})
     threads = {seed: sorted({e["threads"] for e in invocations(run.manifest) if "threads" in e})
                for seed, run in runs.items()}
-    return {"effect_definition": EFFECT_DEFINITION, "threads": threads, "effects": effects}
+    retained = {seed: shares for seed, run in runs.items() if (shares := retained_gains(run))}
+    return {"effect_definition": EFFECT_DEFINITION, "threads": threads, "effects": effects, "retained": retained}
+
+
+def retained_gains(run: RunData) -> dict[str, float | None]:
+    """Per specialist's own domain: the share of its gain over the base that evomerge's champion keeps on the
+    suite, (champion - base) / (specialist - base), 3 decimals; None where the specialist gained nothing. Empty
+    when the run has no seed trajectory with a base or no evomerge champion."""
+    seed_t, evo_t = _trajectory(run, "seed"), _trajectory(run, "evomerge")
+    leaving = (seed_t or {}).get("leaving") or {}
+    champion = ((evo_t or {}).get("leaving") or {}).get("model")
+    if "base" not in leaving or champion is None:
+        return {}
+    base, merged = leaving["base"]["suite"]["by_domain"], champion["suite"]["by_domain"]
+    shares: dict[str, float | None] = {}
+    for name in (k for k in leaving if k.startswith(SPECIALIST_PREFIX)):
+        domain = name[len(SPECIALIST_PREFIX):]
+        gain = leaving[name]["suite"]["by_domain"].get(domain, 0.0) - base.get(domain, 0.0)
+        shares[domain] = round((merged.get(domain, 0.0) - base.get(domain, 0.0)) / gain, 3) if gain > 0 else None
+    return shares
 
 
 def across_seeds(values: Sequence[float], confidence: float = CONFIDENCE) -> dict[str, Any]:
@@ -246,7 +270,7 @@ def champion_minus_best_specialist(run: RunData, stage: str) -> dict | None:
 
 def _best_specialist(leaving: dict) -> str | None:
     """The specialist with the highest suite domain mean (the first of equals, in output order)."""
-    names = [k for k in leaving if k.startswith("specialist_")]
+    names = [k for k in leaving if k.startswith(SPECIALIST_PREFIX)]
     return max(names, key=lambda k: leaving[k]["suite"]["domain_mean"]) if names else None
 
 
