@@ -54,6 +54,11 @@ class ExpertsConfig(Section):
         "router", description="which classifier routes prompts in auto dispatch: 'router' (logistic regression on "
         "the agent's hidden states, mode 2) or 'self' (the agent answers 'domain of: <prompt>' itself, mode 1); "
         "the stage trains and measures both")
+    confidence_policy: bool = Field(
+        True, description="let the agent's self-confidence decide in auto dispatch: at or above one threshold the "
+        "base weights answer, else the top class's expert if its probability reaches a second threshold, else a "
+        "mixture of the experts weighted by the class probabilities (both thresholds chosen on validation); the "
+        "stage keeps it only where its validation accuracy beats the router threshold's, and measures both")
     classify_steps: int = Field(60, ge=1, description="supervised steps teaching the agent to classify prompts (mode 1)")
     classify_batch: int = Field(16, ge=1, description="prompts per step of the classification training")
     classify_lr: float = Field(5e-2, gt=0, description="learning rate (Adam) of the classification vector")

@@ -380,12 +380,23 @@ def experts_table(m: dict) -> Table:
     lora = next(k for k in p if k.startswith("lora_rank"))
     names = {"self": "the agent's own classification", "router": "hidden-state router"}
     by_mode = "; ".join(f"{names.get(k, k)} {cell(v)}%" for k, v in r.get("by_mode", {}).items())
+    policy = r.get("confidence_policy")
+    if policy:
+        share = policy["test_share"]
+        policy_text = (
+            f" Confidence policy (base weights at self-confidence >= {policy['base_above']}, one expert at top class "
+            f"probability >= {policy['single_above']}, else a mixture): test {cell(policy['test_accuracy']['mean'])}% "
+            f"vs {cell(r['threshold_dispatched']['mean'])}% by the threshold; base/single/mixture "
+            f"{cell(share['base'])}/{cell(share['single'])}/{cell(share['mixture'])}% of the test prompts; "
+            f"{'dispatches' if policy['kept'] else 'not kept (validation)'}.")
+    else:
+        policy_text = ""
     return (
         ["weights", *domains, "mean"], rows,
         f"Test accuracy (%) of each expert on every domain. Routing accuracy {cell(r['test_accuracy'])}% "
         + (f"(dispatch: {names.get(r['mode'], r['mode'])}; by mode on the test prompts: {by_mode}) " if by_mode else "")
         + f"(confidence threshold {r['threshold']}); one expert has {p['svf_expert']:,} numbers, a "
-        f"{lora.replace('lora_rank', 'rank-')} LoRA on the same {p['matrices']} matrices {p[lora]:,}.",
+        f"{lora.replace('lora_rank', 'rank-')} LoRA on the same {p['matrices']} matrices {p[lora]:,}." + policy_text,
     )
 
 

@@ -48,7 +48,20 @@ def test_stage_writes_an_agent_with_experts_and_its_report(entering, tmp_path):
     assert 0.0 <= m["routing"]["test_accuracy"] <= 100.0 and m["ternary"]
     assert m["packed_correction"]["rank"] == 16 and set(m["packed_correction"]["dropped_share"]) == {"arithmetic", "strings"}
     assert all(0.0 <= v <= 1.0 for v in m["packed_correction"]["dropped_share"].values())
+    # the confidence policy: its thresholds, its test accuracy and who answered, beside the router threshold's
+    policy, routing = m["routing"]["confidence_policy"], m["routing"]
+    assert policy["enabled"] and 0.0 <= policy["base_above"] <= 1.01 and 0.0 <= policy["single_above"] <= 1.01
+    assert set(policy["test_accuracy"]) == {"arithmetic", "strings", "mean"}
+    assert set(policy["test_share"]) == {"base", "single", "mixture"}
+    assert sum(policy["test_share"].values()) == pytest.approx(100.0, abs=0.1)
+    assert policy["kept"] == (policy["val_accuracy"] > routing["threshold_val_accuracy"])
+    assert routing["rule"] == ("confidence_policy" if policy["kept"] else "threshold")
+    assert m["dispatched_accuracy"] == (policy["test_accuracy"] if policy["kept"] else routing["threshold_dispatched"])
     agent = load_agent(result.models["model"])
+    assert (agent.extensions["experts"].policy is not None) == policy["kept"]
+    if policy["kept"]:
+        assert (agent.extensions["experts"].policy.base_above, agent.extensions["experts"].policy.single_above) == \
+            (policy["base_above"], policy["single_above"])
     assert is_ternary(agent.model)
     experts = agent.extensions["experts"]
     assert experts.packed_rank == 16  # what a packed save of this agent keeps (option (b))
@@ -140,3 +153,43 @@ def test_self_dispatch_routes_by_the_agents_own_answer_and_both_modes_are_measur
     assert all(torch.equal(p, before[n]) for n, p in agent.model.state_dict().items())  # vector removed again
     experts.dispatch = "router"
     assert len(experts.route(agent, ODD_PROMPTS)) == len(ODD_PROMPTS)
+
+
+def test_a_kept_confidence_policy_dispatches_the_saved_agent_as_the_stage_measured(entering, tmp_path, monkeypatch):
+    from agent_forge.models.formats.experts import ConfidencePolicy
+    from agent_forge.tasks import task_grid
+
+    off = _run(entering, tmp_path / "off" / "05-experts", confidence_policy=False).metrics["routing"]
+    assert not off["confidence_policy"]["enabled"] and not off["confidence_policy"]["kept"] and off["rule"] == "threshold"
+    assert load_agent(tmp_path / "off" / "05-experts" / "model").extensions["experts"].policy is None
+
+    # a policy that validation prefers by construction: never the base, never a single expert (the agent's own
+    # classification is unsure enough on this tiny model that its rounded probabilities give mixtures)
+    chosen = ConfidencePolicy(1.01, 1.01)
+    monkeypatch.setattr(stage_module, "choose_policy", lambda *a: (chosen, 2.0))
+    result = _run(entering, tmp_path / "on" / "05-experts", dispatch="self")
+    m = result.metrics
+    policy = m["routing"]["confidence_policy"]
+    assert policy["kept"] and m["routing"]["rule"] == "confidence_policy"
+    assert (policy["base_above"], policy["single_above"]) == (1.01, 1.01) and policy["test_share"]["base"] == 0.0
+    assert policy["test_share"]["mixture"] > 0 and policy["test_mixtures"] >= 1
+    assert m["dispatched_accuracy"] == policy["test_accuracy"] and m["summary"]["dispatched"] == policy["test_accuracy"]["mean"]
+    agent = load_agent(result.models["model"])
+    experts = agent.extensions["experts"]
+    assert experts.policy == chosen
+    # the saved agent routes the test prompts as the stage counted them
+    test = task_grid(SMALL["domains"], SMALL["levels"], "test", SMALL["test_items"], 0)
+    choices = experts.route(agent, [t.prompt for t in test])
+    n = len(choices)
+    shares = {kind: round(100 * sum(c.kind == kind for c in choices) / n, 2) for kind in ("base", "expert", "mixture")}
+    assert shares == pytest.approx({"base": policy["test_share"]["base"], "expert": policy["test_share"]["single"],
+                                    "mixture": policy["test_share"]["mixture"]}, abs=0.01)
+    assert policy["test_mixtures"] == len({c.expert for c in choices if c.kind == "mixture"})
+    # eval groups the prompts by route, mixture keys included, and answers each group under its weights
+    from typer.testing import CliRunner
+
+    from agent_forge.cli import app
+
+    out = CliRunner().invoke(app, ["eval", str(result.models["model"]), "--domains", "arithmetic,strings", "--levels",
+                                   "1", "--n", "3", "--threads", "1", "--device", "cpu", "--experts", "auto"])
+    assert out.exit_code == 0, out.output

@@ -9,6 +9,13 @@ weights of the trained experts from a few train items of a held-out family, and 
 under the base weights and under the mixture. The agent's experts record `packed_rank`, the rank of the
 correction a packed save keeps (option (b)).
 
+Two dispatch rules are chosen on validation and measured on test: the router threshold (below the top class
+probability `threshold` the base weights answer) and the confidence policy (`experts.confidence_policy`): the
+agent's self-confidence in its base-weights answer (`inference.confidence`) at or above `base_above` keeps the
+base weights, else a top class probability at or above `single_above` picks that class's expert, else a mixture
+of the experts weighted by the rounded class probabilities. The agent keeps the policy only where its validation
+accuracy is higher than the threshold's; `routing.confidence_policy` reports both.
+
 Exercise: `pytest tests/stages/experts/test_experts_stage.py`.
 """
 
@@ -23,17 +30,22 @@ from safetensors.torch import load_file
 from ...errors import ForgeError
 from ...evaluation import fast_exact_match, percent
 from ...evaluation.table import cell, rows_table
+from ...inference.confidence import predict_confidence
 from ...models import load_agent, save_agent
 from ...models.formats.experts import (
+    MIX,
     ExpertSet,
     Router,
     applied,
     cached_decomposition,
+    choose_policy,
     dropped_share,
     lora_parameter_count,
+    mixture_key,
     prompt_features,
     svf_parameter_count,
     target_names,
+    vector,
 )
 from ...models.formats.experts.store import FORMAT
 from ...models.formats.thoughts.checkpoint import reproducible_safetensors
@@ -63,6 +75,15 @@ def choose_threshold(probs: list[float], routed: list[bool], base: list[bool]) -
         if acc > best_acc + 1e-12:
             best_t, best_acc = t, acc
     return best_t, best_acc
+
+
+def decision_shares(keys) -> dict[str, float]:
+    """Percent of prompts answered by the base weights (None), a single expert and a mixture (a mixture key)."""
+    n = max(1, len(keys))
+    mixtures = sum(k is not None and k.startswith(MIX) for k in keys)
+    base = sum(k is None for k in keys)
+    return {"base": percent(base / n), "single": percent((len(keys) - base - mixtures) / n),
+            "mixture": percent(mixtures / n)}
 
 
 class ExpertsRun:
@@ -151,6 +172,25 @@ class ExpertsRun:
                 out[name] = fast_exact_match(model, tok, tasks)
         return out
 
+    def _keyed_correctness(self, model, tok, decomposition, experts, keys, tasks, rights) -> list[bool]:
+        """Correctness of each task under its key (None: the base weights, an expert's name, a mixture key): the
+        base and single experts from `rights`, each distinct mixture scored once over the tasks it answers."""
+        out = [False] * len(tasks)
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            if key is None:
+                out[i] = rights["base"][i]
+            elif key in experts:
+                out[i] = rights[key][i]
+            else:
+                groups.setdefault(key, []).append(i)
+        for key, indices in groups.items():
+            with applied(model, decomposition, vector(key, experts)):
+                right = fast_exact_match(model, tok, [tasks[i] for i in indices])
+            for i, ok in zip(indices, right):
+                out[i] = ok
+        return out
+
     def _finish(self, agent, names, decomposition, experts, state, resumed, seconds) -> StageResult:
         ec, ctx = self.ec, self.ctx
         model, tok = agent.model, agent.tokenizer
@@ -198,18 +238,36 @@ class ExpertsRun:
 
         probs_test = {mode: probabilities(mode, test) for mode in ("router", "self")}
         routing_by_mode = {mode: percent(sum(routed(p, test, right_test)[2]) / len(test)) for mode, p in probs_test.items()}
-        conf_val, expert_val, _ = routed(probabilities(ec.dispatch, val), val, right_val)
-        threshold, _ = choose_threshold(conf_val, expert_val, right_val["base"])
+        probs_val = probabilities(ec.dispatch, val)
+        conf_val, expert_val, _ = routed(probs_val, val, right_val)
+        threshold, threshold_val = choose_threshold(conf_val, expert_val, right_val["base"])
         conf_test, expert_test, hits = routed(probs_test[ec.dispatch], test, right_test)
-        dispatched = [e if c >= threshold else b for c, e, b in zip(conf_test, expert_test, right_test["base"])]
+        by_threshold = [e if c >= threshold else b for c, e, b in zip(conf_test, expert_test, right_test["base"])]
         routing_accuracy = percent(sum(hits) / len(hits))
-        dispatched_acc = {d: _accuracy(dispatched, test, d) for d in domains} | {"mean": _accuracy(dispatched, test)}
+
+        # the confidence policy: the self-model's confidence (base weights) and the class probabilities decide
+        self._say("choosing the confidence policy (self-confidence, top class probability) on validation")
+        mixture_val = self._keyed_correctness(model, tok, decomposition, experts,
+                                              [mixture_key(classes, row, experts) for row in probs_val], val, right_val)
+        policy, policy_val = choose_policy(predict_confidence(model, tok, [t.prompt for t in val]), conf_val,
+                                           right_val["base"], expert_val, mixture_val)
+        keys_test = [policy.decide(classes, row, c, experts)
+                     for row, c in zip(probs_test[ec.dispatch], predict_confidence(model, tok, [t.prompt for t in test]))]
+        by_policy = self._keyed_correctness(model, tok, decomposition, experts, keys_test, test, right_test)
+        keep_policy = bool(ec.confidence_policy) and policy_val > threshold_val + 1e-12
+
+        def by_domain(rows):
+            return {d: _accuracy(rows, test, d) for d in domains} | {"mean": _accuracy(rows, test)}
+
+        threshold_acc, policy_acc = by_domain(by_threshold), by_domain(by_policy)
+        dispatched_acc = policy_acc if keep_policy else threshold_acc
         best_single = max(domains, key=lambda d: table[d]["mean"])
 
         few_shot = self._few_shot(model, tok, decomposition, experts) if ec.cem_family else None
 
         agent.extensions["experts"] = ExpertSet(names, decomposition, experts, ec.max_mult, router, threshold,
-                                                packed_rank=ec.packed_rank, classifier=classifier, dispatch=ec.dispatch)
+                                                packed_rank=ec.packed_rank, classifier=classifier, dispatch=ec.dispatch,
+                                                policy=policy if keep_policy else None)
         out_dir = ctx.stage_dir / "model"
         save_agent(agent, out_dir)
         expert_bytes = {d: (out_dir / "experts" / f"expert-{d}.safetensors").stat().st_size for d in domains}
@@ -218,11 +276,26 @@ class ExpertsRun:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
         self._print(table, dispatched_acc, domains, routing_accuracy, threshold, svf_params, lora_params)
+        self._say(f"confidence policy: base at self-confidence >= {policy.base_above:.2f}, one expert at top class "
+                  f"probability >= {policy.single_above:.2f}, else a mixture; validation {percent(policy_val):.1f}% vs "
+                  f"threshold {percent(threshold_val):.1f}%, test {policy_acc['mean']:.1f}% vs {threshold_acc['mean']:.1f}% "
+                  f"({'kept' if keep_policy else 'not kept'})")
         metrics = {
             "test_accuracy": table, "own_domain_gain": gains, "max_cross_domain_change": cross,
             "routing": {"mode": ec.dispatch, "test_accuracy": routing_accuracy,
                         "threshold": round(threshold, 4),
                         "below_threshold_share": percent(sum(c < threshold for c in conf_test) / len(conf_test)),
+                        # which rule the saved agent dispatches by, and both rules measured: the router threshold
+                        # and the confidence policy (validation picks its thresholds and whether it is kept)
+                        "rule": "confidence_policy" if keep_policy else "threshold",
+                        "threshold_val_accuracy": percent(threshold_val),
+                        "threshold_dispatched": threshold_acc,
+                        "confidence_policy": {
+                            "enabled": bool(ec.confidence_policy), "kept": keep_policy,
+                            "base_above": round(policy.base_above, 4), "single_above": round(policy.single_above, 4),
+                            "val_accuracy": percent(policy_val), "test_accuracy": policy_acc,
+                            "test_share": decision_shares(keys_test),
+                            "test_mixtures": len({k for k in keys_test if k is not None and k.startswith(MIX)})},
                         # routing accuracy on the test prompts of mode 1 (the agent's own answer to "domain of:
                         # <prompt>") and mode 2 (the hidden-state router), whichever dispatches
                         "by_mode": routing_by_mode,

@@ -12,13 +12,19 @@ Files (all under `experts/` in the agent folder):
   the base model), when the experts stage trained one;
 * `classifier.safetensors` — the classification vector with which the agent answers "domain of: <prompt>"
   itself (dispatch mode 1, `classify`); `experts.json` names its classes and which mode dispatches
-  (`dispatch`: "self" or "router").
+  (`dispatch`: "self" or "router"); `policy` holds the thresholds of the confidence policy when the experts
+  stage kept one (`policy.ConfidencePolicy`; absent in older folders: the router threshold decides).
 
 `ExpertSet` is what `load_agent` puts in `agent.extensions["experts"]`. It is also the answer-time hook
 (`context(agent, prompts)`): it routes the prompts, applies the chosen expert's weights while they are
 answered and copies the original weights back afterwards. On a packed agent (no latent weights) the expert
 is applied as a rank-r correction beside each packed layer instead (forward hooks, removed afterwards). `mode` is "auto" (route; below the confidence
-threshold the base weights answer), "off", or an expert's name.
+threshold the base weights answer), "off", an expert's name, or a mixture key ("mix:a=0.62,b=0.38").
+
+With a `policy`, auto mode lets the agent's self-confidence decide (`policy.py`): each prompt's confidence
+that its base-weights answer is right (`inference.confidence.predict_confidence`, on the base weights) and the
+dispatch classifier's class probabilities give the base weights, the top class's expert or a mixture of the
+experts weighted by the probabilities (`Choice.kind`: "base", "expert" or "mixture").
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from ..thoughts.checkpoint import reproducible_safetensors
 from ..ternary.packed import is_packed_export
 from .classify import TEMPLATE, SelfClassifier
 from .lowrank import corrected, truncate
+from .policy import MIX, ConfidencePolicy, vector
 from .svf import Decomposition, applied, decompose_model
 
 FOLDER = "experts"
@@ -168,13 +175,27 @@ def prompt_features(model, tokenizer, prompts: Sequence[str], batch_size: int = 
     return torch.cat(out) if out else torch.zeros(0, model.config.hidden_size)
 
 
+def decision_kind(expert: str | None) -> str:
+    """"base" (None), "mixture" (a mixture key) or "expert" (an expert's name)."""
+    if expert is None:
+        return "base"
+    return "mixture" if expert.startswith(MIX) else "expert"
+
+
 @dataclass
 class Choice:
-    """Which weights answer a prompt: an expert's name or None (base), and the router's confidence."""
+    """Which weights answer a prompt: an expert's name, a mixture key or None (base), and the router's
+    confidence (its top class probability)."""
 
     expert: str | None
     confidence: float
     predicted: str | None = None  # the router's top class, even when the threshold sent it to the base
+    kind: str = ""  # "base", "expert" or "mixture" (filled in from `expert` when not given)
+    self_confidence: float | None = None  # the self-model's P(right) of the base answer, when a policy decided
+
+    def __post_init__(self):
+        if not self.kind:
+            self.kind = decision_kind(self.expert)
 
 
 @dataclass
@@ -190,28 +211,46 @@ class ExpertSet:
     packed_rank: int | None = None  # singular directions a packed save keeps (None: all)
     classifier: SelfClassifier | None = None  # dispatch mode 1: the agent answers "domain of: <prompt>"
     dispatch: str = "router"  # which classifier routes in auto mode: "router" (hidden states) or "self"
-    mode: str = "auto"  # runtime setting: auto | off | <expert name>
+    mode: str = "auto"  # runtime setting: auto | off | <expert name> | <mixture key>
+    policy: ConfidencePolicy | None = None  # the self-confidence decides in auto mode (None: the threshold)
     last: list[Choice] = field(default_factory=list)
 
     # --- dispatch -------------------------------------------------------------------------------
     def route(self, agent, prompts: Sequence[str]) -> list[Choice]:
-        """The expert each prompt goes to under the current mode (None: the base weights)."""
+        """The weights each prompt goes to under the current mode (None: the base weights; an expert's name;
+        a mixture key)."""
         if self.mode == "off" or not self.experts:
             return [Choice(None, 1.0) for _ in prompts]
         if self.mode != "auto":
-            if self.mode not in self.experts:
-                raise ForgeError(f"no expert named {self.mode!r}; this agent has {sorted(self.experts)}")
+            vector(self.mode, self.experts)  # ForgeError for an unknown name or a malformed mixture key
             return [Choice(self.mode, 1.0, self.mode) for _ in prompts]
         found = self.probabilities(agent, prompts) if prompts else None
         if found is None:
             return [Choice(None, 0.0) for _ in prompts]
         classes, probs = found
+        if self.policy is not None:
+            return self._decide(agent, prompts, classes, probs)
         out = []
         for row in probs:
             k = int(row.argmax())
             name, conf = classes[k], float(row[k])
             expert = name if conf >= self.threshold and name in self.experts else None
             out.append(Choice(expert, conf, name))
+        return out
+
+    def self_confidence(self, agent, prompts: Sequence[str]) -> list[float]:
+        """The self-model's confidence that each prompt's base-weights answer is right."""
+        # an inference-layer function, imported when called (the inference layer imports this package)
+        from ....inference.confidence import predict_confidence
+
+        return predict_confidence(agent.model, agent.tokenizer, list(prompts))
+
+    def _decide(self, agent, prompts, classes: list[str], probs: torch.Tensor) -> list[Choice]:
+        out = []
+        for row, conf in zip(probs, self.self_confidence(agent, prompts)):
+            k = int(row.argmax())
+            key = self.policy.decide(classes, row, conf, self.experts)
+            out.append(Choice(key, float(row[k]), classes[k], self_confidence=float(conf)))
         return out
 
     def probabilities(self, agent, prompts: Sequence[str]) -> tuple[list[str], torch.Tensor] | None:
@@ -233,12 +272,13 @@ class ExpertSet:
 
     @contextmanager
     def using(self, model, expert: str | None) -> Iterator[None]:
-        """Hold one expert (None: no change) while the block runs. With latent weights: W' in the weights,
-        originals restored exactly; without (a packed model): rank-r corrections beside the layers, removed."""
+        """Hold one expert or mixture key (None: no change) while the block runs. With latent weights: W' in the
+        weights, originals restored exactly; without (a packed model): rank-r corrections beside the layers,
+        removed. ForgeError for an unknown name or a malformed mixture key."""
         if expert is None:
             yield
             return
-        with self._holding(model, self.experts[expert]):
+        with self._holding(model, vector(expert, self.experts)):
             yield
 
     @contextmanager
@@ -255,7 +295,7 @@ class ExpertSet:
     def context(self, agent, prompts: Sequence[str]) -> Iterator[list[Choice]]:
         """The answer-time hook: route, apply the chosen expert while answering, restore.
 
-        A batch whose prompts route to different experts is answered with the base weights (callers that
+        A batch whose prompts route to different experts (or mixtures) is answered with the base weights (callers that
         batch mixed prompts group them by `route` first); a packed agent applies the expert as a rank-r
         correction beside its packed layers (an old packed bundle without SVD factors: base weights).
         """
@@ -298,7 +338,8 @@ class ExpertSet:
             classifier = {"classes": c.classes, "template": c.template}
         index = {"format": FORMAT, "matrices": self.names, "max_mult": self.max_mult,
                  "experts": sorted(self.experts), "router": router, "packed_rank": self.packed_rank,
-                 "classifier": classifier, "dispatch": self.dispatch, "threshold": self.threshold}
+                 "classifier": classifier, "dispatch": self.dispatch, "threshold": self.threshold,
+                 "policy": None if self.policy is None else self.policy.as_dict()}
         atomic_write_text(root / INDEX, json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     @classmethod
@@ -355,9 +396,18 @@ class ExpertSet:
         dispatch = index.get("dispatch", "router")
         if dispatch not in DISPATCH_MODES:
             raise ForgeError(f"{root / INDEX}: unknown dispatch mode {dispatch!r} (known: {', '.join(DISPATCH_MODES)})")
+        policy = None
+        if index.get("policy") is not None:
+            found = index["policy"]
+            try:
+                policy = ConfidencePolicy(float(found["base_above"]), float(found["single_above"]))
+            except (TypeError, KeyError, ValueError):
+                raise ForgeError(f"{root / INDEX}: malformed confidence policy {found!r} "
+                                 "(expected base_above and single_above numbers)") from None
         rank = index.get("packed_rank")
         return cls(names, decomposition, experts, float(index.get("max_mult", 1.0)), router, threshold,
-                   packed_rank=None if rank is None else int(rank), classifier=classifier, dispatch=dispatch)
+                   packed_rank=None if rank is None else int(rank), classifier=classifier, dispatch=dispatch,
+                   policy=policy)
 
 
 class ExpertsExtension:
