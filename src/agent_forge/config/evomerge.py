@@ -59,8 +59,11 @@ class EvoMergeConfig(Section):
     domains: list[str] | None = Field(None, description="task domains to score; default: seed_stage.specialists")
     levels: list[int] = Field(default_factory=lambda: [1, 2, 3, 4], description="task levels of the fitness (validation split)")
     val_items_per_level: int = Field(25, ge=1, description="validation tasks per domain and level scored per candidate")
-    objective: Literal["mean", "balanced"] = Field(
-        "mean", description="mean: mean accuracy over domains; balanced: mean plus the worst domain, halved")
+    objective: Literal["mean", "balanced", "retain"] = Field(
+        "mean", description="mean: mean accuracy over domains; balanced: mean plus the worst domain, halved; retain: "
+        "mean minus 1 point per percent by which a specialist's own-domain gain over the base falls short of keep_share")
+    keep_share: float = Field(0.7, gt=0, le=1, description="retain objective: the share of each specialist's own-domain "
+                              "gain over the base a merge should keep")
     batch_size: int = Field(128, ge=1, description="evaluation batch size")
     backend: Literal["local", "ray"] = Field(
         "local", description="local: score candidates in this process; ray: in parallel Ray actors (pip install ray)")

@@ -145,3 +145,44 @@ def test_incompatible_specialists_fail_before_any_search(seed_outputs, tmp_path)
     assert not (tmp_path / ".resume").exists()
     with pytest.raises(ForgeError, match="at least two"):
         run(_cfg(), StageInputs(models={"base": seed_outputs["base"]}), stage_dir)
+
+
+def test_retain_objective_charges_each_point_of_gain_a_merge_loses():
+    from agent_forge.stages.evomerge.fitness import objective_value, retained_shares
+
+    reference = {"arithmetic": (20.0, 60.0), "strings": (50.0, 90.0), "logic": (30.0, 30.0)}  # logic: no gain
+    keeps_all = {"arithmetic": 52.0, "strings": 82.0, "logic": 40.0}  # 80% and 80% kept
+    drops_one = {"arithmetic": 30.0, "strings": 90.0, "logic": 60.0}  # 25% kept of arithmetic, higher mean
+    assert retained_shares(keeps_all, reference) == pytest.approx({"arithmetic": 0.8, "strings": 0.8})
+    assert objective_value(keeps_all, "retain", reference) == pytest.approx(58.0)  # no shortfall: the mean
+    # 70% - 25% = 45% short of the arithmetic gain: 45 points off a mean of 60
+    assert objective_value(drops_one, "retain", reference) == pytest.approx(60.0 - 45.0)
+    assert objective_value(drops_one, "mean") > objective_value(keeps_all, "mean")  # plain mean prefers it
+    assert objective_value(drops_one, "retain", reference, keep_share=0.2) == pytest.approx(60.0)
+    with pytest.raises(ForgeError, match="retain"):
+        objective_value(keeps_all, "retain")
+
+
+def test_retain_objective_runs_the_stage_with_shares_in_the_lineage(seed_outputs, tmp_path):
+    stage_dir = tmp_path / "01-evomerge"
+    stage_dir.mkdir()
+    result = run(_cfg(objective="retain", population_size=6, generations=1), StageInputs(models=dict(seed_outputs)),
+                 stage_dir)
+    lineage = [json.loads(line) for line in (stage_dir / "lineage.jsonl").read_text().splitlines()]
+    for record in lineage:
+        details = record["fitness"]["details"]
+        assert "val_retained_share" in details  # empty where no specialist gained over the random base
+        assert record["fitness"]["score"] <= sum(details["val_accuracy_by_domain"].values()) / 3 + 1e-9
+    assert result.metrics["champion"]["val_fitness"]["score"] == max(r["fitness"]["score"] for r in lineage)
+
+
+def test_retain_objective_without_a_base_is_a_one_line_error(seed_outputs, tmp_path):
+    from agent_forge.stages.evomerge.fitness import FitnessSpec
+    from agent_forge.stages.evomerge.space import SearchSpace
+
+    spec = FitnessSpec(base=None, specialists=tuple(str(seed_outputs[f"specialist_{d}"]) for d in ("arithmetic", "strings", "logic")),
+                       domains=("arithmetic", "strings", "logic"), levels=(1,), items_per_level=2, seed=0, batch_size=8,
+                       objective="retain", space=SearchSpace(num_models=3, num_layers=2, num_groups=2),
+                       layers_per_group=1)
+    with pytest.raises(ForgeError, match="needs the specialists' base"):
+        spec.build()

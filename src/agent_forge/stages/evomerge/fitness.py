@@ -4,7 +4,13 @@ Accuracies, and so the fitness score, are percentages (0-100) like every accurac
 
 `FitnessSpec` is the picklable description (model paths, domains, levels, items, seed) from which a
 `ValidationFitness` is built in this process or inside a Ray actor, identically. `score_by_domain` is shared with
-the stage's test-split report so both use one definition of "mean over domains". Exercise:
+the stage's test-split report so both use one definition of "mean over domains".
+
+Objectives (`evomerge.objective`): `mean` over domains; `balanced`, the mean and the worst domain halved;
+`retain`, the mean minus one point for every percent by which a specialist's own-domain gain over the base
+falls short of `keep_share` (share kept = (merge_d - base_d) / (specialist_d - base_d) on validation, the base
+and specialists scored once). The penalty reaches tens of points, so `retain` first looks for merges that keep
+every skill and then for the best mean among them. Exercise:
 `python -m pytest tests/stages/evomerge/test_stage.py`.
 """
 
@@ -44,17 +50,33 @@ def score_by_domain(model, tokenizer, tasks: Sequence[Task], batch_size: int) ->
     return accuracy, loglik
 
 
-def objective_value(accuracy: Mapping[str, float], objective: str) -> float:
-    """`mean`: mean over domains. `balanced`: (mean + worst domain) / 2, which pays for keeping every skill."""
+def retained_shares(accuracy: Mapping[str, float], reference: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Per specialist domain with a positive gain: the share of (specialist - base) that `accuracy` keeps."""
+    return {d: (accuracy.get(d, 0.0) - base) / (spec - base) for d, (base, spec) in reference.items() if spec > base}
+
+
+def objective_value(accuracy: Mapping[str, float], objective: str,
+                    reference: Mapping[str, tuple[float, float]] | None = None, keep_share: float = 0.7) -> float:
+    """`mean`: mean over domains. `balanced`: (mean + worst domain) / 2, which pays for keeping every skill.
+    `retain`: mean minus 100 x the summed shortfall of each domain's kept share of its specialist's gain below
+    `keep_share` (`reference`: domain -> (base, specialist) accuracy)."""
     values = list(accuracy.values())
     mean = sum(values) / len(values)
-    return mean if objective == "mean" else 0.5 * (mean + min(values))
+    if objective == "mean":
+        return mean
+    if objective == "balanced":
+        return 0.5 * (mean + min(values))
+    if reference is None:
+        raise ForgeError("evomerge: objective 'retain' needs the base's and specialists' accuracies")
+    shortfall = sum(max(0.0, keep_share - share) for share in retained_shares(accuracy, reference).values())
+    return mean - 100.0 * shortfall
 
 
 class ValidationFitness:
     """Builds a recipe's model and scores it on the validation tasks."""
 
-    def __init__(self, builder: RecipeBuilder, tokenizer, tasks: Sequence[Task], batch_size: int, objective: str):
+    def __init__(self, builder: RecipeBuilder, tokenizer, tasks: Sequence[Task], batch_size: int, objective: str,
+                 reference: Mapping[str, tuple[float, float]] | None = None, keep_share: float = 0.7):
         if not tasks:
             raise ForgeError("evomerge: no validation tasks (check evomerge.levels and val_items_per_level)")
         self.builder = builder
@@ -62,14 +84,19 @@ class ValidationFitness:
         self.tasks = list(tasks)
         self.batch_size = batch_size
         self.objective = objective
+        self.reference = dict(reference) if reference is not None else None
+        self.keep_share = keep_share
 
     @torch.no_grad()
     def __call__(self, recipe: Recipe) -> Fitness:
         model = self.builder.model(recipe)
         accuracy, loglik = score_by_domain(model, self.tokenizer, self.tasks, self.batch_size)
-        return Fitness(score=objective_value(accuracy, self.objective), tiebreak=loglik,
-                       details={"val_accuracy_by_domain": {d: round(a, 2) for d, a in accuracy.items()},
-                                "depth": model.config.num_hidden_layers})
+        details = {"val_accuracy_by_domain": {d: round(a, 2) for d, a in accuracy.items()},
+                   "depth": model.config.num_hidden_layers}
+        if self.reference is not None:
+            details["val_retained_share"] = {d: round(v, 3) for d, v in retained_shares(accuracy, self.reference).items()}
+        return Fitness(score=objective_value(accuracy, self.objective, self.reference, self.keep_share),
+                       tiebreak=loglik, details=details)
 
 
 @dataclass(frozen=True)
@@ -88,6 +115,7 @@ class FitnessSpec:
     layers_per_group: int
     device: str = "cpu"
     split_modules: bool = False
+    keep_share: float = 0.7
 
     def build(self, loaded: Mapping[str, tuple] | None = None) -> ValidationFitness:
         """The fitness function; `loaded` maps paths to already loaded (model, tokenizer) to avoid reloading."""
@@ -108,4 +136,14 @@ class FitnessSpec:
         builder = RecipeBuilder(base_sd, [mergeable_state_dict(m) for m, _ in spec_models], model0.config, self.space,
                                 grouping, device=self.device)
         tasks = domain_tasks(self.domains, self.levels, "val", self.items_per_level, self.seed)
-        return ValidationFitness(builder, tokenizer, tasks, self.batch_size, self.objective)
+        reference = None
+        if self.objective == "retain":
+            if not self.base or len(self.specialists) != len(self.domains):
+                raise ForgeError("evomerge: objective 'retain' needs the specialists' base (seed_stage.base) and one "
+                                 "specialist per domain, in the order of evomerge.domains")
+            with torch.no_grad():
+                base_acc, _ = score_by_domain(get(self.base)[0], tokenizer, tasks, self.batch_size)
+                own = [score_by_domain(m, tokenizer, tasks, self.batch_size)[0][d]
+                       for (m, _), d in zip(spec_models, self.domains)]
+            reference = {d: (base_acc[d], acc) for d, acc in zip(self.domains, own)}
+        return ValidationFitness(builder, tokenizer, tasks, self.batch_size, self.objective, reference, self.keep_share)

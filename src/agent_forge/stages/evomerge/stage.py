@@ -107,7 +107,8 @@ def run(ctx: StageContext) -> StageResult:
     spec = FitnessSpec(base=base_path, specialists=tuple(specialist_paths.values()), domains=domains,
                        levels=tuple(ec.levels), items_per_level=ec.val_items_per_level, seed=cfg.seed,
                        batch_size=ec.batch_size, objective=ec.objective, space=space,
-                       layers_per_group=ec.layers_per_group, device=device, split_modules=ec.split_modules)
+                       layers_per_group=ec.layers_per_group, device=device, split_modules=ec.split_modules,
+                       keep_share=ec.keep_share)
     fitness = spec.build(loaded)
     builder = fitness.builder
 
