@@ -446,6 +446,37 @@ def adas_table(m: dict) -> Table:
     )
 
 
+def baking_table(m: dict) -> Table:
+    """One row per bake tried (candidate, prompted gain on validation, held-out KL before/after, the target's
+    validation score before, after and re-prompted, kept or why not), then the knowledge, identity and test
+    summaries."""
+    gains = {c["name"]: c["gain"] for c in m["candidates"]}
+    rows = []
+    for b in m["bakes"]:
+        curve = b.get("strength_curve") or []
+        rows.append([
+            f"{b['name']}" + (f" (pursuit {b['round']})" if b.get("round") else ""), cell(gains.get(b["name"])),
+            f"{b['kl_before']:.3f} -> {b['kl_after']:.3f} ({b['kl_ratio']:.1f}x)",
+            f"{cell(b['target_before'])} -> {cell(b['target_after'])} ({cell(b['reprompted'])})",
+            "monotone" if b.get("monotone_kl") else f"not monotone ({len(curve)} points)",
+            "kept" if b["kept"] else "; ".join(b.get("reasons") or ["rejected"]),
+        ])
+    k, ident, test = m["knowledge"], m["identity"], m["test_accuracy"]
+    change = ", ".join(f"{d} {v:+.1f}" for d, v in test["change"].items())
+    drift = ", ".join(f"{n} turns {v['questionnaire']:.0f}/{v['compliance']:.0f}" for n, v in ident["drift"].items())
+    return (
+        ["bake", "prompted gain (val)", "held-out KL before -> after", "target val: before -> after (re-prompted)",
+         "half-baking KL curve", "kept"], rows,
+        f"{len(m['kept'])} of {len(m['bakes'])} bakes kept ({m['summary']['worst_domain_change']:+.1f} worst domain change "
+        f"on test; per domain: {change}). Facts questions without passages (test): {cell(k['entering_unprompted'])}% "
+        f"entering, {cell(k['leaving_unprompted'])}% leaving. Identity without a prompt: questionnaire "
+        f"{cell(ident['leaving']['questionnaire'])}%, rule compliance {cell(ident['leaving']['compliance'])}% "
+        f"(entering with the prompt: {cell(ident['entering_prompted']['questionnaire'])}% / "
+        f"{cell(ident['entering_prompted']['compliance'])}%); over a conversation (questionnaire/compliance): "
+        f"{drift}. KL: per-token forward KL to the prompted teacher on held-out trajectories.",
+    )
+
+
 def package_table(m: dict) -> Table:
     parts, total = m["parts"], m["total_bytes"]
     rows = [[part, f"{size:,}", cell(100 * size / max(1, total), 1)] for part, size in parts.items() if size]
@@ -475,8 +506,8 @@ def generic_table(m: dict) -> Table:
 
 STAGE_TABLES: dict[str, Callable[[dict], Table]] = {
     "seed": seed_table, "evomerge": evomerge_table, "quietstar": quietstar_table, "bitnet": bitnet_table,
-    "curriculum": curriculum_table, "experts": experts_table, "tools": tools_table, "adas": adas_table,
-    "package": package_table,
+    "curriculum": curriculum_table, "experts": experts_table, "baking": baking_table, "tools": tools_table,
+    "adas": adas_table, "package": package_table,
 }
 
 

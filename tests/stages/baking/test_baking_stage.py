@@ -61,6 +61,12 @@ def test_a_bake_rejected_by_validation_leaves_the_weights_untouched(entering, tm
     assert set(m["identity"]["drift"]) == {"1", "3"}
     assert set(m["identity"]["leaving"]) == {"questionnaire", "compliance"}
     assert not (tmp_path / ".resume" / "06-baking").exists()
+    # the report's table: one row per bake, each saying why validation rejected it
+    from agent_forge.pipeline.report import baking_table
+
+    columns, rows, note = baking_table(m)
+    assert len(rows) == len(m["bakes"]) and all(len(r) == len(columns) for r in rows)
+    assert all("needs +100" in r[-1] for r in rows) and note.startswith("0 of 3 bakes kept")
 
 
 def test_a_kept_bake_changes_the_weights_and_a_killed_run_resumes(entering, tmp_path, monkeypatch):
