@@ -111,6 +111,18 @@ def test_the_share_of_each_specialists_gain_the_champion_keeps(smoke_sweep):
             gain = spec["suite"]["by_domain"][domain] - base[domain]
             expected = None if gain <= 0 else (champion["suite"]["by_domain"][domain] - base[domain]) / gain
             assert shares[domain] == (None if expected is None else pytest.approx(expected, abs=1e-3))
+    # each stage's own claims, read from its metrics.json per seed
+    claims = {(c["stage"], c["label"]): c for c in data["claims"]}
+    evo = claims[("evomerge", "champion − best specialist, stage test (points)")]
+    think = claims[("quietstar", "thinking − no-thought control, multi-step test (points)")]
+    for seed in SEEDS:
+        run = root / f"smoke-seed{seed}"
+        means = json.loads((run / "01-evomerge" / "metrics.json").read_text())["test_mean_over_domains"]
+        best = max(v for k, v in means.items() if k.startswith("specialist_"))
+        assert evo["per_seed"][str(seed)] == pytest.approx(means["champion"] - best, abs=1e-3)
+        summary = json.loads((run / "02-quietstar" / "metrics.json").read_text())["summary"]
+        assert think["per_seed"][str(seed)] == pytest.approx(summary["acc_thinking"] - summary["acc_no_thoughts"], abs=1e-3)
+    assert evo["across"]["n"] == 2 and "headline numbers" in result.stdout
     # the markdown names, per seed, whether all three skills were kept, and counts the seeds above 0
     assert "own-domain gain" in result.stdout and "| all kept |" in result.stdout
     assert "Champion above the best specialist with its interval above 0 in" in result.stdout

@@ -684,6 +684,26 @@ def retained_rows(data: dict) -> list[list[str]]:
     return rows
 
 
+CLAIMS_TITLE = "each stage's own headline numbers (its metrics.json), per seed; mean ± sd over seeds"
+
+
+def claims_columns(data: dict) -> list[str]:
+    return ["stage", "claim", *(f"seed {k}" for k in data["seeds"]), "mean ± sd", "95% t-interval"]
+
+
+def claims_rows(data: dict) -> list[list[str]]:
+    rows = []
+    for claim in data.get("claims") or []:
+        a = claim["across"]
+        if a.get("sd") is None:
+            spread = [f"{a['mean']:.2f} (1 seed)", "-"]
+        else:
+            spread = [f"{a['mean']:.2f} ± {a['sd']:.2f}", f"[{a['low']:.2f}, {a['high']:.2f}]"]
+        rows.append([claim["stage"], claim["label"],
+                     *(cell(claim["per_seed"].get(str(k)), 2) for k in data["seeds"]), *spread])
+    return rows
+
+
 def sweep_verdict(data: dict) -> str:
     """The evomerge claims over seeds in one sentence: the champion above the best specialist (paired interval
     above 0), and every skill kept; empty when the sweep has no evomerge."""
@@ -704,6 +724,8 @@ def markdown_sweep(data: dict) -> str:
     out = f"{SWEEP_TITLE}.\n\n{markdown_table(sweep_columns(data), sweep_rows(data))}\n\n"
     if retained_rows(data):
         out += f"{RETAINED_TITLE}.\n\n{markdown_table(retained_columns(data), retained_rows(data))}\n\n"
+    if claims_rows(data):
+        out += f"{CLAIMS_TITLE}.\n\n{markdown_table(claims_columns(data), claims_rows(data))}\n\n"
     verdict = sweep_verdict(data)
     return out + (f"{verdict}\n\n" if verdict else "") + f"{sweep_note(data)}\n"
 
@@ -728,6 +750,13 @@ def rich_sweep(data: dict) -> Iterator[Any]:
         for row in retained_rows(data):
             kept.add_row(*(escape(c) for c in row))
         yield kept
+    if claims_rows(data):
+        own = FitTable(title=CLAIMS_TITLE, key_columns=2)
+        for column in claims_columns(data):
+            own.add_column(column, justify="left" if column in ("stage", "claim") else "right")
+        for row in claims_rows(data):
+            own.add_row(*(escape(c) for c in row))
+        yield own
     if sweep_verdict(data):
         yield Text(sweep_verdict(data))
     yield Text(sweep_note(data))

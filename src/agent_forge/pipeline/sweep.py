@@ -21,6 +21,10 @@ digest):
 * evomerge, whether the champion keeps every skill (`retained_gains`): for each specialist's own domain d, the
   share of its gain over the base that the champion keeps, (champion_d - base_d) / (specialist_d - base_d), on
   the suite's items of domain d; a seed keeps all skills when every share is at least `KEEP_SHARE` (70%).
+Besides the suite, each stage's own headline claims from its `metrics.json` (`STAGE_CLAIMS`: the evomerge
+champion against the best specialist on the stage's own test, Quiet-STaR's thinking model against its
+no-thought control, BitNet's retained accuracy, the curriculum's domains whose mastered level rose and its
+calibration error change), per seed with their mean ± sd over seeds; these are unpaired stage numbers.
 Per seed: the difference of the domain means in points with its 95% paired percentile bootstrap interval over
 items (`evaluation.intervals.paired_bootstrap`; the suite has equal items per domain, so the domain mean is the
 item mean). A trajectory recorded before per-item scores existed gives its `change` without an interval.
@@ -189,7 +193,37 @@ def summarize(inputs: dict) -> dict:
     threads = {seed: sorted({e["threads"] for e in invocations(run.manifest) if "threads" in e})
                for seed, run in runs.items()}
     retained = {seed: shares for seed, run in runs.items() if (shares := retained_gains(run))}
-    return {"effect_definition": EFFECT_DEFINITION, "threads": threads, "effects": effects, "retained": retained}
+    claims = []
+    for stage in stage_order:
+        for label, read in STAGE_CLAIMS.get(stage, []):
+            per_seed = {}
+            for seed, run in runs.items():
+                metrics = next((s.metrics for s in run.stages if s.name == stage and s.metrics), None)
+                try:
+                    per_seed[seed] = round(float(read(metrics)), 3) if metrics else None
+                except (KeyError, TypeError, ValueError):
+                    per_seed[seed] = None  # written by a version without this number
+            values = [v for v in per_seed.values() if v is not None]
+            if values:
+                claims.append({"stage": stage, "label": label, "per_seed": per_seed, "across": across_seeds(values)})
+    return {"effect_definition": EFFECT_DEFINITION, "threads": threads, "effects": effects, "retained": retained,
+            "claims": claims}
+
+
+def _champion_minus_best_specialist_own_test(m: dict) -> float:
+    means = m["test_mean_over_domains"]
+    return means["champion"] - max(v for k, v in means.items() if k.startswith(SPECIALIST_PREFIX))
+
+
+# each stage's own headline numbers (its metrics.json), per seed; label -> reader
+STAGE_CLAIMS: dict[str, list[tuple[str, Any]]] = {
+    "evomerge": [("champion − best specialist, stage test (points)", _champion_minus_best_specialist_own_test)],
+    "quietstar": [("thinking − no-thought control, multi-step test (points)",
+                   lambda m: m["summary"]["acc_thinking"] - m["summary"]["acc_no_thoughts"])],
+    "bitnet": [("retained accuracy, stage test (% of full precision)", lambda m: 100 * m["retained_fraction"])],
+    "curriculum": [("domains whose highest mastered level rose", lambda m: m["domains_improved"]),
+                    ("calibration error of self-confidence, after − before", lambda m: m["ece_after"] - m["ece_before"])],
+}
 
 
 def retained_gains(run: RunData) -> dict[str, float | None]:
