@@ -221,7 +221,8 @@ STAGE_CLAIMS: dict[str, list[tuple[str, Any]]] = {
     "quietstar": [("thinking − no-thought control, multi-step test (points)",
                    lambda m: m["summary"]["acc_thinking"] - m["summary"]["acc_no_thoughts"])],
     "bitnet": [("retained accuracy, stage test (% of full precision)", lambda m: 100 * m["retained_fraction"])],
-    "curriculum": [("domains whose highest mastered level rose", lambda m: m["domains_improved"]),
+    "curriculum": [("domains whose highest mastered level rose", lambda m: m["summary"]["domains_improved"]),
+                    ("mastered levels' accuracy, after − before (points)", lambda m: m["summary"]["mastered_change"]),
                     ("calibration error of self-confidence, after − before", lambda m: m["ece_after"] - m["ece_before"])],
 }
 
