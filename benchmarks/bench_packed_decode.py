@@ -172,6 +172,38 @@ def argmax_agreement(reference, check, decoder=None, packed_model=None) -> int:
 
 
 @torch.no_grad()
+def logit_gap(bitlinear, check, decoder=None, packed_model=None) -> float:
+    """Largest |logit - the fp32 BitLinear model's logit| over every position and token of `check` (teacher
+    forced): how far a path computing the same ternary arithmetic drifts in float, the scale against which a
+    greedy near-tie has to be judged. The C decoder is read with its exact fp32 LM head for this."""
+    ref = bitlinear(torch.tensor([check])).logits[0]
+    if decoder is not None:
+        exact = PackedDecoderFP32Head(decoder)
+        got = exact.logits_for(check)
+    else:
+        got = packed_model(torch.tensor([check])).logits[0]
+    return float((got - ref).abs().max())
+
+
+class PackedDecoderFP32Head:
+    """The decoder's model again, with an fp32 LM head, for `logit_gap` (one step at a time, as it decodes)."""
+
+    def __init__(self, decoder):
+        from agent_forge.models.formats.ternary.decode import PackedDecoder
+
+        self.decoder = PackedDecoder(decoder.model, variant=decoder.variant, int8_head=False,
+                                     capacity=decoder.capacity)
+
+    def logits_for(self, ids) -> torch.Tensor:
+        self.decoder.reset()
+        rows = []
+        for t in ids:
+            self.decoder.step(int(t))
+            rows.append(self.decoder.logits.clone())
+        return torch.stack(rows)
+
+
+@torch.no_grad()
 def profile_layer_path(model, prompt: list[int], steps: int = 8) -> dict:
     """Where one step of the layer-by-layer packed path spends its time (process CPU time, one thread)."""
     from agent_forge.models.formats.ternary.packed import PackedBitLinear
@@ -359,6 +391,13 @@ def bench_shape(shape: str, args, bandwidth: float) -> None:
                 notes.setdefault(note, []).append(f"{name.split(', ')[-1]} x{thr}")
     for note, who in notes.items():
         print(f"differs from the BitLinear greedy tokens at {note} ({', '.join(who)})")
+    gaps = {"layer by layer": logit_gap(model, check, packed_model=packed)}
+    for v, d in decoders.items():
+        gaps[f"C {v}"] = logit_gap(model, check, decoder=d)
+    with torch.no_grad():
+        spread = float(model(torch.tensor([check])).logits.std())
+    print(f"float drift of the same ternary arithmetic: largest |logit - BitLinear's| over {CHECK_LEN} teacher-forced "
+          f"positions (logits' std {spread:.2f}): " + ", ".join(f"{k} {g:.3f}" for k, g in gaps.items()))
     d0 = next(iter(decoders.values()))
     print(f"int8 LM head: {d0.rescored} of {d0.vocab} rows rescored in fp32 at the last step (exact greedy argmax)")
     torch.set_num_threads(1)
