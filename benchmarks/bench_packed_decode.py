@@ -175,32 +175,20 @@ def argmax_agreement(reference, check, decoder=None, packed_model=None) -> int:
 def logit_gap(bitlinear, check, decoder=None, packed_model=None) -> float:
     """Largest |logit - the fp32 BitLinear model's logit| over every position and token of `check` (teacher
     forced): how far a path computing the same ternary arithmetic drifts in float, the scale against which a
-    greedy near-tie has to be judged. The C decoder is read with its exact fp32 LM head for this."""
+    greedy near-tie has to be judged. The C decoder is read through a twin with the exact fp32 LM head."""
+    from agent_forge.models.formats.ternary.decode import PackedDecoder
+
     ref = bitlinear(torch.tensor([check])).logits[0]
     if decoder is not None:
-        exact = PackedDecoderFP32Head(decoder)
-        got = exact.logits_for(check)
+        exact = PackedDecoder(decoder.model, variant=decoder.variant, int8_head=False, capacity=decoder.capacity)
+        rows = []
+        for t in check:
+            exact.step(int(t))
+            rows.append(exact.logits.clone())
+        got = torch.stack(rows)
     else:
         got = packed_model(torch.tensor([check])).logits[0]
     return float((got - ref).abs().max())
-
-
-class PackedDecoderFP32Head:
-    """The decoder's model again, with an fp32 LM head, for `logit_gap` (one step at a time, as it decodes)."""
-
-    def __init__(self, decoder):
-        from agent_forge.models.formats.ternary.decode import PackedDecoder
-
-        self.decoder = PackedDecoder(decoder.model, variant=decoder.variant, int8_head=False,
-                                     capacity=decoder.capacity)
-
-    def logits_for(self, ids) -> torch.Tensor:
-        self.decoder.reset()
-        rows = []
-        for t in ids:
-            self.decoder.step(int(t))
-            rows.append(self.decoder.logits.clone())
-        return torch.stack(rows)
 
 
 @torch.no_grad()

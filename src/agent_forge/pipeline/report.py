@@ -719,46 +719,41 @@ def sweep_verdict(data: dict) -> str:
     return text + "."
 
 
+def sweep_tables(data: dict) -> list[tuple[str, list[str], list[list[str]], int]]:
+    """(title, columns, rows, key columns) of each table the sweep shows: the suite effects, then, when the
+    sweep has them, the kept shares of each specialist's gain and each stage's own claims."""
+    tables = [(SWEEP_TITLE, sweep_columns(data), sweep_rows(data), 2)]
+    for title, columns, rows, keys in ((RETAINED_TITLE, retained_columns(data), retained_rows(data), 1),
+                                       (CLAIMS_TITLE, claims_columns(data), claims_rows(data), 2)):
+        if rows:
+            tables.append((title, columns, rows, keys))
+    return tables
+
+
 def markdown_sweep(data: dict) -> str:
-    """The sweep table as markdown (the README's table of stage effects), with its command below it."""
-    out = f"{SWEEP_TITLE}.\n\n{markdown_table(sweep_columns(data), sweep_rows(data))}\n\n"
-    if retained_rows(data):
-        out += f"{RETAINED_TITLE}.\n\n{markdown_table(retained_columns(data), retained_rows(data))}\n\n"
-    if claims_rows(data):
-        out += f"{CLAIMS_TITLE}.\n\n{markdown_table(claims_columns(data), claims_rows(data))}\n\n"
+    """The sweep's tables as markdown (the README's tables of stage effects), with the verdict and command below."""
+    out = "".join(f"{title}.\n\n{markdown_table(columns, rows)}\n\n" for title, columns, rows, _ in sweep_tables(data))
     verdict = sweep_verdict(data)
     return out + (f"{verdict}\n\n" if verdict else "") + f"{sweep_note(data)}\n"
 
 
 def rich_sweep(data: dict) -> Iterator[Any]:
-    """Renderables for a rich console: the sweep table (stage and effect never wrap), then its command."""
+    """Renderables for a rich console: the sweep's tables (their key columns never wrap), then its command."""
     from rich.markup import escape
     from rich.text import Text
 
     from ..evaluation.table import FitTable
 
-    table = FitTable(title=SWEEP_TITLE, key_columns=2)
-    for column in sweep_columns(data):
-        table.add_column(column, justify="left" if column in ("stage", "effect") else "right")
-    for row in sweep_rows(data):
-        table.add_row(*(escape(c) for c in row))
-    yield table
-    if retained_rows(data):
-        kept = FitTable(title=RETAINED_TITLE, key_columns=1)
-        for column in retained_columns(data):
-            kept.add_column(column, justify="left" if column == "domain" else "right")
-        for row in retained_rows(data):
-            kept.add_row(*(escape(c) for c in row))
-        yield kept
-    if claims_rows(data):
-        own = FitTable(title=CLAIMS_TITLE, key_columns=2)
-        for column in claims_columns(data):
-            own.add_column(column, justify="left" if column in ("stage", "claim") else "right")
-        for row in claims_rows(data):
-            own.add_row(*(escape(c) for c in row))
-        yield own
-    if sweep_verdict(data):
-        yield Text(sweep_verdict(data))
+    for title, columns, rows, keys in sweep_tables(data):
+        table = FitTable(title=title, key_columns=keys)
+        for i, column in enumerate(columns):
+            table.add_column(column, justify="left" if i < keys else "right")
+        for row in rows:
+            table.add_row(*(escape(c) for c in row))
+        yield table
+    verdict = sweep_verdict(data)
+    if verdict:
+        yield Text(verdict)
     yield Text(sweep_note(data))
 
 
