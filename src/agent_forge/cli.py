@@ -181,7 +181,7 @@ def sweep(
 
 
 def _print_sweep(data: dict, markdown: bool) -> None:
-    from .pipeline.report import markdown_sweep, rich_sweep
+    from .pipeline.report_sweep import markdown_sweep, rich_sweep
 
     if markdown:
         typer.echo(markdown_sweep(data), nl=False)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from agent_forge.cli import app
 from agent_forge.errors import ForgeError
-from agent_forge.pipeline.report import markdown_sweep
+from agent_forge.pipeline.report_sweep import markdown_sweep
 from agent_forge.pipeline.sweep import across_seeds, parse_seeds
 
 SEEDS = [0, 1]
