@@ -68,6 +68,10 @@ class EvoMergeConfig(Section):
     backend: Literal["local", "ray"] = Field(
         "local", description="local: score candidates in this process; ray: in parallel Ray actors (pip install ray)")
     ray_actors: int = Field(2, ge=1, description="ray backend: number of scoring actors")
+    ray_address: str | None = Field(
+        None, description="ray backend: the Ray cluster to join ('auto', or ray://host:10001); none: the RAY_ADDRESS "
+        "environment variable if set, else a local Ray started with ray_actors CPUs. On a cluster every node must "
+        "see the run folder at the same path (a shared filesystem): actors load the models from it")
 
     @model_validator(mode="after")
     def _check(self):

@@ -9,11 +9,18 @@ Run: `python -m pytest tests/stages/evomerge/test_ray_population.py`.
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+
 import numpy as np
 import pytest
 import torch
 
 from agent_forge.config import TinyModelConfig
+from agent_forge.errors import ForgeError
 from agent_forge.models import build_tiny_model, build_tiny_tokenizer, save_model
 from agent_forge.stages.evomerge.fitness import FitnessSpec
 from agent_forge.stages.evomerge.groups import LayerGrouping
@@ -78,3 +85,45 @@ def test_ray_actors_score_real_merges_like_this_process(spec):
         assert seconds > 0
     # the recipes really are different models, so agreeing is not trivially true
     assert len({round(f.tiebreak, 4) for _, f, _ in local}) >= 4
+
+
+def test_ray_actors_on_a_started_cluster_score_like_this_process(spec):
+    """`ray start --head` stands in for a cluster's head node; the evaluator joins it by address, as on a cluster."""
+    import ray
+
+    port = _free_port()
+    temp_dir = tempfile.mkdtemp(prefix="ray")  # short: Ray's socket paths must fit in 107 bytes
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    started = subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                              f"--temp-dir={temp_dir}"], env=env, capture_output=True, text=True, timeout=180)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        rng = np.random.default_rng(3)
+        recipes = [spec.space.random_recipe(rng) for _ in range(3)]
+        local = list(LocalEvaluator(spec.build()).evaluate(recipes))
+        evaluator = RayEvaluator(spec.build, num_actors=2, address=f"127.0.0.1:{port}")
+        try:
+            # joined, not started: the cluster's 2 CPUs, not a fresh local Ray
+            assert ray.cluster_resources().get("CPU") == 2
+            remote = list(evaluator.evaluate(recipes))
+        finally:
+            evaluator.close()
+        assert not ray.is_initialized()  # the driver disconnected ...
+        for (_, mine, _), (_, theirs, _) in zip(local, remote):
+            assert theirs.score == pytest.approx(mine.score, abs=1e-9)
+            assert theirs.details == mine.details
+    finally:
+        subprocess.run(["ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_joining_an_unreachable_cluster_is_a_one_line_error(spec):
+    with pytest.raises(ForgeError, match="cannot join the Ray cluster") as error:
+        RayEvaluator(spec.build, num_actors=1, address=f"127.0.0.1:{_free_port()}")
+    assert "\n" not in str(error.value)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

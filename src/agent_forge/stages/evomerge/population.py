@@ -10,6 +10,8 @@ Exercise: `python -m pytest tests/stages/evomerge/test_ray_population.py` (real 
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -72,18 +74,38 @@ def ray_available() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a cluster address nothing listens on (ray.init itself keeps retrying for minutes)."""
+    if address == "auto":
+        return  # resolved by Ray from the local node's session files; it fails quickly when there is none
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as error:
+        raise ForgeError(f"cannot join the Ray cluster at {address!r}: {error}") from None
+
+
 class RayEvaluator:
     """Evaluates recipes on Ray actors; `fitness_factory()` runs inside each actor to build its fitness function."""
 
     def __init__(self, fitness_factory: Callable[[], FitnessFn], num_actors: int = 2, num_gpus_per_actor: float = 0.0,
-                 threads_per_actor: int = 1):
+                 threads_per_actor: int = 1, address: str | None = None):
         if not ray_available():
             raise ForgeError("evomerge.backend 'ray' needs Ray: pip install 'agent-forge[ray]'")
         import ray
 
+        address = address or os.environ.get("RAY_ADDRESS") or None
         if not ray.is_initialized():
-            ray.init(num_cpus=max(num_actors, 1), include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            if address:
+                _check_reachable(address)
+                # an existing cluster brings its own resources; Ray refuses num_cpus when joining one
+                try:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+                except (ConnectionError, RuntimeError, ValueError) as error:
+                    raise ForgeError(f"cannot join the Ray cluster at {address!r}: {str(error).splitlines()[0]}") from None
+            else:
+                ray.init(num_cpus=max(num_actors, 1), include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
             self._owns_ray = True
         else:
             self._owns_ray = False

@@ -125,7 +125,8 @@ def run(ctx: StageContext) -> StageResult:
             population_size=ec.population_size, elite=ec.elite, tournament_size=ec.tournament_size,
             crossover_rate=ec.crossover_rate, seed_combinations=ec.seed_combinations,
             rates=MutationRates(**ec.mutation.model_dump())), extra_initial=given)
-    evaluator = (RayEvaluator(spec.build, num_actors=ec.ray_actors, num_gpus_per_actor=1.0 if device == "cuda" else 0.0)
+    evaluator = (RayEvaluator(spec.build, num_actors=ec.ray_actors, num_gpus_per_actor=1.0 if device == "cuda" else 0.0,
+                              address=ec.ray_address)
                  if ec.backend == "ray" else LocalEvaluator(fitness))
     search_dir = ctx.scratch_dir
     fingerprint = _fingerprint(ec, cfg.seed, {n: loaded[p][0] for n, p in names.items()})
