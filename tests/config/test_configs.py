@@ -13,12 +13,13 @@ CONFIGS = packaged_configs()
 
 
 def test_configs_exist():
-    assert {"tiny", "smoke", "external-smollm2"} <= set(CONFIGS)
+    assert {"tiny", "smoke", "external-smollm2", "qwen2.5-1.5b-cluster"} <= set(CONFIGS)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_shipped_config_validates(name, monkeypatch):
-    monkeypatch.setenv("SMOLLM2_GGUF", "/models/smollm2.gguf")
+    for var in ("SMOLLM2_GGUF", "QWEN_BASE", "QWEN_INSTRUCT", "QWEN_CODER", "QWEN_MATH", "FORGE_RUNS"):
+        monkeypatch.setenv(var, f"/models/{var.lower()}")
     cfg = load_config(name)
     assert cfg == load_config(CONFIGS[name])
     assert all(stage in STAGES for stage in cfg.stage_list())
