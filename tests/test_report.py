@@ -92,6 +92,7 @@ def test_stage_tables_cover_every_stage(smoke_run):
     assert [r[0] for r in by_stage["bitnet"].rows] == ["full precision", "naive ternary", "warm-up + distillation",
                                                       "packed inference"]
     assert "Champion:" in by_stage["evomerge"].note and "bits per weight" in by_stage["bitnet"].note
+    assert "Self-reflection: of the worked-form failures" in by_stage["experts"].note
 
 
 def test_markdown_command_prints_the_trajectory_and_stage_tables(smoke_run, tmp_path):

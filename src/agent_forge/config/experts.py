@@ -62,6 +62,16 @@ class ExpertsConfig(Section):
     classify_steps: int = Field(60, ge=1, description="supervised steps teaching the agent to classify prompts (mode 1)")
     classify_batch: int = Field(16, ge=1, description="prompts per step of the classification training")
     classify_lr: float = Field(5e-2, gt=0, description="learning rate (Adam) of the classification vector")
+    reflection: bool = Field(
+        True, description="self-reflection (STaR rationalization): the agent rewrites the worked steps of train tasks "
+        "it failed, shown its attempt, the verdict and the reference answer; rewrites that lead to the right answer "
+        "without the hint, with the first-pass successes, train one more expert, 'reasoning'")
+    reflection_items: int = Field(16, ge=1, description="train tasks per domain and level the agent attempts in "
+                                  "the worked form (domains whose tasks have worked steps)")
+    reflection_max_new_tokens: int = Field(48, ge=1, description="longest worked answer or rewrite, in tokens")
+    reflection_steps: int = Field(30, ge=1, description="supervised steps of the reasoning expert")
+    reflection_batch: int = Field(8, ge=1, description="kept reasonings per step of the reasoning expert")
+    reflection_lr: float = Field(5e-2, gt=0, description="learning rate (AdamW) of the reasoning expert's logits")
     packed_rank: int = Field(
         16, ge=1, description="top singular directions per matrix a packed save keeps (option (b): each expert is "
         "a rank-r correction beside the packed ternary matmul); a larger value than a matrix's rank keeps all")

@@ -394,8 +394,26 @@ def experts_table(m: dict) -> Table:
         f"Test accuracy (%) of each expert on every domain. Routing accuracy {cell(r['test_accuracy'])}% "
         + (f"(dispatch: {names.get(r['mode'], r['mode'])}; by mode on the test prompts: {by_mode}) " if by_mode else "")
         + f"(confidence threshold {r['threshold']}); one expert has {p['svf_expert']:,} numbers, a "
-        f"{lora.replace('lora_rank', 'rank-')} LoRA on the same {p['matrices']} matrices {p[lora]:,}." + policy_text,
+        f"{lora.replace('lora_rank', 'rank-')} LoRA on the same {p['matrices']} matrices {p[lora]:,}." + policy_text
+        + _reflection_text(m.get("reflection")),
     )
+
+
+def _reflection_text(r: dict | None) -> str:
+    """The self-reflection sentence of the experts table: failures turned into verified reasoning, worked-form effect."""
+    if not r:
+        return ""
+    turned = "; ".join(f"{d} {r['accepted'][d]}/{r['failures'][d]} ({cell(r['turned_share'][d])}%)" for d in r["failures"])
+    text = (f" Self-reflection: of the worked-form failures on train tasks, rewritten with the hint and kept only if "
+            f"right without it: {turned}; {r['kept_pairs']} reasonings kept (with the first-pass successes).")
+    worked = r.get("worked_test_accuracy", {})
+    if "reasoning" in worked:
+        domains = [d for d in worked["base"] if d != "mean"]
+        text += (" Worked-form test accuracy, entering weights -> reasoning expert: "
+                 + "; ".join(f"{d} {cell(worked['base'][d])} -> {cell(worked['reasoning'][d])}%" for d in domains) + ".")
+    elif worked:
+        text += " Nothing was kept, so there is no reasoning expert."
+    return text
 
 
 def tools_table(m: dict) -> Table:

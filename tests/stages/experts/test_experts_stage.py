@@ -21,7 +21,8 @@ TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2
                        num_key_value_heads=4, max_position_embeddings=256)
 SMALL = {"domains": ["arithmetic", "strings"], "levels": [1], "steps": 2, "prompts_per_step": 2,
          "samples_per_prompt": 2, "max_new_tokens": 6, "val_every": 1, "val_items": 4, "test_items": 4,
-         "router_items": 8, "classify_steps": 6}
+         "router_items": 8, "classify_steps": 6, "reflection_items": 4, "reflection_max_new_tokens": 12,
+         "reflection_steps": 2}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,16 @@ def _run(source, stage_dir, **overrides):
 def test_stage_writes_an_agent_with_experts_and_its_report(entering, tmp_path):
     result = _run(entering, tmp_path / "05-experts")
     m = result.metrics
-    assert set(m["test_accuracy"]) == {"base", "arithmetic", "strings"}
+    # self-reflection: counted per domain with worked steps; a reasoning expert exists exactly when it kept some
+    r = m["reflection"]
+    reasoning = r["kept_pairs"] > 0
+    assert set(m["test_accuracy"]) == {"base", "arithmetic", "strings"} | ({"reasoning"} if reasoning else set())
+    assert r["attempted"] == {"arithmetic": 4}  # reflection_items per level (level 1 only); strings 1 has no steps
+    for d in r["attempted"]:
+        assert r["failures"][d] + r["first_pass"][d] == r["attempted"][d]
+        assert r["accepted"][d] <= r["rewritten_with_hint"][d] <= r["failures"][d]
+    assert r["kept_pairs"] == sum(r["first_pass"].values()) + sum(r["accepted"].values())
+    assert set(r["worked_test_accuracy"]) == {"base"} | ({"reasoning"} if reasoning else set())
     assert set(m["test_accuracy"]["arithmetic"]) == {"arithmetic", "strings", "mean"}  # cross-domain effects
     assert m["parameters"]["svf_expert"] < m["parameters"]["lora_rank16"]
     assert 0.0 <= m["routing"]["test_accuracy"] <= 100.0 and m["ternary"]

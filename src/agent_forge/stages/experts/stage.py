@@ -9,6 +9,12 @@ weights of the trained experts from a few train items of a held-out family, and 
 under the base weights and under the mixture. The agent's experts record `packed_rank`, the rank of the
 correction a packed save keeps (option (b)).
 
+With `experts.reflection` on, self-reflection (`reflection.py`, STaR rationalization) runs after the domain
+experts: the agent rewrites the worked steps of train tasks it failed, shown the verdict and the answer as a
+hint; what holds without the hint, with the first-pass successes, trains one more expert, `reasoning`
+(selectable by name, not dispatched automatically). `reflection` in the metrics counts failures and kept
+rewrites per domain and the worked-form test accuracy of the entering weights and of the reasoning expert.
+
 Two dispatch rules are chosen on validation and measured on test: the router threshold (below the top class
 probability `threshold` the base weights answer) and the confidence policy (`experts.confidence_policy`): the
 agent's self-confidence in its base-weights answer (`inference.confidence`) at or above `base_above` keeps the
@@ -54,8 +60,9 @@ from ...tasks import DOMAINS, make_tasks, task_grid
 from ...utils.atomic import atomic_write_bytes
 from ...utils.resume import load_phase_state, save_phase_state
 from .fewshot import adapt_mixture, parse_family
+from .reflection import REASONING, reflect, train_reasoning_expert, worked_attempts, worked_correct
 from .self_classify import train_classifier
-from .training import train_expert
+from .training import SVFPolicy, train_expert
 
 
 
@@ -130,11 +137,56 @@ class ExpertsRun:
             if d in experts:
                 continue
             experts[d] = self._train_one(model, tok, decomposition, d, state)
-            atomic_write_bytes(self.scratch / f"expert-{d}.safetensors", reproducible_safetensors(
-                {n: t.contiguous() for n, t in experts[d].items()}, {"format": FORMAT, "expert": d}))
-            state["done"].append(d)
-            save_phase_state(self.scratch, state)  # written last: names the expert as finished
+            self._keep(d, experts[d], state)
+        if ec.reflection and "reflection" not in state:
+            z, state["reflection"] = self._reflect(model, tok, decomposition)
+            if z is None:
+                save_phase_state(self.scratch, state)
+            else:
+                experts[REASONING] = z
+                self._keep(REASONING, z, state)
         return self._finish(agent, names, decomposition, experts, state, resumed, time.perf_counter() - start)
+
+    def _keep(self, name: str, z: dict[str, torch.Tensor], state: dict) -> None:
+        atomic_write_bytes(self.scratch / f"expert-{name}.safetensors", reproducible_safetensors(
+            {n: t.contiguous() for n, t in z.items()}, {"format": FORMAT, "expert": name}))
+        state["done"].append(name)
+        save_phase_state(self.scratch, state)  # written last: names the expert as finished
+
+    def _reflect(self, model, tok, decomposition) -> tuple[dict[str, torch.Tensor] | None, dict]:
+        """Self-reflection on train tasks, then the reasoning expert trained on what it kept (None if nothing)."""
+        ec, ctx = self.ec, self.ctx
+        tasks = [t for d in ec.domains for lvl in ec.levels
+                 for t in make_tasks(d, lvl, "train", ec.reflection_items, ctx.sub_seed("reflect", d, lvl),
+                                     world_seed=self.seed)]
+        self._say(f"self-reflection: worked attempts on {len(tasks)} train tasks, rewrites of the failures")
+        pairs, report = reflect(model, tok, tasks, max_new_tokens=ec.reflection_max_new_tokens)
+        found = report.to_dict() | {"kept_pairs": len(pairs)}
+        self._say(f"self-reflection kept {len(pairs)} reasonings; failures turned into verified reasoning (%): "
+                  f"{found['turned_share']}")
+        if not pairs:
+            return None, found
+        torch.manual_seed(ctx.sub_seed("reasoning"))
+        policy = SVFPolicy(model, decomposition, ec.init_value, ec.max_mult)
+        found["losses"] = train_reasoning_expert(policy, tok, pairs, steps=ec.reflection_steps,
+                                                 batch_size=ec.reflection_batch, lr=ec.reflection_lr,
+                                                 seed=ctx.sub_seed("reasoning-batches"))
+        model.eval()
+        return {n: t.detach().cpu() for n, t in policy.z(detach=True).items()}, found
+
+    def _worked_effect(self, model, tok, decomposition, experts, test) -> dict:
+        """Worked-form test accuracy (%) per domain of the entering weights and of the reasoning expert."""
+        worked = [t for t in test if t.rationale]
+        domains = sorted({t.domain for t in worked})
+        rows = {"base": worked_attempts(model, tok, worked, self.ec.reflection_max_new_tokens)}
+        if REASONING in experts:
+            with applied(model, decomposition, experts[REASONING]):
+                rows[REASONING] = worked_attempts(model, tok, worked, self.ec.reflection_max_new_tokens)
+        out = {}
+        for who, answers in rows.items():
+            right = [worked_correct(t, a) for t, a in zip(worked, answers)]
+            out[who] = {d: _accuracy(right, worked, d) for d in domains} | {"mean": _accuracy(right, worked)}
+        return out
 
     def _val_tasks(self, domains):
         return task_grid(list(domains), list(self.ec.levels), "val", self.ec.val_items, self.seed)
@@ -264,6 +316,9 @@ class ExpertsRun:
         best_single = max(domains, key=lambda d: table[d]["mean"])
 
         few_shot = self._few_shot(model, tok, decomposition, experts) if ec.cem_family else None
+        reflection = state.get("reflection")
+        if reflection is not None:
+            reflection = dict(reflection, worked_test_accuracy=self._worked_effect(model, tok, decomposition, experts, test))
 
         agent.extensions["experts"] = ExpertSet(names, decomposition, experts, ec.max_mult, router, threshold,
                                                 packed_rank=ec.packed_rank, classifier=classifier, dispatch=ec.dispatch,
@@ -321,6 +376,8 @@ class ExpertsRun:
         }
         if few_shot is not None:
             metrics["few_shot"] = few_shot
+        if reflection is not None:
+            metrics["reflection"] = reflection
         return StageResult(models={"model": out_dir}, metrics=metrics)
 
     def _few_shot(self, model, tok, decomposition, experts) -> dict:

@@ -18,17 +18,9 @@ from typing import Callable, Sequence
 
 from ...errors import ForgeError
 from ...tasks import Task, iter_tasks
+from ...tasks.worked import STEPS_TO_ANSWER, WORKED_SUFFIX, worked_pair  # noqa: F401  (re-exported)
 
 Pair = tuple[str, str]
-WORKED_SUFFIX = " (show steps)"
-STEPS_TO_ANSWER = " => "
-
-
-def worked_pair(task: Task) -> Pair | None:
-    """The worked-steps form of a task, or None when its domain gives no steps."""
-    if not task.rationale:
-        return None
-    return task.prompt + WORKED_SUFFIX, task.rationale + STEPS_TO_ANSWER + task.answer
 
 
 def text_chunks(paths: Sequence[str | Path], max_chars: int) -> list[str]:
