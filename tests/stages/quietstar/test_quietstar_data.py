@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 
 from agent_forge.errors import ForgeError
-from agent_forge.stages.quietstar.data import (
-    STEPS_TO_ANSWER,
-    WORKED_SUFFIX,
-    text_chunks,
-    training_batches,
-    worked_pair,
-)
+from agent_forge.stages.quietstar.data import text_chunks, training_batches
 from agent_forge.tasks import make_tasks
+from agent_forge.tasks.worked import STEPS_TO_ANSWER, WORKED_SUFFIX, worked_pair
 
 
 def test_worked_pair_shows_the_steps_then_the_answer():

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import ForgeError
-from ...tasks import Task, iter_tasks
-from ...tasks.worked import STEPS_TO_ANSWER, WORKED_SUFFIX, worked_pair  # noqa: F401  (re-exported)
+from ...tasks import iter_tasks
+from ...tasks.worked import worked_pair
 
 Pair = tuple[str, str]
 
