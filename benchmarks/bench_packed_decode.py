@@ -26,6 +26,7 @@ everything else), which is what the whole-step decoder removes.
     python benchmarks/bench_packed_decode.py --shapes smollm2 --weights random --threads 1
     python benchmarks/bench_packed_decode.py --shapes tiny --new-tokens 64 --rounds 3
     python benchmarks/bench_packed_decode.py --omp-wait-policy passive   # on a machine other jobs keep busy
+    python benchmarks/bench_packed_decode.py --shapes model=runs/smollm2/03-bitnet/model   # a trained ternary model
 """
 
 from __future__ import annotations
@@ -70,6 +71,15 @@ def _gguf_path() -> Path | None:
 def build(shape: str, weights: str):
     """(ternary model with BitLinear layers, tokenizer or None, description)."""
     torch.manual_seed(0)
+    if shape.startswith("model="):  # a trained ternary agent (e.g. a run's bitnet output), as the stage left it
+        from agent_forge.models import load_agent
+        from agent_forge.models.formats.ternary import is_ternary
+
+        path = shape.split("=", 1)[1]
+        agent = load_agent(path, device="cpu", dtype="float32")
+        if agent.packed or not is_ternary(agent.model):
+            raise SystemExit(f"{path}: not a latent ternary (BitLinear) model; give a bitnet stage's model folder")
+        return agent.model.float().eval(), agent.tokenizer, f"{path} (trained ternary, {agent.model.config.model_type})"
     if shape == "tiny":
         from agent_forge.config import TinyModelConfig
         from agent_forge.models import build_tiny_model, build_tiny_tokenizer
@@ -285,6 +295,11 @@ def bench_shape(shape: str, args, bandwidth: float) -> None:
     gen = torch.Generator().manual_seed(0)
     prompt = torch.randint(3, vocab, (PROMPT,), generator=gen).tolist()
     check = torch.randint(3, vocab, (CHECK_LEN,), generator=gen).tolist()
+    if shape.startswith("model=") and tokenizer is not None:
+        # a trained model is judged on text it was trained for: a task prompt in its chat format (first tokens)
+        from agent_forge.models import prompt_format
+
+        prompt = prompt_format(tokenizer).encode_prompts(["max 4 0 8 1"])[0][-PROMPT:]
     decoders = {v: PackedDecoder(packed, variant=v, capacity=PROMPT + max(args.new_tokens, CHECK_LEN))
                 for v in args.variants}
     paths: list[tuple[str, str, object, int]] = [
@@ -397,7 +412,9 @@ def bench_shape(shape: str, args, bandwidth: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shapes", default="tiny,smollm2", help="comma list of tiny, smollm2")
+    parser.add_argument("--shapes", default="tiny,smollm2",
+                        help="comma list of tiny, smollm2, model=PATH (a trained latent ternary model folder, e.g. "
+                             "runs/smollm2/03-bitnet/model)")
     parser.add_argument("--weights", choices=("gguf", "random"), default="gguf",
                         help="smollm2 weights: the offline GGUF's (ternarized) when installed, or random")
     parser.add_argument("--threads", default="1,2", help="comma list of thread counts")
