@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from agent_forge.evaluation.report import dispatch_groups
@@ -27,6 +28,8 @@ from agent_forge.models.formats.experts import (
     z_of,
 )
 from agent_forge.models.formats.ternary import convert_to_bitlinear
+from agent_forge.models.formats.ternary.decode import PackedDecoder, decoder_for
+from agent_forge.models.formats.ternary.kernel import VARIANTS
 
 IDS = torch.tensor([[1, 5, 7, 9, 3, 11]])
 TOLERANCE = 1e-4
@@ -132,3 +135,41 @@ def test_an_old_packed_bundle_without_factors_answers_with_its_base_weights(tiny
     experts.mode = "a"
     with experts.context(packed, ["1+1"]) as choices:
         assert choices[0].expert is None
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_c_decoder_adds_a_held_experts_correction_as_the_layer_path_does(tiny_model, tiny_tokenizer, tmp_path,
+                                                                            variant):
+    """With an expert held, the whole-step C decoder computes the corrected model (not the base one, and not
+    refusing it): step logits within float tolerance of the layer-by-layer corrected forward, and the correction
+    leaves the decoder when the expert is released."""
+    convert_to_bitlinear(tiny_model, sub_norm=True)
+    names = target_names(tiny_model)
+    dec = {n: truncate(d, 4) for n, d in decompose_model(tiny_model, names).items()}
+    z = _random_z(dec, 5)
+    save_agent(Agent(tiny_model, copy.deepcopy(tiny_tokenizer)), tmp_path / "packed", packed=True)
+    packed = load_agent(tmp_path / "packed").model
+    decoder = PackedDecoder(packed, variant=variant)
+    ids = IDS[0].tolist()
+
+    def step_logits():
+        decoder.reset()
+        decoder.feed(ids[:1])
+        out = [decoder.logits.clone()]
+        for t in ids[1:]:
+            decoder.step(t)
+            out.append(decoder.logits.clone())
+        return torch.stack(out)
+
+    base_c, base_layers = step_logits(), _logits(packed)[0]
+    with corrected(packed, dec, z):
+        assert PackedDecoder.unsupported(packed) is None and decoder_for(packed) is not None
+        held_c, held_layers = step_logits(), _logits(packed)[0]
+    effect = float((held_layers - base_layers).abs().max())
+    drift = float((base_c - base_layers).abs().max())  # C step vs layer path on the base model: float order
+    assert effect > 1e-2  # the expert changes the model
+    # held: the same function in both paths, so they differ by what they differ by without the expert (float
+    # summation order flipping an int8 activation code here and there), far less than the expert's effect
+    gap = float((held_c - held_layers).abs().max())
+    assert gap <= 2 * drift + 1e-4 and gap <= 0.05 * effect, (gap, drift, effect)
+    assert float((step_logits() - base_c).abs().max()) == 0.0  # released: the base model's exact numbers again

@@ -9,7 +9,9 @@ so the layer's output gains ((x @ V_r) * d_r) @ U_r^T, computed in fp32 beside t
 y = packed(h) + ((h @ V_r) * d_r) @ U_r^T, where h is the input the matmul sees (after the layer's sub-layer
 norm when it has one). On a `PackedBitLinear` the layer's forward is wrapped for the duration (instance
 attribute, removed afterwards), so h is computed once; any other layer gets a forward hook that recomputes h.
-Decode on the packed path is dominated by per-op overhead, so the correction is two ops (`mm`, `addmm`). The rescale c needs every singular value, so a truncated decomposition keeps
+Decode on the packed path is dominated by per-op overhead, so the correction is two ops (`mm`, `addmm`); the
+whole-step C decoder (`ternary.decode.PackedDecoder`) reads the same factors from the layer (`CORRECTION`) and
+adds the correction inside its step, so a held expert keeps batch-1 greedy decoding on the C path. The rescale c needs every singular value, so a truncated decomposition keeps
 the full S (a few hundred numbers) and only r columns of U and V. At r = full rank on an unquantized layer the
 hook computes exactly the latent path's W' (up to float rounding); at r < rank the dropped part of the
 correction is ||d[r:]|| / ||d|| of it in Frobenius norm (`dropped_share`: U and V are orthonormal).
@@ -26,6 +28,7 @@ from typing import Iterator, Mapping
 import torch
 
 from ....errors import ForgeError
+from ..ternary.decode import CORRECTION
 from ..ternary.packed import PackedBitLinear
 from .svf import Decomposition, scaled_singular_values
 
@@ -109,6 +112,7 @@ def corrected(model: torch.nn.Module, decomposition: Mapping[str, Decomposition]
             a, b = a.to(device), b.to(device)
             if isinstance(module, PackedBitLinear) and "forward" not in vars(module):
                 module.forward = _corrected_packed_forward(module, a, b)  # shadows the class's forward
+                setattr(module, CORRECTION, (a, b))  # what the whole-step C decoder adds itself
                 wrapped.append(module)
             else:
                 handles.append(module.register_forward_hook(_CorrectionHook(a, b)))
@@ -118,6 +122,7 @@ def corrected(model: torch.nn.Module, decomposition: Mapping[str, Decomposition]
             handle.remove()
         for module in wrapped:
             del module.forward  # the class's own forward again
+            delattr(module, CORRECTION)
 
 
 __all__ = ["corrected", "delta", "dropped_share", "factors", "module_name", "truncate"]

@@ -40,7 +40,8 @@ class _Block(ctypes.Structure):
     """Mirror of ``tl_block``."""
 
     _fields_ = [("proj", _LayerArgs * 7), ("sub_norm", ctypes.c_void_p * 7), ("attn_norm", ctypes.c_void_p),
-                ("mlp_norm", ctypes.c_void_p)]
+                ("mlp_norm", ctypes.c_void_p), ("lr_a", ctypes.c_void_p * 7), ("lr_b", ctypes.c_void_p * 7),
+                ("lr_scale", ctypes.c_void_p * 7), ("lr_rank", ctypes.c_int64 * 7)]
 
 
 class _Model(ctypes.Structure):
@@ -57,16 +58,28 @@ class _Model(ctypes.Structure):
         ("head_l1", ctypes.c_void_p), ("head_row", ctypes.c_int64), ("cos", ctypes.c_void_p),
         ("sin", ctypes.c_void_p), ("k_cache", ctypes.c_void_p), ("v_cache", ctypes.c_void_p),
         ("blocks", ctypes.c_void_p), ("work", ctypes.c_void_p), ("rescored", ctypes.c_int64),
+        ("lr_max_rank", ctypes.c_int64),
     ]
 
 
+CORRECTION = "low_rank_correction"  # attribute of a PackedBitLinear holding an expert's (A, B) factors
+
+
 def _altered(model) -> str | None:
-    """A module whose forward is hooked or replaced (e.g. expert corrections, ``experts.lowrank.corrected``):
-    the C step would silently compute without it, so such a model is refused."""
+    """A module whose forward is hooked or replaced: the C step would silently compute without it, so such a
+    model is refused. The one replacement it runs itself: a packed projection's low-rank expert correction
+    (``experts.lowrank.corrected`` sets ``CORRECTION`` beside the replaced forward)."""
     for name, module in model.named_modules():
-        if module._forward_hooks or module._forward_pre_hooks or "forward" in vars(module):
+        replaced = "forward" in vars(module) and not (
+            isinstance(module, PackedBitLinear) and getattr(module, CORRECTION, None) is not None
+            and _is_projection(name))
+        if module._forward_hooks or module._forward_pre_hooks or replaced:
             return f"module {name or '(root)'} has a forward hook or a replaced forward (the C step would skip it)"
     return None
+
+
+def _is_projection(name: str) -> bool:
+    return any(name.endswith("." + p) for p in _PROJ)
 
 
 def _threads() -> int:
@@ -253,6 +266,7 @@ class PackedDecoder:
         altered = _altered(self.model)
         if altered:
             raise ValueError(f"PackedDecoder cannot run this model now: {altered}")
+        self._sync_corrections()
         nxt = -1
         for t in ids:
             nxt = self.step(int(t))
@@ -275,6 +289,30 @@ class PackedDecoder:
             nxt = self.step(nxt)
         return out
 
+    def _sync_corrections(self) -> None:
+        """Point each projection at the expert correction its layer holds now (``CORRECTION``), or at none."""
+        held, top = [], 0
+        for i, layer in enumerate(self.model.model.layers):
+            b = self._blocks[i]
+            for p, name in enumerate(_PROJ):
+                factors = getattr(layer.get_submodule(name), CORRECTION, None)
+                if factors is None:
+                    b.lr_a[p], b.lr_b[p], b.lr_scale[p], b.lr_rank[p] = None, None, None, 0
+                    continue
+                a, bf = (t.detach().float() for t in factors)
+                mm = b.proj[p]
+                if a.dim() != 2 or bf.dim() != 2 or a.shape != (mm.in_features, bf.shape[0]) or bf.shape[1] != mm.out_features:
+                    raise ValueError(f"layer {i} {name}: correction factors {tuple(a.shape)} x {tuple(bf.shape)} do "
+                                     f"not fit a {mm.in_features} -> {mm.out_features} projection")
+                a8, b8, scale = int8_factors(a, bf)
+                held += [a8, b8, scale]
+                b.lr_a[p], b.lr_b[p], b.lr_scale[p], b.lr_rank[p] = a8.data_ptr(), b8.data_ptr(), scale.data_ptr(), a8.shape[1]
+                top = max(top, a.shape[1])
+        self._held = held  # the factors the C structs point into, until the next sync
+        if top > self._m.lr_max_rank:
+            self._m.lr_max_rank = top
+            self._workspace(self._threads)
+
     def weight_bytes_per_token(self) -> int:
         """Bytes of weights one decode step reads: packed ternary rows, norms, the head (int8 or fp32), one
         embedding row; the fp32 rows rescored are counted by the caller from ``rescored`` if wanted."""
@@ -288,6 +326,21 @@ class PackedDecoder:
         else:
             total += self.head_w.numel() * 4
         return total
+
+
+def int8_factors(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(A codes, B codes, scale) of a correction x -> (x @ A) @ B for the C step: A (in, r) int8 per column and
+    B (r, out) int8 per row (absmax / 127), r padded with zero directions to a multiple of 8 (the kernel's vector
+    width), scale[c] = column c's scale times row c's. Each code is within half a step of its value, so the
+    correction is within ~0.4% of each factor's largest entry of the fp32 one."""
+    pad = -a.shape[1] % 8
+    a = torch.nn.functional.pad(a.float(), (0, pad))
+    b = torch.nn.functional.pad(b.float(), (0, 0, 0, pad))
+    sa = a.abs().amax(0).clamp_min(1e-30) / 127
+    sb = b.abs().amax(1).clamp_min(1e-30) / 127
+    a8 = torch.round(a / sa).clamp(-127, 127).to(torch.int8).contiguous()
+    b8 = torch.round(b / sb[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    return a8, b8, (sa * sb).contiguous()
 
 
 _DECODERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

@@ -38,7 +38,7 @@ from ..packing import kernel_row_bytes, rows_to_kernel, unpack_kernel
 from ..quant import activation_codes
 
 SOURCE = Path(__file__).with_name("ternary_linear.c")
-ABI_VERSION = 4
+ABI_VERSION = 5
 VARIANTS = {"maddubs": 0, "sign": 1, "lut": 2}
 DEFAULT_VARIANT = "maddubs"
 _SIMD_FLAGS = ["-mavx2", "-mfma"]

@@ -49,7 +49,7 @@
 
 enum { TL_MADDUBS = 0, TL_SIGN = 1, TL_LUT = 2 };
 
-int tl_abi_version(void) { return 4; }
+int tl_abi_version(void) { return 5; }
 
 int tl_has_avx2(void) {
 #ifdef __AVX2__
@@ -308,19 +308,24 @@ static inline void share(int64_t units, int tid, int nth, int64_t *begin, int64_
     *end = *begin + per + (tid < extra ? 1 : 0);
 }
 
-/* this thread's share of one token's rows, whatever the variant (units: 32-row tiles or 4-row groups) */
+/* the rows [begin, end) of one token that thread `tid` computes (units: 32-row tiles or 4-row groups) */
+static void thread_rows(const tl_layer *L, int tid, int nth, int64_t *begin, int64_t *end) {
+    const int64_t unit = L->variant == TL_LUT ? LUT_ROWS : 4;
+    int64_t b, e;
+    share((L->out_features + unit - 1) / unit, tid, nth, &b, &e);
+    *begin = b * unit;
+    *end = e * unit < L->out_features ? e * unit : L->out_features;
+}
+
+/* this thread's share of one token's rows, whatever the variant */
 static void layer_rows(const tl_layer *L, const int8_t *xq, int32_t xsum, const uint8_t *tables, float factor,
                        float *y, int tid, int nth) {
     int64_t b, e;
-    if (L->variant == TL_LUT) {
-        share((L->out_features + LUT_ROWS - 1) / LUT_ROWS, tid, nth, &b, &e);
-        rows_lut(L, b, e, tables, factor, y);
-    } else {
-        share((L->out_features + 3) / 4, tid, nth, &b, &e);
-        b *= 4;
-        e = e * 4 < L->out_features ? e * 4 : L->out_features;
+    thread_rows(L, tid, nth, &b, &e);
+    if (L->variant == TL_LUT)
+        rows_lut(L, b / LUT_ROWS, (e + LUT_ROWS - 1) / LUT_ROWS, tables, factor, y);
+    else
         rows_rowmajor(L, b, e, xq, xsum, factor, y);
-    }
 }
 
 /* Per-thread scratch for the quantized activations, grown on demand and kept between calls. */
@@ -424,6 +429,14 @@ typedef struct {
     const float *sub_norm[7];  /* BitNet SubLN weight before each projection, or NULL */
     const float *attn_norm;    /* input_layernorm weight */
     const float *mlp_norm;     /* post_attention_layernorm weight */
+    /* an expert held as a rank-r correction beside each projection (experts/lowrank.py): the output gains
+       ((h @ A) @ B) with h the input the packed matmul sees; A is (in, r), B is (r, out), row-major int8 codes
+       (A per column, B per row absmax), lr_scale[c] the product of column c's and row c's scales; r = 0: none.
+       int8 because decode is memory-bound: fp32 rank-16 factors would read more bytes than the ternary rows */
+    const int8_t *lr_a[7];
+    const int8_t *lr_b[7];
+    const float *lr_scale[7];
+    int64_t lr_rank[7];
 } tl_block;
 
 enum { P_Q, P_K, P_V, P_O, P_GATE, P_UP, P_DOWN };
@@ -447,6 +460,7 @@ typedef struct {
     const tl_block *blocks;
     char *work;              /* tl_model_workspace_bytes(...) bytes, 64-aligned */
     int64_t rescored;        /* out: rows rescored in fp32 by the last step */
+    int64_t lr_max_rank;     /* the largest lr_rank of any block (sizes the workspace) */
 } tl_model;
 
 static int64_t pad64(int64_t n) { return (n + 63) / 64 * 64; }
@@ -475,6 +489,7 @@ typedef struct {
     uint8_t *tables[3];
     int32_t *xsum;
     float *xscale;
+    float *lr_t[3];  /* h @ A of each quantized slot's projection (low-rank corrections) */
 } work_t;
 
 #define MAX_THREADS 256
@@ -512,6 +527,7 @@ static int64_t carve(const tl_model *M, int threads, int tid, work_t *w) {
         }
         TAKEP(xsum, int32_t, 3);
         TAKEP(xscale, float, 3);
+        for (int i = 0; i < 3; ++i) TAKEP(lr_t[i], float, M->lr_max_rank > 0 ? M->lr_max_rank : 1);
 #undef TAKEP
     }
 #undef TAKE
@@ -529,6 +545,47 @@ static void rms_norm(const float *x, const float *weight, int64_t n, float eps, 
     for (int64_t i = 0; i < n; ++i) y[i] = weight[i] * (x[i] * r);
 }
 
+#ifdef __AVX2__
+static inline __m256 load8_i8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
+#endif
+
+/* t = (h @ A) * scale for a rank-r correction (A: (k, r) int8 row-major; the Python side pads r to a multiple
+   of 8 with zero columns), in fp32; eight columns at a time in one register on AVX2 */
+static void low_rank_in(const float *h, const int8_t *a, const float *scale, int64_t k, int64_t r, float *t) {
+    int64_t c0 = 0;
+#ifdef __AVX2__
+    for (; c0 + 8 <= r; c0 += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < k; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(h[j]), load8_i8(a + j * r + c0), acc);
+        _mm256_storeu_ps(t + c0, _mm256_mul_ps(acc, _mm256_loadu_ps(scale + c0)));
+    }
+#endif
+    for (; c0 < r; ++c0) {
+        float acc = 0.0f;
+        for (int64_t j = 0; j < k; ++j) acc += h[j] * (float)a[j * r + c0];
+        t[c0] = acc * scale[c0];
+    }
+}
+
+/* y[n] += sum_c t[c] B[c][n] over rows [b, e) (B: (r, out) int8 row-major); eight outputs at a time on AVX2 */
+static void low_rank_out(const float *t, const int8_t *bm, int64_t r, int64_t out, int64_t b, int64_t e, float *y) {
+    int64_t n = b;
+#ifdef __AVX2__
+    for (; n + 8 <= e; n += 8) {
+        __m256 acc = _mm256_loadu_ps(y + n);
+        for (int64_t c = 0; c < r; ++c) acc = _mm256_fmadd_ps(_mm256_set1_ps(t[c]), load8_i8(bm + c * out + n), acc);
+        _mm256_storeu_ps(y + n, acc);
+    }
+#endif
+    for (; n < e; ++n) {
+        float acc = y[n];
+        for (int64_t c = 0; c < r; ++c) acc += t[c] * (float)bm[c * out + n];
+        y[n] = acc;
+    }
+}
+
 /* Quantize the input of up to three projections that read the same vector: once when none has a sub-norm
    (the codes and the scale are then identical, so sharing changes no number). */
 static void quantize_inputs(const tl_model *M, const tl_block *B, const int *projs, int count, const float *in,
@@ -537,10 +594,13 @@ static void quantize_inputs(const tl_model *M, const tl_block *B, const int *pro
     const int q_max = (1 << (B->proj[projs[0]].act_bits - 1)) - 1;
     for (int i = 0; i < count; ++i) {
         const float *src = in;
-        if (B->sub_norm[projs[i]]) {
-            rms_norm(in, B->sub_norm[projs[i]], k, M->sub_eps, w->hn);
+        const int p = projs[i];
+        if (B->sub_norm[p]) {
+            rms_norm(in, B->sub_norm[p], k, M->sub_eps, w->hn);
             src = w->hn;
-        } else if (i > 0 && !B->sub_norm[projs[0]]) {
+        }
+        if (B->lr_rank[p] > 0) low_rank_in(src, B->lr_a[p], B->lr_scale[p], k, B->lr_rank[p], w->lr_t[i]);
+        if (!B->sub_norm[p] && i > 0 && !B->sub_norm[projs[0]]) {
             /* same input, no norm: reuse slot 0 */
             w->xsum[i] = w->xsum[0];
             w->xscale[i] = w->xscale[0];
@@ -556,6 +616,12 @@ static void quantize_inputs(const tl_model *M, const tl_block *B, const int *pro
 static void project(const tl_block *B, int p, const work_t *w, int slot, float *y, int tid, int nth) {
     const tl_layer *L = &B->proj[p];
     layer_rows(L, w->xq[slot], w->xsum[slot], w->tables[slot], L->gamma / w->xscale[slot], y, tid, nth);
+    const int64_t r = B->lr_rank[p];
+    if (r > 0) { /* the expert's correction on the rows this thread just wrote: y += t @ B */
+        int64_t b, e;
+        thread_rows(L, tid, nth, &b, &e);
+        low_rank_out(w->lr_t[slot], B->lr_b[p], r, L->out_features, b, e, y);
+    }
 }
 
 /* fp32 dot product; eight lanes of partial sums on AVX2 (a different summation order than torch's, a few ulps) */
