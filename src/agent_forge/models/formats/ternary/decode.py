@@ -63,6 +63,7 @@ class _Model(ctypes.Structure):
 
 
 CORRECTION = "low_rank_correction"  # attribute of a PackedBitLinear holding an expert's (A, B) factors
+INT8_CORRECTIONS_ABOVE = 8 * 2**20  # weight bytes per token above which expert corrections are stored in int8
 
 
 def _altered(model) -> str | None:
@@ -164,6 +165,10 @@ class PackedDecoder:
             self.head_q, self.head_scale, self.head_l1 = quantize_head(self.head_w)
         else:
             self.head_q = self.head_scale = self.head_l1 = None
+        # expert corrections in int8 where decoding is memory-bound (the packed rows do not fit in a core's
+        # caches: fp32 rank-16 factors would add a fifth of the bytes read per token); in fp32 where it is
+        # compute-bound (a small model: the int8-to-float conversions cost more than the bytes they save)
+        self.int8_corrections = self.weight_bytes_per_token() > INT8_CORRECTIONS_ABOVE
         eps = getattr(inner.norm, "variance_epsilon", None) or getattr(cfg, "rms_norm_eps", 1e-6)
         self._m = _Model(
             hidden=self.hidden, inter=cfg.intermediate_size, n_layers=self.n_layers, n_heads=self.n_heads,
@@ -304,9 +309,14 @@ class PackedDecoder:
                 if a.dim() != 2 or bf.dim() != 2 or a.shape != (mm.in_features, bf.shape[0]) or bf.shape[1] != mm.out_features:
                     raise ValueError(f"layer {i} {name}: correction factors {tuple(a.shape)} x {tuple(bf.shape)} do "
                                      f"not fit a {mm.in_features} -> {mm.out_features} projection")
-                a8, b8, scale = int8_factors(a, bf)
-                held += [a8, b8, scale]
-                b.lr_a[p], b.lr_b[p], b.lr_scale[p], b.lr_rank[p] = a8.data_ptr(), b8.data_ptr(), scale.data_ptr(), a8.shape[1]
+                if self.int8_corrections:
+                    a, bf, scale = int8_factors(a, bf)
+                else:
+                    pad = -a.shape[1] % 8  # zero directions up to the kernel's vector width: the same sums
+                    a = torch.nn.functional.pad(a, (0, pad)).contiguous()
+                    bf, scale = torch.nn.functional.pad(bf, (0, 0, 0, pad)).contiguous(), None
+                held += [a, bf, scale]
+                b.lr_a[p], b.lr_b[p], b.lr_scale[p], b.lr_rank[p] = a.data_ptr(), bf.data_ptr(), _ptr(scale), a.shape[1]
                 top = max(top, a.shape[1])
         self._held = held  # the factors the C structs point into, until the next sync
         if top > self._m.lr_max_rank:

@@ -430,11 +430,12 @@ typedef struct {
     const float *attn_norm;    /* input_layernorm weight */
     const float *mlp_norm;     /* post_attention_layernorm weight */
     /* an expert held as a rank-r correction beside each projection (experts/lowrank.py): the output gains
-       ((h @ A) @ B) with h the input the packed matmul sees; A is (in, r), B is (r, out), row-major int8 codes
-       (A per column, B per row absmax), lr_scale[c] the product of column c's and row c's scales; r = 0: none.
-       int8 because decode is memory-bound: fp32 rank-16 factors would read more bytes than the ternary rows */
-    const int8_t *lr_a[7];
-    const int8_t *lr_b[7];
+       ((h @ A) @ B) with h the input the packed matmul sees; A is (in, r), B is (r, out), row-major; r = 0: none.
+       With lr_scale set they are int8 codes (A per column, B per row absmax) and lr_scale[c] is the product of
+       column c's and row c's scales (for models whose weights do not fit in cache, where decode is
+       memory-bound and fp32 factors would read as many bytes as the ternary rows); else fp32 */
+    const void *lr_a[7];
+    const void *lr_b[7];
     const float *lr_scale[7];
     int64_t lr_rank[7];
 } tl_block;
@@ -551,37 +552,51 @@ static inline __m256 load8_i8(const int8_t *p) {
 }
 #endif
 
-/* t = (h @ A) * scale for a rank-r correction (A: (k, r) int8 row-major; the Python side pads r to a multiple
-   of 8 with zero columns), in fp32; eight columns at a time in one register on AVX2 */
-static void low_rank_in(const float *h, const int8_t *a, const float *scale, int64_t k, int64_t r, float *t) {
+/* t = h @ A (times scale for int8 codes) for a rank-r correction (A: (k, r) row-major, r padded by the Python
+   side to a multiple of 8 with zero columns), in fp32; eight columns at a time in one register on AVX2 */
+static void low_rank_in(const float *h, const void *a_any, const float *scale, int64_t k, int64_t r, float *t) {
+    const int8_t *a8 = (const int8_t *)a_any;
+    const float *a = (const float *)a_any;
     int64_t c0 = 0;
 #ifdef __AVX2__
     for (; c0 + 8 <= r; c0 += 8) {
         __m256 acc = _mm256_setzero_ps();
-        for (int64_t j = 0; j < k; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(h[j]), load8_i8(a + j * r + c0), acc);
-        _mm256_storeu_ps(t + c0, _mm256_mul_ps(acc, _mm256_loadu_ps(scale + c0)));
+        if (scale) {
+            for (int64_t j = 0; j < k; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(h[j]), load8_i8(a8 + j * r + c0), acc);
+            acc = _mm256_mul_ps(acc, _mm256_loadu_ps(scale + c0));
+        } else {
+            for (int64_t j = 0; j < k; ++j) acc = _mm256_fmadd_ps(_mm256_set1_ps(h[j]), _mm256_loadu_ps(a + j * r + c0), acc);
+        }
+        _mm256_storeu_ps(t + c0, acc);
     }
 #endif
     for (; c0 < r; ++c0) {
         float acc = 0.0f;
-        for (int64_t j = 0; j < k; ++j) acc += h[j] * (float)a[j * r + c0];
-        t[c0] = acc * scale[c0];
+        for (int64_t j = 0; j < k; ++j) acc += h[j] * (scale ? (float)a8[j * r + c0] : a[j * r + c0]);
+        t[c0] = scale ? acc * scale[c0] : acc;
     }
 }
 
-/* y[n] += sum_c t[c] B[c][n] over rows [b, e) (B: (r, out) int8 row-major); eight outputs at a time on AVX2 */
-static void low_rank_out(const float *t, const int8_t *bm, int64_t r, int64_t out, int64_t b, int64_t e, float *y) {
+/* y[n] += sum_c t[c] B[c][n] over rows [b, e) (B: (r, out) row-major, int8 codes when `int8`, scales already in
+   t); eight outputs at a time on AVX2 */
+static void low_rank_out(const float *t, const void *b_any, int int8, int64_t r, int64_t out, int64_t b, int64_t e,
+                         float *y) {
+    const int8_t *b8 = (const int8_t *)b_any;
+    const float *bf = (const float *)b_any;
     int64_t n = b;
 #ifdef __AVX2__
     for (; n + 8 <= e; n += 8) {
         __m256 acc = _mm256_loadu_ps(y + n);
-        for (int64_t c = 0; c < r; ++c) acc = _mm256_fmadd_ps(_mm256_set1_ps(t[c]), load8_i8(bm + c * out + n), acc);
+        if (int8)
+            for (int64_t c = 0; c < r; ++c) acc = _mm256_fmadd_ps(_mm256_set1_ps(t[c]), load8_i8(b8 + c * out + n), acc);
+        else
+            for (int64_t c = 0; c < r; ++c) acc = _mm256_fmadd_ps(_mm256_set1_ps(t[c]), _mm256_loadu_ps(bf + c * out + n), acc);
         _mm256_storeu_ps(y + n, acc);
     }
 #endif
     for (; n < e; ++n) {
         float acc = y[n];
-        for (int64_t c = 0; c < r; ++c) acc += t[c] * (float)bm[c * out + n];
+        for (int64_t c = 0; c < r; ++c) acc += t[c] * (int8 ? (float)b8[c * out + n] : bf[c * out + n]);
         y[n] = acc;
     }
 }
@@ -620,7 +635,7 @@ static void project(const tl_block *B, int p, const work_t *w, int slot, float *
     if (r > 0) { /* the expert's correction on the rows this thread just wrote: y += t @ B */
         int64_t b, e;
         thread_rows(L, tid, nth, &b, &e);
-        low_rank_out(w->lr_t[slot], B->lr_b[p], r, L->out_features, b, e, y);
+        low_rank_out(w->lr_t[slot], B->lr_b[p], B->lr_scale[p] != NULL, r, L->out_features, b, e, y);
     }
 }
 
