@@ -87,6 +87,7 @@ def test_ray_actors_score_real_merges_like_this_process(spec):
     assert len({round(f.tiebreak, 4) for _, f, _ in local}) >= 4
 
 
+@pytest.mark.slow  # `ray start --head` brings up a whole node (about 20 s)
 def test_ray_actors_on_a_started_cluster_score_like_this_process(spec):
     """`ray start --head` stands in for a cluster's head node; the evaluator joins it by address, as on a cluster."""
     import ray
