@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -49,13 +50,11 @@ def _agent(model_path: Path | None, shape: str = "tiny"):
         return agent, str(model_path)
     tok = build_tiny_tokenizer(alphabet())
     if shape == "smollm2":
-        from transformers import LlamaConfig, LlamaForCausalLM
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_packed_decode import smollm2_shaped_model
 
         torch.manual_seed(0)
-        config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                             num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-                             tie_word_embeddings=True, rope_theta=100000.0, rms_norm_eps=1e-5)
-        model = LlamaForCausalLM(config).eval()
+        model = smollm2_shaped_model()
     else:
         model = build_tiny_model(tok, TinyModelConfig(), seed=0)
     convert_to_bitlinear(model, sub_norm=True)

@@ -68,6 +68,16 @@ def _gguf_path() -> Path | None:
     return next(Path(spec.origin).parent.glob("*.gguf"), None)
 
 
+def smollm2_shaped_model():
+    """A Llama with SmolLM2-135M's configuration and random weights (fp32, eval mode)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                         num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
+                         tie_word_embeddings=True, rope_theta=100000.0, rms_norm_eps=1e-5)
+    return LlamaForCausalLM(config).eval()
+
+
 def build(shape: str, weights: str):
     """(ternary model with BitLinear layers, tokenizer or None, description)."""
     torch.manual_seed(0)
@@ -95,12 +105,7 @@ def build(shape: str, weights: str):
             model, tokenizer = load_model(str(gguf), device="cpu", dtype="float32")
             desc = f"SmolLM2-135M ({gguf.name} weights, ternarized, untrained)"
         else:
-            from transformers import LlamaConfig, LlamaForCausalLM
-
-            config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                                 num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=8192,
-                                 tie_word_embeddings=True, rope_theta=100000.0, rms_norm_eps=1e-5)
-            model, tokenizer = LlamaForCausalLM(config).eval(), None
+            model, tokenizer = smollm2_shaped_model(), None
             desc = "SmolLM2-135M shape (random weights, ternarized)"
     from agent_forge.models.formats.ternary import convert_to_bitlinear
 

@@ -24,8 +24,9 @@ from agent_forge.cli import app
 from agent_forge.evaluation.trajectory import TRAJECTORY_FILE
 from agent_forge.pipeline import Manifest, StageRecord
 from agent_forge.pipeline.report import (
-    NOT_RECORDED, REPORT_HTML, TRAJECTORY_COLUMNS, load_run, markdown_report, stage_tables, trajectory_rows,
+    NOT_RECORDED, REPORT_HTML, TRAJECTORY_COLUMNS, load_run, markdown_report, trajectory_rows,
 )
+from agent_forge.pipeline.report_stages import stage_tables
 
 runner = CliRunner()
 STAGES = ["seed", "evomerge", "quietstar", "bitnet", "curriculum", "experts", "tools", "adas", "package"]

@@ -18,8 +18,9 @@ from html import escape
 
 from .report import (
     NOT_RECORDED, TRAJECTORY_TITLE, RunData, StageData, has_perplexity, invocation_lines, main_measurement,
-    perplexity_note, stage_tables, trajectory_columns, trajectory_rows,
+    perplexity_note, trajectory_columns, trajectory_rows,
 )
+from .report_stages import stage_tables
 from .runner import format_duration
 
 CSS = """

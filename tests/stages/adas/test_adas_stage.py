@@ -77,7 +77,7 @@ def test_stage_searches_writes_the_design_and_eval_reproduces_its_test_accuracy(
     test = m["test"]
     assert test["difference"]["low"] <= test["difference"]["mean"] <= test["difference"]["high"]
 
-    from agent_forge.pipeline.report import adas_table
+    from agent_forge.pipeline.report_stages import adas_table
 
     header, rows, caption = adas_table(m)
     assert len(rows) == len(m["archive"]) and sum("(chosen)" in r[0] for r in rows) == 1

@@ -62,7 +62,7 @@ def test_a_bake_rejected_by_validation_leaves_the_weights_untouched(entering, tm
     assert set(m["identity"]["leaving"]) == {"questionnaire", "compliance"}
     assert not (tmp_path / ".resume" / "06-baking").exists()
     # the report's table: one row per bake, each saying why validation rejected it
-    from agent_forge.pipeline.report import baking_table
+    from agent_forge.pipeline.report_stages import baking_table
 
     columns, rows, note = baking_table(m)
     assert len(rows) == len(m["bakes"]) and all(len(r) == len(columns) for r in rows)

@@ -195,7 +195,7 @@ def test_serve_prefers_the_bundle_of_a_finished_package_stage(packaged, tmp_path
 
 
 def test_the_report_has_a_package_table(packaged):
-    from agent_forge.pipeline.report import package_table
+    from agent_forge.pipeline.report_stages import package_table
 
     _, _, result = packaged
     columns, rows, note = package_table(json.loads(json.dumps(result.metrics)))

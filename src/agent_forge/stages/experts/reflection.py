@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from ...models import completion_text, generate_token_ids, prompt_format
+from ...models import completion_text, generate, generate_token_ids, prompt_format
 from ...tasks import Task, verify
 from ...tasks.worked import STEPS_TO_ANSWER, split_worked, worked_answer, worked_prompt
 from ...training.supervised import train_supervised
@@ -43,7 +43,10 @@ def reflection_prompt(task: Task, attempt: str) -> str:
 
 def worked_attempts(model, tokenizer, tasks: Sequence[Task], max_new_tokens: int, batch_size: int = 32) -> list[str]:
     """The agent's greedy worked-form answer to every task."""
-    return _greedy(model, tokenizer, [worked_prompt(t) for t in tasks], max_new_tokens, batch_size)
+    if not tasks:
+        return []
+    return generate(model, tokenizer, [worked_prompt(t) for t in tasks], max_new_tokens=max_new_tokens,
+                    batch_size=batch_size, progress=False)
 
 
 def worked_correct(task: Task, text: str) -> bool:
@@ -107,7 +110,8 @@ def reflect(model, tokenizer, tasks: Sequence[Task], *, max_new_tokens: int, exa
         else:
             report.failures[t.domain] += 1
             failed.append((t, text))
-    rewrites = _greedy(model, tokenizer, [reflection_prompt(t, a) for t, a in failed], max_new_tokens)
+    rewrites = generate(model, tokenizer, [reflection_prompt(t, a) for t, a in failed], max_new_tokens=max_new_tokens,
+                        progress=False) if failed else []
     candidates = [(t, split_worked(r)[0], a, r) for (t, a), r in zip(failed, rewrites) if worked_correct(t, r)]
     for t, *_ in candidates:
         report.rewritten[t.domain] += 1
@@ -135,11 +139,3 @@ def train_reasoning_expert(policy: torch.nn.Module, tokenizer, pairs: Sequence[t
                            desc="experts: reasoning expert", progress=False)
     return [round(x, 4) for x in log.losses]
 
-
-def _greedy(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
-    if not prompts:
-        return []
-    fmt = prompt_format(tokenizer)
-    generated = generate_token_ids(model, tokenizer, fmt.encode_prompts(prompts), max_new_tokens=max_new_tokens,
-                                   temperature=0.0, batch_size=batch_size, fmt=fmt, progress=False)
-    return [completion_text(tokenizer, ids, fmt) for ids in generated]

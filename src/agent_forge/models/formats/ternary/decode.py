@@ -156,6 +156,7 @@ class PackedDecoder:
                 self._keep.append(w)
                 setattr(b, attr, w.data_ptr())
         self._blocks = blocks
+        self._synced = None  # (int8 mode, the factors every projection held) at the last _sync_corrections
         self.embed = inner.embed_tokens.weight.detach().float().contiguous()
         self.final_norm = inner.norm.weight.detach().float().contiguous()
         self.head_w = model.lm_head.weight.detach().float().contiguous()
@@ -295,12 +296,21 @@ class PackedDecoder:
         return out
 
     def _sync_corrections(self) -> None:
-        """Point each projection at the expert correction its layer holds now (``CORRECTION``), or at none."""
+        """Point each projection at the expert correction its layer holds now (``CORRECTION``), or at none.
+
+        Skipped when every layer holds the same factors as at the last sync (the same objects, kept alive in
+        ``_synced`` so their identity cannot be reused), so repeated prompts under one expert convert them once."""
+        layers = self.model.model.layers
+        current = [getattr(layer.get_submodule(name), CORRECTION, None) for layer in layers for name in _PROJ]
+        key = (self.int8_corrections, current)
+        synced = self._synced
+        if synced is not None and synced[0] == key[0] and all(x is y for x, y in zip(synced[1], current)):
+            return
         held, top = [], 0
-        for i, layer in enumerate(self.model.model.layers):
+        for i, layer in enumerate(layers):
             b = self._blocks[i]
             for p, name in enumerate(_PROJ):
-                factors = getattr(layer.get_submodule(name), CORRECTION, None)
+                factors = current[i * len(_PROJ) + p]
                 if factors is None:
                     b.lr_a[p], b.lr_b[p], b.lr_scale[p], b.lr_rank[p] = None, None, None, 0
                     continue
@@ -319,6 +329,7 @@ class PackedDecoder:
                 b.lr_a[p], b.lr_b[p], b.lr_scale[p], b.lr_rank[p] = a.data_ptr(), bf.data_ptr(), _ptr(scale), a.shape[1]
                 top = max(top, a.shape[1])
         self._held = held  # the factors the C structs point into, until the next sync
+        self._synced = key
         if top > self._m.lr_max_rank:
             self._m.lr_max_rank = top
             self._workspace(self._threads)
