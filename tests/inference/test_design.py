@@ -9,7 +9,7 @@ import pytest
 
 from agent_forge.errors import ForgeError
 from agent_forge.inference import answer
-from agent_forge.inference.design import ABSTAIN_TEXT, applied_design, counting_cost
+from agent_forge.inference.design import ABSTAIN_TEXT, TokenLimitReached, applied_design, counting_cost
 from agent_forge.models import Agent, load_agent, save_agent
 from agent_forge.models.formats.design import FILE, AgentDesign
 from agent_forge.tools import TOOL_CALL_OPEN, ToolUse, builtin_registry
@@ -115,3 +115,18 @@ def test_tool_policy_first_opens_every_answer_with_a_call_and_off_sets_tools_asi
         assert copier.extensions["tools"] is use and use.max_calls == 1
     finally:
         copier.extensions.pop("tools")
+
+
+def test_a_token_limit_stops_answering_at_once_and_leaves_nothing_behind(copier):
+    greedy = texts(answer(copier, PROMPTS, max_new_tokens=8, design=False))
+    with counting_cost(copier, len(PROMPTS)) as full:
+        answer(copier, PROMPTS, max_new_tokens=8, design=False)
+    half = full.tokens // 2
+    with pytest.raises(TokenLimitReached):
+        with counting_cost(copier, len(PROMPTS), token_limit=half) as cut:
+            answer(copier, PROMPTS, max_new_tokens=8, design=False)
+    assert cut.limit_reached and half < cut.tokens <= full.tokens  # stopped at the first pass over the limit
+    with counting_cost(copier, len(PROMPTS), token_limit=full.tokens) as within:
+        assert texts(answer(copier, PROMPTS, max_new_tokens=8, design=False)) == greedy
+    assert not within.limit_reached and within.tokens == full.tokens
+    assert texts(answer(copier, PROMPTS, max_new_tokens=8, design=False)) == greedy  # the counting hook is gone

@@ -39,6 +39,13 @@ _PROGRAM_RUNNER = "__forge_answer_all"
 HOST_METHODS = ("generate", "generate_many", "confidence", "likelihood", "search_memory", "calculate")
 
 
+class TokenLimitReached(Exception):
+    """Raised from inside a forward pass once `counting_cost(..., token_limit=N)` has counted more than N tokens.
+
+    An ordinary `Exception` on purpose: where a generated block's host call swallows it, every later forward pass
+    raises again at once, so the block ends quickly, and `Cost.limit_reached` still says what happened."""
+
+
 @dataclass
 class Cost:
     """What answering cost: tokens through the model (every forward pass, all rows) and wall seconds."""
@@ -46,6 +53,7 @@ class Cost:
     tokens: int = 0
     seconds: float = 0.0
     answers: int = 0
+    limit_reached: bool = False  # the block was stopped at its token limit (tokens is then a lower bound)
 
     def per_answer(self) -> dict[str, float]:
         n = max(self.answers, 1)
@@ -53,8 +61,11 @@ class Cost:
 
 
 @contextmanager
-def counting_cost(agent, answers: int = 0) -> Iterator[Cost]:
-    """Count the tokens every forward pass of the agent's model processes while the block runs."""
+def counting_cost(agent, answers: int = 0, *, token_limit: float | None = None) -> Iterator[Cost]:
+    """Count the tokens every forward pass of the agent's model processes while the block runs.
+
+    With `token_limit`, the first forward pass that would take the count above it raises `TokenLimitReached`
+    (before it runs), and so does every one after it."""
     cost = Cost(answers=answers)
 
     def count(module, args, kwargs):
@@ -63,6 +74,9 @@ def counting_cost(agent, answers: int = 0) -> Iterator[Cost]:
             ids = kwargs["inputs_embeds"][..., 0]
         if ids is not None:
             cost.tokens += int(ids.numel())
+        if token_limit is not None and cost.tokens > token_limit:
+            cost.limit_reached = True
+            raise TokenLimitReached(f"over the limit of {token_limit:.0f} tokens")
 
     # the decoder stack, not the LM: thinking generation calls it directly with embeddings
     decoder = getattr(agent.model, "model", agent.model)

@@ -197,7 +197,7 @@ def adas_table(m: dict) -> Table:
 
     rows = [[e["name"] + (" (chosen)" if e["name"] == chosen else ""), e["origin"], str(e["generation"]),
              interval(e["validation"]), f"{e['tokens_per_answer']:,.0f}", f"{e['ms_per_answer']:,.0f}",
-             "yes" if e["pareto"] else "", "over" if e.get("over_budget") else "", e["describe"]]
+             "yes" if e["pareto"] else "", ("over, stopped early" if e.get("stopped_early") else "over") if e.get("over_budget") else "", e["describe"]]
             for e in m["archive"]]
     t = m["test"]
     e, c, d = t["entering"], t["chosen"], t["difference"]

@@ -209,3 +209,24 @@ def test_meta_agent_blocks_run_sandboxed_and_the_search_goes_on(entering, tmp_pa
     with pytest.raises(OSError):  # nothing ever connected
         listener.accept()
     assert any(e["generation"] == 1 and e["origin"] in ("mutation", "crossover") for e in m["archive"])
+
+
+def test_a_design_certain_to_be_over_budget_is_stopped_early_and_never_chosen(entering, tmp_path):
+    agent = load_agent(entering)
+    tasks = [t for d in ("arithmetic", "strings") for t in make_tasks(d, 1, "val", 4, 0)]
+    votes = AgentDesign(name="votes", votes=3, vote_temperature=0.7)
+    plain_scores, plain_tokens, _ = search_module.score_design(agent, AgentDesign(), tasks)
+    scores, tokens, _ = search_module.score_design(agent, votes, tasks)
+    assert tokens > 2 * plain_tokens
+    within = search_module.score_design(agent, votes, tasks, max_tokens_per_answer=tokens)
+    assert within[:2] == (scores, tokens)  # a limit the design stays within changes nothing
+    stopped, at_least, _ = search_module.score_design(agent, votes, tasks, max_tokens_per_answer=1.5 * plain_tokens)
+    assert stopped is None and 1.5 * plain_tokens < at_least <= tokens
+    assert search_module.score_design(agent, AgentDesign(), tasks)[:2] == (plain_scores, plain_tokens)
+
+    metrics = _run(entering, tmp_path / "stage", max_cost_ratio=1.5).metrics  # self_consistency (5 votes) is over
+    stopped_entries = [e for e in metrics["archive"] if e["stopped_early"]]
+    assert any(e["name"] == "self_consistency" for e in stopped_entries)
+    assert all(e["validation"] is None and e["over_budget"] and not e["pareto"] for e in stopped_entries)
+    assert metrics["chosen"]["name"] not in {e["name"] for e in stopped_entries}
+    assert metrics["summary"]["stopped_early"] == len(stopped_entries)

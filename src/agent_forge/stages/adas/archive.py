@@ -3,8 +3,9 @@
 Fitness is validation accuracy with a percentile-bootstrap interval over the items; selection ranks by the
 interval's lower bound (a design that wins on a few lucky items does not crowd out a reliably good one), ties
 by cost. Cost is what answering took: tokens through the model per answer (every pass, thoughts and votes
-included) and wall milliseconds per answer. The archive keeps the accuracy/cost Pareto front (maximal mean
-accuracy, minimal tokens per answer) and is written after every generation, so the search resumes there.
+included) and wall milliseconds per answer; a design certain to be over the cost budget is stopped early and
+has no fitness. The archive keeps the accuracy/cost Pareto front (maximal mean accuracy, minimal tokens per
+answer) and is written after every generation, so the search resumes there.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Entry:
     ms: float = 0.0  # per answer
     error: str | None = None  # a generated block that failed in the sandbox
     over_budget: bool = False  # costs more tokens per answer than the search allows the chosen design
+    stopped_early: bool = False  # scoring stopped once it had spent the budget of every item (no fitness)
 
     @property
     def name(self) -> str:
@@ -46,7 +48,7 @@ class Entry:
         return {"design": self.design.to_dict(), "generation": self.generation, "origin": self.origin,
                 "parents": self.parents, "scores": self.scores,
                 "fitness": self.fitness.to_dict() if self.fitness else None, "tokens": self.tokens, "ms": self.ms,
-                "error": self.error, "over_budget": self.over_budget}
+                "error": self.error, "over_budget": self.over_budget, "stopped_early": self.stopped_early}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Entry":
@@ -55,7 +57,7 @@ class Entry:
                    parents=list(data["parents"]), scores=list(data["scores"]),
                    fitness=Interval(fit["mean"], fit["low"], fit["high"], fit["confidence"]) if fit else None,
                    tokens=data["tokens"], ms=data["ms"], error=data.get("error"),
-                   over_budget=data.get("over_budget", False))
+                   over_budget=data.get("over_budget", False), stopped_early=data.get("stopped_early", False))
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 from ...errors import ForgeError
 from ...evaluation import evaluate_agent
 from ...evaluation.intervals import bootstrap_interval
-from ...inference.design import counting_cost, run_program
+from ...inference.design import TokenLimitReached, counting_cost, run_program
 from ...models.formats.design import AgentDesign
 from ...utils import derive_seed, progress
 from .archive import Archive, Entry
@@ -30,19 +30,31 @@ from .space import DesignSpace
 ARCHIVE_FILE = "archive.json"
 
 
-def score_design(agent, design: AgentDesign, tasks: Sequence, *, batch_size: int = 64) -> tuple[list[float], float, float]:
-    """Per-item verifier scores of `agent` answering `tasks` through `design`, and tokens and ms per answer."""
+def score_design(agent, design: AgentDesign, tasks: Sequence, *, batch_size: int = 64,
+                 max_tokens_per_answer: float | None = None) -> tuple[list[float] | None, float, float]:
+    """Per-item verifier scores of `agent` answering `tasks` through `design`, and tokens and ms per answer.
+
+    With `max_tokens_per_answer`, scoring stops as soon as the tokens spent exceed that many times the number of
+    tasks: the design's mean cost is then over the limit whatever the unanswered items would cost (tokens are
+    never negative), so the rest would be wasted. Its scores are then None and the tokens per answer a lower
+    bound."""
     saved = agent.extensions.get("design")
     agent.extensions["design"] = design
+    limit = None if max_tokens_per_answer is None else max_tokens_per_answer * len(tasks)
+    report = None
     try:
-        with counting_cost(agent, len(tasks)) as cost:
+        with counting_cost(agent, len(tasks), token_limit=limit) as cost:
             report = evaluate_agent(agent, list(tasks), "generate", batch_size=batch_size)
+    except TokenLimitReached:
+        pass
     finally:
         if saved is None:
             agent.extensions.pop("design", None)
         else:
             agent.extensions["design"] = saved
     per = cost.per_answer()
+    if cost.limit_reached:  # also where a generated block's host calls swallowed the exception
+        return None, per["tokens"], per["ms"]
     return [float(item[3]) for item in report.items], per["tokens"], per["ms"]
 
 
@@ -69,11 +81,18 @@ class ADASystem:
     # --- scoring ------------------------------------------------------------------------------------------
     def evaluate(self, entry: Entry) -> Entry:
         design = entry.design
-        entry.scores, entry.tokens, entry.ms = score_design(self.agent, design, self.tasks, batch_size=self.batch_size)
+        scores, entry.tokens, entry.ms = score_design(self.agent, design, self.tasks, batch_size=self.batch_size,
+                                                      max_tokens_per_answer=self.budget)
         if design.program is not None:
             outcome = run_program.last_outcome
-            if outcome is not None and not outcome.ok:
+            if outcome is not None and not outcome.ok and scores is not None:
                 entry.error = outcome.error
+        if scores is None:  # stopped once it had spent the budget of every item: certain to be over it
+            entry.scores, entry.over_budget, entry.stopped_early = [], True, True
+            self.say(f"  {design.name}: stopped early, over the budget of {self.budget:.0f} tokens per answer "
+                     f"(at least {entry.tokens:.0f} spent per answer) [{design.describe()}]")
+            return entry
+        entry.scores = scores
         if self.budget is not None:
             entry.over_budget = entry.tokens > self.budget
         entry.fitness = bootstrap_interval(entry.scores, resamples=self.ac.bootstrap, confidence=self.ac.confidence,
@@ -116,11 +135,12 @@ class ADASystem:
         at least the cheapest single answer scored so far, and thinking multiplies an answer's tokens by what
         the chain-of-thought seed measured against the entering design."""
         entering = archive.entries[0]
-        single = [e.tokens for e in archive.scored() if e.design.votes == 1 and not e.design.think
+        # entries stopped early count too: their tokens per answer are a lower bound, which is what a floor needs
+        single = [e.tokens for e in archive.entries if e.design.votes == 1 and not e.design.think
                   and e.design.refine_below is None and e.design.retry_below is None and e.design.program is None]
         floor = min(single, default=entering.tokens) * design.votes
         if design.think:
-            thinking = [e.tokens / entering.tokens for e in archive.scored()
+            thinking = [e.tokens / entering.tokens for e in archive.entries
                         if e.design.key() == AgentDesign(think=True).key() and entering.tokens > 0]
             floor *= thinking[0] if thinking else 1.0
         return floor
@@ -180,7 +200,7 @@ class ADASystem:
                 if k == 0:  # the entering design sets the budget; it is within it by definition
                     self.budget = self.ac.max_cost_ratio * entry.tokens
             for entry in archive.entries[1:]:
-                entry.over_budget = entry.tokens > self.budget
+                entry.over_budget = entry.stopped_early or entry.tokens > self.budget
             archive.close_generation(0)
             self._save(archive, fingerprint)
         while len(archive.best_low) <= self.ac.max_generations:

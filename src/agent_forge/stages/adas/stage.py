@@ -122,6 +122,7 @@ def run(ctx: StageContext) -> StageResult:
                     "test_chosen": round(100 * sum(chosen_test) / len(test), 2),
                     "test_gain": round(difference.mean, 2), "gain_low": round(difference.low, 2),
                     "gain_high": round(difference.high, 2), "designs": len(archive.scored()),
+                    "stopped_early": sum(e.stopped_early for e in archive.entries),
                     "generations": len(archive.best_low) - 1},
         "chosen": {"name": chosen.name, "design": chosen.design.to_dict(), "describe": chosen.design.describe(),
                    "validation": chosen.fitness.to_dict(), "tokens_per_answer": round(chosen.tokens, 1),
@@ -137,7 +138,7 @@ def run(ctx: StageContext) -> StageResult:
         "archive": [{"name": e.name, "generation": e.generation, "origin": e.origin, "parents": e.parents,
                      "describe": e.design.describe(), "validation": e.fitness.to_dict() if e.fitness else None,
                      "tokens_per_answer": round(e.tokens, 1), "ms_per_answer": round(e.ms, 1), "error": e.error,
-                     "over_budget": e.over_budget, "pareto": e in front}
+                     "over_budget": e.over_budget, "stopped_early": e.stopped_early, "pareto": e in front}
                     for e in archive.entries],
         "meta_agent": ac.meta_agent.endpoint is not None,
         "eval_command": f"agent-forge eval {out} --method generate --n {ac.test_items} --seed {cfg.seed}"
