@@ -32,6 +32,14 @@ class ToolsConfig(Section):
     sample_by_domain: bool = Field(
         True, description="draw a supervised step's tool domain first, then its level (facts, with few levels short "
                            "enough to train, then gets as many steps as arithmetic); false: every (domain, level) alike")
+    focus_every: int = Field(
+        250, ge=0, description="every this many supervised steps, measure each tool level with its tools on "
+                               "`focus_items` validation tasks and draw that domain's levels in proportion to "
+                               "their error rate from then on (0: every level of a domain alike throughout)")
+    focus_items: int = Field(8, ge=1, description="validation tasks per tool level at each focus measurement")
+    focus_floor: float = Field(
+        0.1, ge=0, le=1, description="least sampling weight of a tool level at focus (a mastered level keeps some "
+                                     "practice); a level's weight is max(error rate, this)")
     max_trace_tokens: int = Field(
         512, ge=64, description="longest training trace (prompt, calls, responses, answer) in tokens; longer "
                                 "traces are left out of training and the report says how many")

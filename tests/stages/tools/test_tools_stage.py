@@ -78,3 +78,23 @@ def test_stage_refuses_a_packed_input(entering, tmp_path):
     save_agent(agent, tmp_path / "packed", packed=True)
     with pytest.raises(ForgeError, match="latent"):
         _run(tmp_path / "packed", tmp_path / "07-tools")
+
+
+def test_focus_draws_failing_levels_in_proportion_to_their_error_rate():
+    import random
+
+    weights = stage_module.focus_weights({"mastered": 1.0, "half": 0.5, "failing": 0.0}, floor=0.1)
+    assert weights == {"mastered": 0.1, "half": 0.5, "failing": 1.0}
+    rng = random.Random(0)
+    draws = rng.choices(list(weights), weights=list(weights.values()), k=16000)
+    share = {k: draws.count(k) / len(draws) for k in weights}
+    assert share["failing"] == pytest.approx(1.0 / 1.6, abs=0.02)
+    assert share["mastered"] == pytest.approx(0.1 / 1.6, abs=0.02)
+
+
+def test_focus_measures_every_tool_level_during_training(entering, tmp_path):
+    m = _run(entering, tmp_path / "07-tools", sft_steps=5, focus_every=2, focus_items=2, rl_steps=0).metrics
+    focus = m["training"]["sft"]["focus"]
+    assert [f["step"] for f in focus] == [2, 4]
+    assert all(set(f["accuracy"]) == {"arithmetic/1", "arithmetic/3", "facts/1", "facts/3"} for f in focus)
+    assert all(0 <= v <= 100 for f in focus for v in f["accuracy"].values())

@@ -45,6 +45,11 @@ TOOL_TOKENS = [TOOL_CALL_OPEN, TOOL_CALL_CLOSE, TOOL_RESPONSE_OPEN, TOOL_RESPONS
 _RESPONSE = re.compile(re.escape(TOOL_RESPONSE_OPEN) + ".*?" + re.escape(TOOL_RESPONSE_CLOSE), re.S)
 
 
+def focus_weights(accuracy: dict, floor: float) -> dict:
+    """Sampling weight per level from its measured accuracy (0-1): its error rate, at least `floor`."""
+    return {k: max(1.0 - a, floor) for k, a in accuracy.items()}
+
+
 def add_tool_vocabulary(model, tokenizer) -> int:
     """Give the tokenizer the tool-call markers and the characters calls need; returns how many were new."""
     vocab = tokenizer.get_vocab()
@@ -110,8 +115,8 @@ class ToolsRun:
         else:
             agent = entering
             add_tool_vocabulary(agent.model, agent.tokenizer)
+            agent.extensions["tools"] = use  # the focus measurements answer with the tools
             state["logs"]["sft"] = self._supervised(agent, use, frontier)
-            agent.extensions["tools"] = use
             save_agent(agent, self.scratch / "sft")
             state["done"].append("sft")
             save_phase_state(self.scratch, state)
@@ -220,6 +225,8 @@ class ToolsRun:
             buckets.setdefault((trace.task.domain, trace.task.level), []).append(trace)
         keys = sorted(buckets)
         domains = sorted({d for d, _ in keys})
+        weights = {k: 1.0 for k in keys}  # a level's share of its domain's steps (refocused as training goes)
+        focus_log: list[dict] = []
 
         def pick_bucket() -> list[Trace]:
             if not keys:
@@ -227,10 +234,12 @@ class ToolsRun:
             if tc.sample_by_domain:  # a domain with few trainable levels gets as many steps as one with many
                 domain = domains[rng.randrange(len(domains))]
                 levels = [k for k in keys if k[0] == domain]
-                return buckets[levels[rng.randrange(len(levels))]]
-            return buckets[keys[rng.randrange(len(keys))]]
+                return buckets[rng.choices(levels, weights=[weights[k] for k in levels])[0]]
+            return buckets[rng.choices(keys, weights=[weights[k] for k in keys])[0]]
 
         def next_batch(step: int):
+            if tc.focus_every and step and step % tc.focus_every == 0:
+                focus_log.append(self._refocus(agent, keys, weights, step))
             bucket = pick_bucket()
             return rng.sample(bucket, min(n_tool, len(bucket))) + rng.sample(replay, min(n_replay, len(replay)))
 
@@ -242,9 +251,33 @@ class ToolsRun:
         log = train_supervised(agent.model, agent.tokenizer, next_batch, steps=tc.sft_steps, lr=tc.lr,
                                warmup_steps=tc.warmup_steps, params=self._trainable(agent), encode=encode,
                                desc="tools sft")
-        return {"traces": counts, "tool_traces": len(tool_traces), "no_call_answers": len(replay),
+        return {"traces": counts, "tool_traces": len(tool_traces), "no_call_answers": len(replay), "focus": focus_log,
                 "loss_first": round(log.losses[0], 4) if log.losses else None,
                 "loss_last": round(log.tail_mean(20), 4) if log.losses else None, "seconds": round(log.seconds, 1)}
+
+    def _refocus(self, agent, keys: list[tuple[str, int]], weights: dict, step: int) -> dict:
+        """Measure every tool level with its tools on validation and reweight the levels by their error rate.
+
+        Uniform sampling spends most steps on levels the agent already answers while the longest copies (e.g.
+        two 7-digit operands into the call, an 8-digit result read back reversed) stay unlearnt; measuring and
+        drawing the failing levels more is the adaptive-curriculum remedy. Greedy decoding: deterministic."""
+        tc = self.tc
+        tasks = [t for domain, level in keys
+                 for t in make_tasks(domain, level, "val", tc.focus_items, self.seed, world_seed=self.seed)]
+        was_training = agent.model.training
+        agent.model.eval()
+        with torch.no_grad():
+            report = evaluate_agent(agent, tasks, method="generate", think=False)
+        agent.model.train(was_training)
+        right: dict = {}
+        for task, item in zip(tasks, report.items):
+            right.setdefault((task.domain, task.level), []).append(float(item[3]))
+        accuracy = {k: sum(right[k]) / len(right[k]) for k in keys}
+        weights.update(focus_weights(accuracy, tc.focus_floor))
+        self._say(f"focus at step {step}: validation with tools " + "; ".join(
+            f"{d} " + "/".join(f"{percent(accuracy[k]):.0f}" for k in keys if k[0] == d)
+            for d in sorted({d for d, _ in keys})))
+        return {"step": step, "accuracy": {f"{d}/{lvl}": percent(accuracy[(d, lvl)]) for d, lvl in keys}}
 
     # --- policy gradient with the tools in the loop ----------------------------------------------
     def _reinforce(self, agent, frontier) -> dict:
