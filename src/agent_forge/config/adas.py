@@ -44,7 +44,8 @@ class AdasConfig(Section):
     confidence: float = Field(0.95, gt=0.5, lt=1, description="level of every confidence interval")
     max_cost_ratio: float = Field(
         4.0, gt=1, description="a design costing more than this many times the entering design's tokens per answer "
-                               "(validation) stays in the archive but is neither a parent nor the choice")
+                               "(validation) stays in the archive but is neither a parent nor the choice; one certain to "
+                               "cost more stops scoring once it has spent this budget for every validation item")
     meta_agent: MetaAgentConfig = Field(MetaAgentConfig(), description="optional code-writing meta-agent")
 
     @model_validator(mode="after")
