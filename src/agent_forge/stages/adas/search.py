@@ -41,7 +41,6 @@ def score_design(agent, design: AgentDesign, tasks: Sequence, *, batch_size: int
     saved = agent.extensions.get("design")
     agent.extensions["design"] = design
     limit = None if max_tokens_per_answer is None else max_tokens_per_answer * len(tasks)
-    report = None
     try:
         with counting_cost(agent, len(tasks), token_limit=limit) as cost:
             report = evaluate_agent(agent, list(tasks), "generate", batch_size=batch_size)

@@ -227,6 +227,8 @@ class ToolsRun:
         domains = sorted({d for d, _ in keys})
         weights = {k: 1.0 for k in keys}  # a level's share of its domain's steps (refocused as training goes)
         focus_log: list[dict] = []
+        focus_tasks = [t for domain, level in keys  # the same validation items at every measurement
+                       for t in make_tasks(domain, level, "val", tc.focus_items, self.seed, world_seed=self.seed)]
 
         def pick_bucket() -> list[Trace]:
             if not keys:
@@ -239,7 +241,7 @@ class ToolsRun:
 
         def next_batch(step: int):
             if tc.focus_every and step and step % tc.focus_every == 0:
-                focus_log.append(self._refocus(agent, keys, weights, step))
+                focus_log.append(self._refocus(agent, focus_tasks, keys, weights, step))
             bucket = pick_bucket()
             return rng.sample(bucket, min(n_tool, len(bucket))) + rng.sample(replay, min(n_replay, len(replay)))
 
@@ -255,15 +257,12 @@ class ToolsRun:
                 "loss_first": round(log.losses[0], 4) if log.losses else None,
                 "loss_last": round(log.tail_mean(20), 4) if log.losses else None, "seconds": round(log.seconds, 1)}
 
-    def _refocus(self, agent, keys: list[tuple[str, int]], weights: dict, step: int) -> dict:
+    def _refocus(self, agent, tasks, keys: list[tuple[str, int]], weights: dict, step: int) -> dict:
         """Measure every tool level with its tools on validation and reweight the levels by their error rate.
 
         Uniform sampling spends most steps on levels the agent already answers while the longest copies (e.g.
         two 7-digit operands into the call, an 8-digit result read back reversed) stay unlearnt; measuring and
         drawing the failing levels more is the adaptive-curriculum remedy. Greedy decoding: deterministic."""
-        tc = self.tc
-        tasks = [t for domain, level in keys
-                 for t in make_tasks(domain, level, "val", tc.focus_items, self.seed, world_seed=self.seed)]
         was_training = agent.model.training
         agent.model.eval()
         with torch.no_grad():
@@ -273,7 +272,7 @@ class ToolsRun:
         for task, item in zip(tasks, report.items):
             right.setdefault((task.domain, task.level), []).append(float(item[3]))
         accuracy = {k: sum(right[k]) / len(right[k]) for k in keys}
-        weights.update(focus_weights(accuracy, tc.focus_floor))
+        weights.update(focus_weights(accuracy, self.tc.focus_floor))
         self._say(f"focus at step {step}: validation with tools " + "; ".join(
             f"{d} " + "/".join(f"{percent(accuracy[k]):.0f}" for k in keys if k[0] == d)
             for d in sorted({d for d, _ in keys})))
