@@ -369,10 +369,11 @@ def test_status_shows_percentages_no_none_model_paths_and_time_so_far(tmp_path, 
 
 def test_chat_shows_one_example_prompt_per_domain_on_start(tmp_path, monkeypatch):
     import agent_forge.cli as cli
+    from agent_forge.cli import model_commands
     from agent_forge.tasks import DOMAINS
 
     model = build_and_save_tiny(tmp_path / "model")
-    monkeypatch.setattr(cli, "_stdin_is_terminal", lambda: True)
+    monkeypatch.setattr(model_commands, "_stdin_is_terminal", lambda: True)
     result = runner.invoke(app, ["chat", str(model), "--max-new-tokens", "1"], input="/exit\n")
     assert result.exit_code == 0, result.output
     examples = cli.example_prompts()

@@ -23,6 +23,7 @@ def test_command_line_is_written_as_typed():
     assert command_line(["/usr/local/bin/agent-forge", "run", "--config", "smoke", "name=a b"]) == \
         "agent-forge run --config smoke 'name=a b'"
     assert command_line(["/x/agent_forge/cli.py", "run", "threads=1"]) == "agent-forge run threads=1"
+    assert command_line(["/x/agent_forge/cli/__main__.py", "run"]) == "agent-forge run"  # python -m agent_forge.cli
     assert command_line(["/usr/bin/pytest", "-k", "x y"]) == "/usr/bin/pytest -k 'x y'"
 
 

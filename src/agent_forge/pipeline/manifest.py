@@ -133,7 +133,9 @@ def command_line(argv: list[str] | None = None) -> str:
     other program (a test runner, a script calling `run_pipeline`) is written as it was invoked.
     """
     argv = list(sys.argv if argv is None else argv) or [""]
-    program = "agent-forge" if Path(argv[0]).name in _CLI_PROGRAMS else argv[0]
+    called = Path(argv[0])
+    is_cli = called.name in _CLI_PROGRAMS or (called.name == "__main__.py" and called.parent.name == "cli")
+    program = "agent-forge" if is_cli else argv[0]
     return shlex.join([program, *argv[1:]])
 
 
