@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..models import completion_text, pad_id, prompt_format
+from ..models.formats.ternary import frozen_ternary_weights
 from .decoder import lm_head_of, new_cache, run_decoder, truncate_cache
 from ..models.formats.thoughts.mixing import MixingHead
 from .thought_sampling import ThoughtSampler
@@ -72,15 +73,17 @@ def generate_with_thoughts(
     was_training = model.training
     model.eval()
     try:
-        for number, batch in enumerate(tqdm(batches, desc="think+answer", disable=not progress or len(batches) < 2)):
-            answers, thoughts = _answer_batch(
-                model, tokenizer, head, [prompt_ids[i] for i in batch], tokens=tokens, fmt=fmt,
-                thought_length=thought_length, max_new_tokens=max_new_tokens, think=think, stride=stride,
-                thought_temperature=thought_temperature, temperature=temperature, seed=seed * 7919 + number,
-            )
-            for i, ids, row_thoughts in zip(batch, answers, thoughts):
-                text = completion_text(tokenizer, ids, fmt, stop)
-                results[i] = ThoughtfulAnswer(text, row_thoughts)
+        with frozen_ternary_weights(model):  # a BitLinear model quantizes its weights once, not at every step
+            for number, batch in enumerate(tqdm(batches, desc="think+answer",
+                                                disable=not progress or len(batches) < 2)):
+                answers, thoughts = _answer_batch(
+                    model, tokenizer, head, [prompt_ids[i] for i in batch], tokens=tokens, fmt=fmt,
+                    thought_length=thought_length, max_new_tokens=max_new_tokens, think=think, stride=stride,
+                    thought_temperature=thought_temperature, temperature=temperature, seed=seed * 7919 + number,
+                )
+                for i, ids, row_thoughts in zip(batch, answers, thoughts):
+                    text = completion_text(tokenizer, ids, fmt, stop)
+                    results[i] = ThoughtfulAnswer(text, row_thoughts)
     finally:
         model.train(was_training)
     return results  # type: ignore[return-value]

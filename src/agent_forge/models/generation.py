@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .formats.ternary.layer import frozen_ternary_weights
 from .prompting import PromptFormat, pad_id, prompt_format
 
 
@@ -138,14 +139,16 @@ def generate_token_ids(
     was_training = model.training
     model.eval()
     try:
-        for batch in tqdm(batches, desc="generate", disable=not progress or len(batches) < 2, leave=False):
-            outputs = _decode_batch(
-                model, tokenizer, [rows[i] for i in batch], device=device, max_new_tokens=max_new_tokens,
-                temperature=temperature, top_p=top_p, stop=stop, generator=generator, fmt=fmt,
-                skip_special_tokens=skip_special_tokens,
-            )
-            for i, ids in zip(batch, outputs):
-                results[i] = ids
+        # a BitLinear model quantizes its weights once for the whole generation, not at every decode step
+        with frozen_ternary_weights(model):
+            for batch in tqdm(batches, desc="generate", disable=not progress or len(batches) < 2, leave=False):
+                outputs = _decode_batch(
+                    model, tokenizer, [rows[i] for i in batch], device=device, max_new_tokens=max_new_tokens,
+                    temperature=temperature, top_p=top_p, stop=stop, generator=generator, fmt=fmt,
+                    skip_special_tokens=skip_special_tokens,
+                )
+                for i, ids in zip(batch, outputs):
+                    results[i] = ids
     finally:
         model.train(was_training)
     return results

@@ -21,11 +21,11 @@ from .convert import (
 )
 from .decode import PackedDecoder, decoder_for
 from .kernel import kernel_description
-from .layer import BitLinear
+from .layer import BitLinear, frozen_ternary_weights
 from .packed import PackedBitLinear, export_packed, is_packed_export, load_packed, packed_size_report, write_packed_files
 
 __all__ = [
-    "BitLinear", "MARKER", "PackedBitLinear", "PackedDecoder",
+    "BitLinear", "MARKER", "frozen_ternary_weights", "PackedBitLinear", "PackedDecoder",
     "decoder_for", "bitlinear_layers", "convert_to_bitlinear", "convertible_linears",
     "export_packed", "is_packed_export", "is_ternary", "is_ternary_checkpoint", "keep_ternary",
     "kernel_description", "load_packed", "packed_size_report", "restore_bitlinear", "set_quant_strength",

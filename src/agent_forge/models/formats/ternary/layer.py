@@ -9,10 +9,18 @@ straight-through estimator so that gradients reach the latent weights.
 b1.58 forward. Values in between blend quantized and full-precision weights and activations (and, when the
 sub-layer norm is enabled, normalized and raw inputs) so that a pretrained model can be eased into ternary.
 
+Quantizing the weight costs about ten passes over it, more than the matmul itself when a decode step feeds a
+few tokens. `frozen_ternary_weights(model)` computes each layer's forward weight once for a block that does not
+change the weights (a generation) and the no-grad forwards inside it reuse that tensor: the same values, so the
+same outputs bit for bit, at the price of one more copy of the linear weights while the block runs.
+
 Exercise: ``pytest tests/stages/bitnet/test_bitnet_layer.py``.
 """
 
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -48,6 +56,8 @@ class BitLinear(nn.Module):
         # variance; named `rms_norm` because that is the key transformers' bitnet integration loads.
         self.rms_norm = nn.RMSNorm(in_features, eps=norm_eps, device=device, dtype=dtype) if sub_norm else None
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+        # the forward weight held by `frozen_ternary_weights` (None outside it); not a buffer: never saved
+        self.frozen_weight: torch.Tensor | None = None
 
     @classmethod
     def from_linear(
@@ -75,8 +85,12 @@ class BitLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalized_input(x)
         x = straight_through(x, quantize_activation(x, self.act_bits), self.strength)
-        w = straight_through(self.weight, quantize_weight(self.weight), self.strength)
-        return F.linear(x, w, self.bias)
+        frozen = self.frozen_weight is not None and not torch.is_grad_enabled()
+        return F.linear(x, self.frozen_weight if frozen else self.forward_weight(), self.bias)
+
+    def forward_weight(self) -> torch.Tensor:
+        """The weight `forward` multiplies by: the quantized weight blended at `strength`, gradients to the latent."""
+        return straight_through(self.weight, quantize_weight(self.weight), self.strength)
 
     def ternary(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(int8 codes in {-1, 0, 1}, gamma): what is packed and shipped for this layer."""
@@ -105,3 +119,22 @@ class BitLinear(nn.Module):
             f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
             f"sub_norm={self.rms_norm is not None}, act_bits={self.act_bits}, strength={self.strength:g}"
         )
+
+
+@contextmanager
+def frozen_ternary_weights(model: nn.Module) -> Iterator[None]:
+    """Quantize every BitLinear's weight once for the block; its no-grad forwards reuse it (bit-identical).
+
+    Only for blocks that leave the weights alone (a generation): a weight changed inside would not be seen.
+    Forwards with gradients enabled still quantize afresh, so training inside the block stays correct. Layers
+    already frozen by an enclosing block are left to it.
+    """
+    layers = [m for m in model.modules() if isinstance(m, BitLinear) and m.frozen_weight is None]
+    try:
+        with torch.no_grad():
+            for layer in layers:
+                layer.frozen_weight = layer.forward_weight()
+        yield
+    finally:
+        for layer in layers:
+            layer.frozen_weight = None
