@@ -1,5 +1,7 @@
 """`frozen_ternary_weights`: a generation quantizes each BitLinear weight once, with outputs bit-identical."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -71,19 +73,9 @@ def test_generation_quantizes_once_per_layer_and_decodes_the_same_tokens(tiny_mo
     assert len(calls) == len(layers)  # once per layer for both batches and every step, not once per step
 
     # the reference: the same greedy decode with each step quantizing afresh (no freezing)
-    monkeypatch.setattr("agent_forge.models.generation.frozen_ternary_weights", _no_freezing)
+    monkeypatch.setattr("agent_forge.models.generation.frozen_ternary_weights", lambda _model: contextlib.nullcontext())
     calls.clear()
     reference = generate(tiny_model, tiny_tokenizer, prompts, max_new_tokens=12, batch_size=2, progress=False)
     assert len(calls) > 10 * len(layers)
     assert texts == reference
 
-
-class _no_freezing:
-    def __init__(self, model):
-        pass
-
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

@@ -98,8 +98,7 @@ class BitLinear(nn.Module):
 
     def effective_weight(self) -> torch.Tensor:
         """The weight the forward pass multiplies by at the current strength (no gradient)."""
-        w = self.weight.detach()
-        return w + self.strength * (quantize_weight(w) - w)
+        return self.forward_weight().detach()
 
     def integer_forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reference for the packed kernels: integer activations x ternary codes, rescaled once per token.
