@@ -51,6 +51,10 @@ class ToolsConfig(Section):
     kl_coef: float = Field(0.05, ge=0, description="weight of the KL to the supervised model in the RL phase")
     freeze_expert_matrices: bool = Field(
         True, description="leave the matrices the experts scale untouched, so the experts' SVD stays exact")
+    require_gain: bool = Field(
+        True, description="pass a trained model on only if its validation accuracy with tools beats the entering "
+                          "agent's (measured the same way, tools attached); otherwise the stage passes the entering "
+                          "agent on with the tools attached and says so. false: keep the better trained model")
     val_items: int = Field(12, ge=2, description="validation items per domain and level (frontier, selection)")
     test_items: int = Field(20, ge=2, description="test items per domain and level in the report")
 

@@ -22,7 +22,7 @@ from agent_forge.tools import TOOL_CALL_OPEN, ToolCall
 TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
                        num_key_value_heads=4, max_position_embeddings=256)
 SMALL = {"levels": [1, 3], "call_below": 100, "sft_steps": 3, "batch_size": 4, "rl_steps": 1, "rl_prompts": 2,
-         "rl_samples": 2, "val_items": 2, "test_items": 2, "max_calls": 2}
+         "rl_samples": 2, "val_items": 2, "test_items": 2, "max_calls": 2, "require_gain": False}
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,21 @@ def test_stage_writes_a_ternary_agent_with_tools_and_memory_and_resumes(entering
     assert resumed.metrics["resumed"] and resumed.metrics["test"] == m["test"]
     a, b = load_agent(folder).model.state_dict(), load_agent(resumed.models["model"]).model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_trained_model_without_a_validation_gain_is_not_passed_on(entering, tmp_path):
+    """With `require_gain`, the entering agent competes on validation; three supervised steps on a random model
+    gain nothing, so the stage passes the entering weights on, with the tools attached, and says so."""
+    result = _run(entering, tmp_path / "07-tools", rl_steps=0, require_gain=True)
+    m = result.metrics
+    selection = m["selection_val_accuracy"]
+    assert set(selection) == {"entering", "sft"}
+    assert selection["entering"] >= selection["sft"] and m["chosen"] == "entering"
+    kept, before = load_agent(result.models["model"]), load_agent(entering)
+    a, b = kept.model.state_dict(), before.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert TOOL_CALL_OPEN not in kept.tokenizer.get_vocab()  # untrained for tools: the vocabulary is unchanged
+    assert kept.extensions["tools"].registry.names == ["calculator", "memory_search"]
 
 
 def test_stage_refuses_a_packed_input(entering, tmp_path):

@@ -121,7 +121,9 @@ class ToolsRun:
             state["done"].append("sft")
             save_phase_state(self.scratch, state)
         agent.extensions["tools"] = use
-        candidates = {"sft": self.scratch / "sft"}
+        # the entering agent competes too: a stage that taught nothing useful must not pass on a worse model
+        candidates = {"entering": self.source} if tc.require_gain else {}
+        candidates["sft"] = self.scratch / "sft"
         if tc.rl_steps > 0:
             if "rl" not in state["done"]:
                 state["logs"]["rl"] = self._reinforce(agent, frontier)
@@ -323,7 +325,10 @@ class ToolsRun:
             candidate.extensions["tools"] = use
             right = evaluate_agent(candidate, val, method="generate", think=False)
             selection[name] = round(right.accuracy, 2)
-        chosen = max(selection, key=lambda n: (selection[n], n == "sft"))  # ties: the simpler supervised model
+        trained = [n for n in selection if n != "entering"]
+        chosen = max(trained, key=lambda n: (selection[n], n == "sft"))  # ties: the simpler supervised model
+        if "entering" in selection and selection["entering"] >= selection[chosen]:
+            chosen = "entering"  # no gain on validation: training with tools is not worth its risk
         self._say("validation accuracy with tools: " + ", ".join(f"{n} {a:.2f}" for n, a in selection.items())
                   + f"; keeping {chosen}")
         agent = load_agent(candidates[chosen], device=ctx.device)
