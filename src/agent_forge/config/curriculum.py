@@ -168,7 +168,13 @@ class CurriculumConfig(Section):
     eval_levels_above: int = Field(3, ge=1, description="test levels reported above each baseline frontier")
     replay_capacity: int = Field(256, ge=1, description="verified pairs kept per (domain, level) for replay")
     replay_seed_items: int = Field(48, ge=0, description="train items per mastered level checked to seed replay")
-    time_budget_s: float = Field(540.0, gt=0, description="stop starting new cycles after this many seconds")
+    max_cycles: int | None = Field(
+        126, ge=1,
+        description="stop starting new cycles after this many in all, the same on every machine (126: what the "
+                    "reference tiny run fitted into its former 540 s budget, so its numbers reproduce); null: none")
+    time_budget_s: float | None = Field(
+        None, gt=0, description="also stop starting new cycles after this many seconds (a wall-clock cap: how many "
+                                "cycles fit then differs between machines and thread counts); null: none")
     assessment: AssessmentConfig = Field(AssessmentConfig(), description="how the entering model's frontier is found")
     mix: TaskMixConfig = Field(TaskMixConfig(), description="the kinds of tasks a cycle mixes")
     cycle: CycleConfig = Field(CycleConfig(), description="one RL cycle")

@@ -61,6 +61,16 @@ def test_stage_writes_model_metrics_and_plots(trained_tiny, tmp_path):
     assert {p.name for p in plots.iterdir()} == {"cycles.png", "levels.png", "calibration.png"}
 
 
+def test_the_cycle_budget_stops_the_stage_after_that_many_cycles_in_all(trained_tiny, tmp_path):
+    """`max_cycles` counts cycles across levels: the budget ends level 2 after its first cycle and no level 3
+    starts; the same budget on any machine (no wall clock involved)."""
+    source, _, _ = trained_tiny
+    cfg = _cfg(levels=3, max_cycles_per_level=2, min_cycles_per_level=2, max_cycles=3, time_budget_s=None)
+    m = run(cfg, StageInputs(models={"model": source}), tmp_path / "04-curriculum").metrics
+    assert m["cycles"] == len(m["history"]) == 3
+    assert [lv["cycles"] for lv in m["levels"]] == [2, 1] and m["levels_trained"] == 2
+
+
 def test_killed_run_resumes_at_the_last_finished_level(trained_tiny, tmp_path):
     source, _, _ = trained_tiny
     stage_dir = tmp_path / "stage"

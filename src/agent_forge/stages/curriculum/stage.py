@@ -182,7 +182,7 @@ class CurriculumRun:
 
         while state["round"] < cc.levels:
             targets = {d: state["mastered"][d] + 1 for d in domains if state["mastered"][d] < 10}
-            if not targets or time.perf_counter() - start > cc.time_budget_s:
+            if not targets or self._budget_spent(state, start):
                 break
             level = state["round"] + 1
             controller.reset(cc.controller.initial)
@@ -200,6 +200,13 @@ class CurriculumRun:
                 f"({level_log['cycles']} cycles, {state['elapsed']:.0f}s)"
             )
         return self._finish(model, tok, state, ternary, resumed, time.perf_counter() - start)
+
+    def _budget_spent(self, state: dict, start: float) -> bool:
+        """Whether the stage's cycle budget (or its optional wall-clock cap) is used up: no new cycle starts."""
+        cc = self.cc
+        if cc.max_cycles is not None and state["cycles"] >= cc.max_cycles:
+            return True
+        return cc.time_budget_s is not None and time.perf_counter() - start > cc.time_budget_s
 
     def _fresh_state(self, model, tok, domains) -> dict:
         cc = self.cc
@@ -265,7 +272,7 @@ class CurriculumRun:
                 self._advance_mastered(ctx, state, targets, acc, metrics)
             state["history"].append(metrics)
             bar.set_postfix(success=f"{metrics['success']:.2f}", difficulty=f"{metrics['difficulty']:.2f}")
-            if not targets or time.perf_counter() - start > cc.time_budget_s:
+            if not targets or self._budget_spent(state, start):
                 break
         bar.close()
         final = self._validate(ctx, targets)
