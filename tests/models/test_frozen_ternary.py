@@ -21,11 +21,11 @@ def test_frozen_forward_equals_the_quantize_every_time_forward(tiny_model):
     with torch.no_grad():
         fresh = tiny_model(ids).logits
         with frozen_ternary_weights(tiny_model):
-            assert all(layer.frozen_weight is not None for layer in layers)
+            assert all(layer.frozen_codes is not None and layer.frozen_weight is None for layer in layers)
             frozen = tiny_model(ids).logits
     # the same weight values feed the same matmuls: equal by construction, not only within tolerance
     assert torch.equal(fresh, frozen)
-    assert all(layer.frozen_weight is None for layer in layers)
+    assert all(layer.frozen_codes is None and layer.frozen_weight is None for layer in layers)
 
 
 def test_forwards_with_gradients_quantize_afresh_and_train_the_latent_weights(tiny_model):
@@ -49,26 +49,26 @@ def test_the_block_releases_its_copies_on_error_and_leaves_an_enclosing_block_al
     with pytest.raises(RuntimeError):
         with frozen_ternary_weights(tiny_model):
             raise RuntimeError("boom")
-    assert all(layer.frozen_weight is None for layer in layers)
+    assert all(layer.frozen_codes is None and layer.frozen_weight is None for layer in layers)
     with frozen_ternary_weights(tiny_model):
-        held = [layer.frozen_weight for layer in layers]
+        held = [layer.frozen_codes for layer in layers]
         with frozen_ternary_weights(tiny_model):
             pass
-        assert all(layer.frozen_weight is w for layer, w in zip(layers, held))
-    assert all(layer.frozen_weight is None for layer in layers)
+        assert all(layer.frozen_codes is c for layer, c in zip(layers, held))
+    assert all(layer.frozen_codes is None and layer.frozen_weight is None for layer in layers)
 
 
 def test_generation_quantizes_once_per_layer_and_decodes_the_same_tokens(tiny_model, tiny_tokenizer, monkeypatch):
     layers = _ternary(tiny_model)
     prompts = ["12+34", "abc", "reverse(xy)"]
     calls = []
-    original = BitLinear.forward_weight
+    original = BitLinear.ternary
 
     def counted(self):
         calls.append(self)
         return original(self)
 
-    monkeypatch.setattr(BitLinear, "forward_weight", counted)
+    monkeypatch.setattr(BitLinear, "ternary", counted)
     texts = generate(tiny_model, tiny_tokenizer, prompts, max_new_tokens=12, batch_size=2, progress=False)
     assert len(calls) == len(layers)  # once per layer for both batches and every step, not once per step
 
@@ -79,3 +79,16 @@ def test_generation_quantizes_once_per_layer_and_decodes_the_same_tokens(tiny_mo
     assert len(calls) > 10 * len(layers)
     assert texts == reference
 
+
+
+def test_during_warm_up_the_block_holds_the_blended_forward_weight(tiny_model):
+    layers = _ternary(tiny_model)
+    for layer in layers:
+        layer.strength = 0.5
+    ids = torch.randint(3, 30, (2, 9))
+    with torch.no_grad():
+        fresh = tiny_model(ids).logits
+        with frozen_ternary_weights(tiny_model):
+            assert all(layer.frozen_weight is not None and layer.frozen_codes is None for layer in layers)
+            frozen = tiny_model(ids).logits
+    assert torch.equal(fresh, frozen)

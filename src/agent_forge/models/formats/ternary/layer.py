@@ -9,10 +9,17 @@ straight-through estimator so that gradients reach the latent weights.
 b1.58 forward. Values in between blend quantized and full-precision weights and activations (and, when the
 sub-layer norm is enabled, normalized and raw inputs) so that a pretrained model can be eased into ternary.
 
+Without gradients (evaluation, generation) a fully quantized fp32 layer computes what the packed kernels compute,
+bit for bit: integer activation codes times ternary codes (exact integers in fp32), rescaled once per token by
+gamma / s, then the bias. So an agent scores the same latent and packed (`save_agent(..., packed=True)`); the
+dequantized product the straight-through forward uses differs from it by float rounding. Forwards with gradients
+keep the straight-through form.
+
 Quantizing the weight costs about ten passes over it, more than the matmul itself when a decode step feeds a
-few tokens. `frozen_ternary_weights(model)` computes each layer's forward weight once for a block that does not
-change the weights (a generation) and the no-grad forwards inside it reuse that tensor: the same values, so the
-same outputs bit for bit, at the price of one more copy of the linear weights while the block runs.
+few tokens. `frozen_ternary_weights(model)` computes each layer's ternary codes (or, during warm-up, its forward
+weight) once for a block that does not change the weights (a generation) and the no-grad forwards inside it reuse
+them: the same values, so the same outputs bit for bit, at the price of one more copy of the linear weights while
+the block runs.
 
 Exercise: ``pytest tests/stages/bitnet/test_bitnet_layer.py``.
 """
@@ -56,7 +63,9 @@ class BitLinear(nn.Module):
         # variance; named `rms_norm` because that is the key transformers' bitnet integration loads.
         self.rms_norm = nn.RMSNorm(in_features, eps=norm_eps, device=device, dtype=dtype) if sub_norm else None
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
-        # the forward weight held by `frozen_ternary_weights` (None outside it); not a buffer: never saved
+        # what `frozen_ternary_weights` holds for no-grad forwards (None outside it; not buffers: never saved):
+        # the ternary codes as fp32 and gamma for the integer path, or the blended forward weight during warm-up
+        self.frozen_codes: tuple[torch.Tensor, torch.Tensor] | None = None
         self.frozen_weight: torch.Tensor | None = None
 
     @classmethod
@@ -83,6 +92,8 @@ class BitLinear(nn.Module):
         return x + self.strength * (normed - x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.uses_integer_path(x):
+            return self.integer_forward(x)
         x = self.normalized_input(x)
         x = straight_through(x, quantize_activation(x, self.act_bits), self.strength)
         frozen = self.frozen_weight is not None and not torch.is_grad_enabled()
@@ -100,15 +111,27 @@ class BitLinear(nn.Module):
         """The weight the forward pass multiplies by at the current strength (no gradient)."""
         return self.forward_weight().detach()
 
-    def integer_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Reference for the packed kernels: integer activations x ternary codes, rescaled once per token.
+    def uses_integer_path(self, x: torch.Tensor) -> bool:
+        """Whether `forward(x)` computes `integer_forward`: no gradients, fully quantized, fp32 (the packed
+        kernels' precision; a bf16 matmul would round the integer sums)."""
+        return (self.strength == 1.0 and not torch.is_grad_enabled() and x.dtype == torch.float32
+                and self.weight.dtype == torch.float32)
 
-        Equal to ``forward`` at strength 1 up to float rounding; used by tests and the torch fallback path.
+    def integer_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The packed kernels' arithmetic: integer activations x ternary codes, rescaled once per token.
+
+        The dot products are exact integers in fp32 (below 2^24), then y = dot * (gamma / s) + bias, the same two
+        fp32 operations the C kernel does, so the two agree bit for bit. Equal to the straight-through forward
+        at strength 1 up to float rounding. No gradient.
         """
         x = self.normalized_input(x)
         x_codes, x_scale = activation_codes(x, self.act_bits)
-        w_codes, gamma = self.ternary()
-        y = F.linear(x_codes, w_codes.float()) * (gamma / x_scale)
+        if self.frozen_codes is not None:
+            w_codes, gamma = self.frozen_codes
+        else:
+            codes, gamma = self.ternary()
+            w_codes = codes.float()
+        y = F.linear(x_codes, w_codes) * (gamma / x_scale)
         if self.bias is not None:
             y = y + self.bias.float()
         return y.to(x.dtype)
@@ -128,12 +151,18 @@ def frozen_ternary_weights(model: nn.Module) -> Iterator[None]:
     Forwards with gradients enabled still quantize afresh, so training inside the block stays correct. Layers
     already frozen by an enclosing block are left to it.
     """
-    layers = [m for m in model.modules() if isinstance(m, BitLinear) and m.frozen_weight is None]
+    layers = [m for m in model.modules()
+              if isinstance(m, BitLinear) and m.frozen_weight is None and m.frozen_codes is None]
     try:
         with torch.no_grad():
             for layer in layers:
-                layer.frozen_weight = layer.forward_weight()
+                if layer.strength == 1.0 and layer.weight.dtype == torch.float32:
+                    codes, gamma = layer.ternary()
+                    layer.frozen_codes = (codes.float(), gamma)
+                else:
+                    layer.frozen_weight = layer.forward_weight()
         yield
     finally:
         for layer in layers:
+            layer.frozen_codes = None
             layer.frozen_weight = None

@@ -42,7 +42,10 @@ def activation_codes(x: torch.Tensor, bits: int = 8) -> tuple[torch.Tensor, torc
     """Per-token (last dim) absmax quantization: (integer codes as fp32, scale s) with ``x ~= codes / s``."""
     q_max = 2 ** (bits - 1) - 1
     xf = x.detach().float()
-    scale = q_max / xf.abs().amax(dim=-1, keepdim=True).clamp(min=SCALE_EPS)
+    absmax = xf.abs().amax(dim=-1, keepdim=True).clamp(min=SCALE_EPS)
+    # a true division, as the packed kernels compute it: torch turns `number / tensor` into a reciprocal and a
+    # multiply, which is one ulp off now and then, and a scale one ulp off can flip an activation's int8 code
+    scale = absmax.new_tensor(float(q_max)) / absmax
     codes = (xf * scale).round().clamp(-q_max - 1, q_max)
     return codes, scale
 

@@ -1,0 +1,46 @@
+"""A latent ternary agent and its packed export compute the same logits bit for bit (no-grad, fp32).
+
+The latent BitLinear's no-grad forward is the packed kernels' integer arithmetic, so evaluating an agent before
+and after `save_agent(..., packed=True)` gives the same scores item for item, not only within tolerance.
+"""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from agent_forge.models import Agent, load_agent, save_agent
+from agent_forge.models.formats.ternary import BitLinear, convert_to_bitlinear, kernel
+from agent_forge.models.formats.ternary.packing import pack_kernel
+
+
+@pytest.mark.parametrize("variant", sorted(kernel.VARIANTS))
+@pytest.mark.parametrize("k,n,m", [(32, 48, 1), (576, 192, 2), (576, 1536, 4), (300, 33, 7)])
+def test_the_no_grad_forward_is_the_kernel_bit_for_bit(variant, k, n, m):
+    torch.manual_seed(k + n + m)
+    layer = BitLinear.from_linear(nn.Linear(k, n, bias=True))
+    nn.init.normal_(layer.bias)
+    codes, gamma = layer.ternary()
+    x = torch.randn(m, k) * 3
+    packed = kernel.TernaryMatmul(pack_kernel(codes), float(gamma), k, layer.bias.detach(), variant=variant)(x)
+    with torch.no_grad():
+        latent = layer(x)
+    assert torch.equal(latent, packed)
+    # with gradients the straight-through form runs: the same values up to float rounding
+    straight = layer(x)
+    assert straight.requires_grad and torch.allclose(straight, latent, rtol=1e-5, atol=1e-5)
+
+
+def test_a_packed_export_scores_the_same_logits_as_the_latent_agent(tiny_model, tiny_tokenizer, tmp_path):
+    convert_to_bitlinear(tiny_model, sub_norm=True)
+    with torch.no_grad():  # give the sub-layer norms some non-trivial weights
+        for module in tiny_model.modules():
+            if isinstance(module, BitLinear) and module.rms_norm is not None:
+                module.rms_norm.weight.uniform_(0.5, 1.5)
+    save_agent(Agent(tiny_model, copy.deepcopy(tiny_tokenizer)), tmp_path / "packed", packed=True)
+    packed = load_agent(tmp_path / "packed")
+    assert packed.packed
+    ids = torch.randint(3, 30, (3, 17), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(tiny_model(ids).logits, packed.model(ids).logits)
