@@ -44,3 +44,29 @@ def test_a_packed_export_scores_the_same_logits_as_the_latent_agent(tiny_model, 
     ids = torch.randint(3, 30, (3, 17), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(tiny_model(ids).logits, packed.model(ids).logits)
+
+
+def _survives_a_reciprocal_round_trip(gamma: torch.Tensor) -> bool:
+    return torch.equal(torch.tensor(1.0 / float((1.0 / gamma).float()), dtype=torch.float32), gamma)
+
+
+def test_the_export_keeps_each_layers_gamma_exactly(tiny_model, tiny_tokenizer, tmp_path):
+    """transformers' layout stores 1 / gamma; about one gamma in eight comes back one ulp off from it, which
+    would put the packed model one rounding away from the latent one. The export stores gamma itself too."""
+    from agent_forge.models.formats.ternary.packed import unpack_export_codes
+
+    convert_to_bitlinear(tiny_model)
+    layers = [m for m in tiny_model.modules() if isinstance(m, BitLinear)]
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in layers:  # scale each weight until its gamma is one of those that do not come back exactly
+            while _survives_a_reciprocal_round_trip(layer.ternary()[1]):
+                layer.weight.mul_(1.0 + 1e-3 * float(torch.rand((), generator=generator)))
+    save_agent(Agent(tiny_model, copy.deepcopy(tiny_tokenizer)), tmp_path / "packed", packed=True)
+    stored = unpack_export_codes(tmp_path / "packed")
+    names = {m: n for n, m in tiny_model.named_modules()}
+    assert all(stored[names[layer]][1] == float(layer.ternary()[1]) for layer in layers)
+    packed = load_agent(tmp_path / "packed")
+    ids = torch.randint(3, 30, (2, 11), generator=generator)
+    with torch.no_grad():
+        assert torch.equal(tiny_model(ids).logits, packed.model(ids).logits)

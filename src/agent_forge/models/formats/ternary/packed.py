@@ -30,6 +30,14 @@ from .kernel import TernaryMatmul, repack_for_kernel
 from .packing import pack_rows, unpack_rows
 
 PACKED_FILE = "model.safetensors"
+GAMMA_SUFFIX = "weight_gamma"  # `<layer>.weight_gamma`: the layer's exact gamma, beside transformers' weight_scale
+
+
+def _layer_gamma(get, keys, name: str) -> float:
+    """A packed layer's gamma: stored exactly, or (exports written before it was) 1 / weight_scale."""
+    if f"{name}.{GAMMA_SUFFIX}" in keys:
+        return float(get(f"{name}.{GAMMA_SUFFIX}").reshape(()))
+    return 1.0 / float(get(f"{name}.weight_scale").reshape(()))
 
 
 class PackedBitLinear(nn.Module):
@@ -83,6 +91,9 @@ def write_packed_files(model: nn.Module, tokenizer, folder: Path) -> None:
         codes, gamma = layer.ternary()
         tensors[f"{name}.weight"] = pack_rows(codes)
         tensors[f"{name}.weight_scale"] = (1.0 / gamma).reshape(1).float()
+        # gamma itself too: 1 / (1 / gamma) comes back one ulp off for about one layer in eight, and the packed
+        # model must compute with the very gamma the latent one does (transformers ignores the extra key)
+        tensors[f"{name}.{GAMMA_SUFFIX}"] = gamma.reshape(1).float()
         if layer.bias is not None:
             tensors[f"{name}.bias"] = layer.bias.detach().float().clone()
         if layer.rms_norm is not None:
@@ -167,7 +178,7 @@ def packed_size_report(folder: str | Path) -> dict:
             packed_bytes += size
             rows, cols = info["shape"]
             weights += rows * 4 * cols
-        elif key.endswith(".weight_scale"):
+        elif key.endswith((".weight_scale", f".{GAMMA_SUFFIX}")):
             scale_bytes += size
     return {
         "ternary_weights": weights,
@@ -275,7 +286,7 @@ def load_packed(folder: str | Path, *, with_tokenizer: bool = True):
             with torch.no_grad():
                 norm.weight.copy_(reader.get(f"{name}.rms_norm.weight"))
         bias = reader.get(f"{name}.bias") if f"{name}.bias" in keys else None
-        gamma = 1.0 / float(reader.get(f"{name}.weight_scale").reshape(()))
+        gamma = _layer_gamma(reader.get, keys, name)
         kernel_layout = repack_for_kernel(reader.get(f"{name}.weight"))
         model.set_submodule(name, PackedBitLinear(kernel_layout, gamma, old.in_features, bias, norm, marker["act_bits"]))
     prefixes = tuple(f"{n}." for n in marker["modules"])
@@ -312,9 +323,9 @@ def unpack_export_codes(folder: str | Path) -> dict[str, tuple[torch.Tensor, flo
     marker = json.loads((folder / "config.json").read_text())[MARKER]
     out = {}
     with safe_open(str(folder / PACKED_FILE), framework="pt") as handle:
+        keys = set(handle.keys())
         for name in marker["modules"]:
-            scale = float(handle.get_tensor(f"{name}.weight_scale").reshape(()))
-            out[name] = (unpack_rows(handle.get_tensor(f"{name}.weight")), 1.0 / scale)
+            out[name] = (unpack_rows(handle.get_tensor(f"{name}.weight")), _layer_gamma(handle.get_tensor, keys, name))
     return out
 
 
