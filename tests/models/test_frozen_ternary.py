@@ -14,14 +14,19 @@ def _ternary(model):
     return [m for m in model.modules() if isinstance(m, BitLinear)]
 
 
-def test_frozen_forward_equals_the_quantize_every_time_forward(tiny_model):
+@pytest.mark.parametrize("strength,held", [(1.0, "frozen_codes"), (0.5, "frozen_weight")])
+def test_frozen_forward_equals_the_quantize_every_time_forward(tiny_model, strength, held):
+    """Fully quantized, the block holds each layer's codes (the integer path); during warm-up, its blended weight."""
     layers = _ternary(tiny_model)
     assert layers
+    for layer in layers:
+        layer.strength = strength
+    other = {"frozen_codes": "frozen_weight", "frozen_weight": "frozen_codes"}[held]
     ids = torch.randint(3, 30, (2, 9))
     with torch.no_grad():
         fresh = tiny_model(ids).logits
         with frozen_ternary_weights(tiny_model):
-            assert all(layer.frozen_codes is not None and layer.frozen_weight is None for layer in layers)
+            assert all(getattr(layer, held) is not None and getattr(layer, other) is None for layer in layers)
             frozen = tiny_model(ids).logits
     # the same weight values feed the same matmuls: equal by construction, not only within tolerance
     assert torch.equal(fresh, frozen)
@@ -78,17 +83,3 @@ def test_generation_quantizes_once_per_layer_and_decodes_the_same_tokens(tiny_mo
     reference = generate(tiny_model, tiny_tokenizer, prompts, max_new_tokens=12, batch_size=2, progress=False)
     assert len(calls) > 10 * len(layers)
     assert texts == reference
-
-
-
-def test_during_warm_up_the_block_holds_the_blended_forward_weight(tiny_model):
-    layers = _ternary(tiny_model)
-    for layer in layers:
-        layer.strength = 0.5
-    ids = torch.randint(3, 30, (2, 9))
-    with torch.no_grad():
-        fresh = tiny_model(ids).logits
-        with frozen_ternary_weights(tiny_model):
-            assert all(layer.frozen_weight is not None and layer.frozen_codes is None for layer in layers)
-            frozen = tiny_model(ids).logits
-    assert torch.equal(fresh, frozen)

@@ -111,11 +111,14 @@ class BitLinear(nn.Module):
         """The weight the forward pass multiplies by at the current strength (no gradient)."""
         return self.forward_weight().detach()
 
+    def has_integer_path(self) -> bool:
+        """Fully quantized fp32 weights: no-grad forwards can compute `integer_forward` (the packed kernels'
+        precision; a bf16 matmul would round the integer sums)."""
+        return self.strength == 1.0 and self.weight.dtype == torch.float32
+
     def uses_integer_path(self, x: torch.Tensor) -> bool:
-        """Whether `forward(x)` computes `integer_forward`: no gradients, fully quantized, fp32 (the packed
-        kernels' precision; a bf16 matmul would round the integer sums)."""
-        return (self.strength == 1.0 and not torch.is_grad_enabled() and x.dtype == torch.float32
-                and self.weight.dtype == torch.float32)
+        """Whether `forward(x)` computes `integer_forward`: no gradients, an fp32 input, `has_integer_path`."""
+        return not torch.is_grad_enabled() and x.dtype == torch.float32 and self.has_integer_path()
 
     def integer_forward(self, x: torch.Tensor) -> torch.Tensor:
         """The packed kernels' arithmetic: integer activations x ternary codes, rescaled once per token.
@@ -156,7 +159,7 @@ def frozen_ternary_weights(model: nn.Module) -> Iterator[None]:
     try:
         with torch.no_grad():
             for layer in layers:
-                if layer.strength == 1.0 and layer.weight.dtype == torch.float32:
+                if layer.has_integer_path():
                     codes, gamma = layer.ternary()
                     layer.frozen_codes = (codes.float(), gamma)
                 else:
