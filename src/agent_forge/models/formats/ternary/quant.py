@@ -21,8 +21,14 @@ SCALE_EPS = 1e-5
 
 
 def absmean_scale(weight: torch.Tensor) -> torch.Tensor:
-    """gamma = mean |W| over the whole matrix (a 0-dim fp32 tensor), clamped away from zero."""
-    return weight.detach().float().abs().mean().clamp(min=SCALE_EPS)
+    """gamma = mean |W| over the whole matrix (a 0-dim fp32 tensor), clamped away from zero.
+
+    The sum runs in float64 and is rounded to fp32 once: an fp32 sum's order follows torch's thread count, and a
+    gamma one ulp apart at export and at evaluation is enough to flip ternary codes and activation codes
+    downstream; in float64 the rounding error is far below one fp32 ulp, so every thread count gives one gamma.
+    """
+    total = weight.detach().float().abs().sum(dtype=torch.float64)
+    return (total / weight.numel()).float().clamp(min=SCALE_EPS)
 
 
 def ternary_codes(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
