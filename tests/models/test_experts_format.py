@@ -175,6 +175,40 @@ def test_experts_travel_with_the_agent_and_dispatch_restores(tiny_model, tiny_to
     assert torch.equal(dict(back.model.named_parameters())[names[0]], state[names[0]])
 
 
+def test_an_agent_that_holds_its_experts_as_corrections_keeps_its_weights_and_says_so(tiny_model, tiny_tokenizer,
+                                                                                      tmp_path):
+    """`application: correction` travels in experts.json; answering under an expert then adds the correction
+    beside the layers (the weights never change) and gives the hook's logits; a corrupted value is one error."""
+    import json
+
+    from agent_forge.errors import ForgeError
+    from agent_forge.models.formats.experts import corrected
+
+    tok = copy.deepcopy(tiny_tokenizer)
+    convert_to_bitlinear(tiny_model, sub_norm=True)
+    names = target_names(tiny_model)
+    dec = decompose_model(tiny_model, names)
+    experts = {"a": _random_z(dec, 1)}
+    save_agent(Agent(tiny_model, tok, extensions={"experts": ExpertSet(names, dec, experts, application="correction")}),
+               tmp_path / "agent")
+    back = load_agent(tmp_path / "agent")
+    found = back.extensions["experts"]
+    assert found.application == "correction"
+    state = {k: v.clone() for k, v in back.model.state_dict().items()}
+    with corrected(back.model, found.decomposition, experts["a"]):
+        expected = _logits(back.model, tok)
+    with found.using(back.model, "a"):
+        got = _logits(back.model, tok)
+        for k, v in back.model.state_dict().items():
+            assert torch.equal(v, state[k]), k
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert float((got - _logits(back.model, tok)).abs().max()) > 1e-3  # and it was held only inside `using`
+    index = tmp_path / "agent" / "experts" / "experts.json"
+    index.write_text(json.dumps(json.loads(index.read_text()) | {"application": "sideways"}))
+    with pytest.raises(ForgeError, match="unknown expert application 'sideways'"):
+        load_agent(tmp_path / "agent")
+
+
 def test_evaluation_scores_each_task_under_the_expert_dispatch_picks(tiny_model, tiny_tokenizer):
     """evaluate_agent (used by eval and the trajectory) groups tasks by their routed expert."""
     from agent_forge.evaluation import evaluate, evaluate_agent

@@ -21,13 +21,16 @@ from agent_forge.models.formats.experts import (
     corrected,
     decompose_model,
     dropped_share,
+    held,
     load_decomposition,
     prompt_features,
     target_names,
     truncate,
     z_of,
 )
-from agent_forge.models.formats.ternary import convert_to_bitlinear
+from agent_forge.errors import ForgeError
+from agent_forge.models.formats.ternary import convert_to_bitlinear, frozen_ternary_weights
+from agent_forge.stages.experts.training import SVFPolicy
 from agent_forge.models.formats.ternary.decode import PackedDecoder, decoder_for
 from agent_forge.models.formats.ternary.kernel import VARIANTS
 
@@ -71,6 +74,47 @@ def test_a_truncated_correction_is_the_rank_r_part_of_the_latent_correction(tiny
     for n, d in dec.items():
         assert dropped_share(d, z[n], d.rank) == 0.0
         assert 0.0 < dropped_share(d, z[n], 4) < 1.0
+
+
+def test_on_a_ternary_model_the_two_applications_differ_and_only_the_correction_keeps_the_codes(tiny_model):
+    """Option (a) writes W' into the latent weights and BitLinear re-quantizes it; option (b) leaves the ternary
+    matmul alone and adds the full-precision correction beside it, so its effect is exactly the hook's."""
+    convert_to_bitlinear(tiny_model, sub_norm=True)
+    dec = decompose_model(tiny_model, target_names(tiny_model))
+    z = _random_z(dec, 6)
+    base = _logits(tiny_model)
+    with held(tiny_model, dec, z, "weights"):
+        as_weights = _logits(tiny_model)
+    with held(tiny_model, dec, z, "correction"):
+        as_correction = _logits(tiny_model)
+        with frozen_ternary_weights(tiny_model):  # the no-grad integer path takes the same hook
+            frozen = _logits(tiny_model)
+    with corrected(tiny_model, dec, z):
+        hooked = _logits(tiny_model)
+    torch.testing.assert_close(as_correction, hooked, rtol=0, atol=0)
+    assert float((frozen - as_correction).abs().max()) <= TOLERANCE
+    assert float((as_correction - base).abs().max()) > 1e-2 and float((as_weights - base).abs().max()) > 1e-2
+    assert float((as_correction - as_weights).abs().max()) > 1e-3  # two different functions of the same z
+    torch.testing.assert_close(_logits(tiny_model), base, rtol=0, atol=0)  # both released: the base again
+    with pytest.raises(ForgeError, match="unknown expert application"):
+        with held(tiny_model, dec, z, "sideways"):
+            pass
+
+
+@pytest.mark.parametrize("application", ["weights", "correction"])
+def test_an_svf_policy_starts_at_the_base_and_its_loss_reaches_the_expert(tiny_model, application):
+    convert_to_bitlinear(tiny_model, sub_norm=True)
+    for p in tiny_model.parameters():
+        p.requires_grad_(False)
+    dec = decompose_model(tiny_model, target_names(tiny_model))
+    policy = SVFPolicy(tiny_model, dec, init=0.1, max_mult=2.0, application=application)
+    out = policy(input_ids=IDS).logits
+    assert float((out.detach() - _logits(tiny_model)).abs().max()) <= TOLERANCE  # a constant z is the base
+    out.logsumexp(-1).sum().backward()
+    grads = [p.grad for p in policy.logits]
+    assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    assert all(p.grad is None for p in tiny_model.parameters())  # only the expert learns
+    assert not any(m._forward_hooks for m in tiny_model.modules())  # the correction hooks left with the forward
 
 
 def test_a_packed_bundle_keeps_only_the_top_r_factors_and_applies_its_experts(tiny_model, tiny_tokenizer, tmp_path):

@@ -54,6 +54,12 @@ class ExpertsConfig(Section):
         "router", description="which classifier routes prompts in auto dispatch: 'router' (logistic regression on "
         "the agent's hidden states, mode 2) or 'self' (the agent answers 'domain of: <prompt>' itself, mode 1); "
         "the stage trains and measures both")
+    application: Literal["auto", "weights", "correction"] = Field(
+        "auto", description="how an expert acts on the (ternary) latent model, in training and at answer time: "
+        "'weights' writes W' = U diag(S z c) V^T into the latent weights, which BitLinear re-quantizes to ternary "
+        "(option (a)); 'correction' keeps the ternary weights and adds W' - W beside each layer in full precision, "
+        "as a packed layer serves it (option (b)); 'auto' trains the domain experts both ways and keeps the one "
+        "with the higher mean validation accuracy (ties: 'correction'), reporting both on test")
     confidence_policy: bool = Field(
         True, description="let the agent's self-confidence decide in auto dispatch: at or above one threshold the "
         "base weights answer, else the top class's expert if its probability reaches a second threshold, else a "

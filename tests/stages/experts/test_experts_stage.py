@@ -81,6 +81,15 @@ def test_stage_writes_an_agent_with_experts_and_its_report(entering, tmp_path):
     for (n, a), (_, b) in zip(agent.model.state_dict().items(), entering_agent.model.state_dict().items()):
         assert torch.equal(a, b), n
     assert not (tmp_path / ".resume" / "05-experts").exists()
+    # both applications trained and measured; validation chose the one the agent holds its experts as
+    chosen = m["application"]
+    assert set(chosen["val_mean"]) == {"weights", "correction"} and chosen["setting"] == "auto"
+    means = chosen["val_mean"]
+    assert chosen["chosen"] == ("correction" if means["correction"] >= means["weights"] else "weights")
+    other = "weights" if chosen["chosen"] == "correction" else "correction"
+    assert set(chosen["others"]) == {other}
+    assert set(chosen["others"][other]["test_accuracy"]) == {"arithmetic", "strings"}
+    assert experts.application == chosen["chosen"]
 
 
 def test_stage_is_deterministic_and_resumes_after_a_kill_between_experts(entering, tmp_path, monkeypatch):
@@ -97,11 +106,14 @@ def test_stage_is_deterministic_and_resumes_after_a_kill_between_experts(enterin
     monkeypatch.setattr(stage_module.ExpertsRun, "_train_one", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
         _run(entering, tmp_path / "b" / "05-experts")
-    assert (tmp_path / "b" / ".resume" / "05-experts" / "expert-arithmetic.safetensors").is_file()
+    assert (tmp_path / "b" / ".resume" / "05-experts" / "expert-weights-arithmetic.safetensors").is_file()
     calls.clear()
-    monkeypatch.setattr(stage_module.ExpertsRun, "_train_one", lambda self, *a, **k: (calls.append(a[3]), original(self, *a, **k))[1])
+    monkeypatch.setattr(stage_module.ExpertsRun, "_train_one",
+                        lambda self, *a, **k: (calls.append((a[3], a[5])), original(self, *a, **k))[1])
     resumed = _run(entering, tmp_path / "b" / "05-experts")
-    assert calls == ["strings"] and resumed.metrics["resumed"]
+    # the rest of option (a)'s experts, then option (b)'s; the finished one is not trained again
+    assert calls == [("strings", "weights"), ("arithmetic", "correction"), ("strings", "correction")]
+    assert resumed.metrics["resumed"]
     for d in ("arithmetic", "strings"):
         a = load_file(str(whole / "experts" / f"expert-{d}.safetensors"))
         b = load_file(str(resumed.models["model"] / "experts" / f"expert-{d}.safetensors"))
@@ -142,7 +154,7 @@ ODD_PROMPTS = ["", "9+" * 3000 + "1=?", "¿qué día es hoy? 日本語 \x00 \uff
 
 
 def test_self_dispatch_routes_by_the_agents_own_answer_and_both_modes_are_measured(entering, tmp_path):
-    from agent_forge.models.formats.experts import applied
+    from agent_forge.models.formats.experts import held
 
     result = _run(entering, tmp_path / "05-experts", dispatch="self")
     routing = result.metrics["routing"]
@@ -154,7 +166,7 @@ def test_self_dispatch_routes_by_the_agents_own_answer_and_both_modes_are_measur
     experts = agent.extensions["experts"]
     assert experts.dispatch == "self" and experts.classifier.classes == ["arithmetic", "strings"]
     prompts = ["12+3=?", "reverse(abc)", *ODD_PROMPTS]
-    with applied(agent.model, experts.decomposition, experts.classifier.z):
+    with held(agent.model, experts.decomposition, experts.classifier.z, experts.application):
         probs = experts.classifier.probabilities(agent.model, agent.tokenizer, prompts)
     before = {n: p.clone() for n, p in agent.model.state_dict().items()}
     choices = experts.route(agent, prompts)

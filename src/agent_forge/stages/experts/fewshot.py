@@ -19,7 +19,7 @@ import torch
 
 from ...errors import ForgeError
 from ...evaluation.teacher_forced import teacher_forced
-from ...models.formats.experts import Decomposition, applied, mix
+from ...models.formats.experts import Decomposition, held, mix
 from ...tasks import Task
 from ...training.cem import cem_maximize
 
@@ -47,7 +47,8 @@ def parse_family(family: str) -> tuple[str, int | None]:
 
 def adapt_mixture(model, tokenizer, decomposition: Mapping[str, Decomposition],
                   experts: Mapping[str, Mapping[str, torch.Tensor]], shots: Sequence[Task], *, population: int = 32,
-                  elite_fraction: float = 0.2, iterations: int = 5, seed: int = 0) -> FewShotMixture:
+                  elite_fraction: float = 0.2, iterations: int = 5, seed: int = 0,
+                  application: str = "weights") -> FewShotMixture:
     """Search the mixture weights on `shots` with CEM; the weights are held only while a candidate is scored."""
     if not experts or not shots:
         raise ForgeError("few-shot adaptation needs at least one expert and one example")
@@ -55,7 +56,7 @@ def adapt_mixture(model, tokenizer, decomposition: Mapping[str, Decomposition],
     vectors = [experts[n] for n in names]
 
     def score(a: torch.Tensor) -> tuple[int, float]:
-        with applied(model, decomposition, mix(vectors, a.tolist())):
+        with held(model, decomposition, mix(vectors, a.tolist()), application):
             result = teacher_forced(model, tokenizer, shots)
         return sum(result.exact), sum(result.loglik) / len(result.loglik)
 

@@ -4,6 +4,13 @@ Resumable per expert: the SVD cache and each finished expert are written under `
 state file naming the finished domains and a digest of the config and input); a rerun continues with the
 next domain, so a killed run loses at most the expert in progress. Every random stream is a `ctx.sub_seed`.
 
+How an expert acts on the ternary latent model (`experts.application`): option (a) "weights" writes W' into
+the latent weights, which BitLinear re-quantizes (a small z moves few ternary codes); option (b) "correction"
+keeps the ternary weights and adds W' - W beside each layer in full precision, the form a packed bundle serves.
+With "auto" (the default) every domain expert is trained both ways, the application with the higher mean
+best-validation accuracy is kept for everything after (router, classification vector, reflection, dispatch), and
+the other one is measured on the same test items (`application` in the metrics).
+
 With `experts.cem_family` set, the report adds Transformer²'s few-shot mode, measured (`fewshot`): CEM mixture
 weights of the trained experts from a few train items of a held-out family, and that family's test accuracy
 under the base weights and under the mixture. The agent's experts record `packed_rank`, the rank of the
@@ -39,13 +46,14 @@ from ...evaluation.table import cell, rows_table
 from ...inference.confidence import predict_confidence
 from ...models import load_agent, save_agent
 from ...models.formats.experts import (
+    APPLICATIONS,
     MIX,
     ExpertSet,
     Router,
-    applied,
     cached_decomposition,
     choose_policy,
     dropped_share,
+    held,
     lora_parameter_count,
     mixture_key,
     prompt_features,
@@ -128,16 +136,23 @@ class ExpertsRun:
         state = load_phase_state(self.scratch, self._fingerprint())
         decomposition = cached_decomposition(model, names, self.scratch / "svd.safetensors")
         resumed = bool(state["done"])
-        experts: dict[str, dict[str, torch.Tensor]] = {}
-        for d in state["done"]:
-            experts[d] = load_file(str(self.scratch / f"expert-{d}.safetensors"))
+        applications = list(APPLICATIONS) if ec.application == "auto" else [ec.application]
+        # the domain experts of each application ("weights" / "correction"), then the chosen set's extras
+        trained: dict[str, dict[str, dict[str, torch.Tensor]]] = {a: {} for a in applications}
+        extra: dict[str, dict[str, torch.Tensor]] = {}
+        for key in state["done"]:
+            app, _, domain = key.rpartition("/")
+            (trained[app] if app else extra)[domain] = load_file(str(self._expert_file(key)))
         if resumed:
             self._say(f"resuming with finished experts {state['done']}")
-        for d in ec.domains:
-            if d in experts:
-                continue
-            experts[d] = self._train_one(model, tok, decomposition, d, state)
-            self._keep(d, experts[d], state)
+        for app in applications:
+            for d in ec.domains:
+                if d in trained[app]:
+                    continue
+                trained[app][d] = self._train_one(model, tok, decomposition, d, state, app)
+                self._keep(f"{app}/{d}", trained[app][d], state)
+        self.application = self._choose_application(applications, state)
+        experts = dict(trained[self.application]) | extra
         if ec.reflection and "reflection" not in state:
             z, state["reflection"] = self._reflect(model, tok, decomposition)
             if z is None:
@@ -145,13 +160,27 @@ class ExpertsRun:
             else:
                 experts[REASONING] = z
                 self._keep(REASONING, z, state)
-        return self._finish(agent, names, decomposition, experts, state, resumed, time.perf_counter() - start)
+        return self._finish(agent, names, decomposition, experts, trained, state, resumed, time.perf_counter() - start)
 
-    def _keep(self, name: str, z: dict[str, torch.Tensor], state: dict) -> None:
-        atomic_write_bytes(self.scratch / f"expert-{name}.safetensors", reproducible_safetensors(
-            {n: t.contiguous() for n, t in z.items()}, {"format": FORMAT, "expert": name}))
-        state["done"].append(name)
+    def _expert_file(self, key: str):
+        return self.scratch / f"expert-{key.replace('/', '-')}.safetensors"
+
+    def _keep(self, key: str, z: dict[str, torch.Tensor], state: dict) -> None:
+        atomic_write_bytes(self._expert_file(key), reproducible_safetensors(
+            {n: t.contiguous() for n, t in z.items()}, {"format": FORMAT, "expert": key}))
+        state["done"].append(key)
         save_phase_state(self.scratch, state)  # written last: names the expert as finished
+
+    def _choose_application(self, applications: list[str], state: dict) -> str:
+        """The application whose domain experts reach the higher mean best-validation accuracy; a tie goes to
+        "correction", the form a packed bundle serves (so latent and packed agents hold experts alike)."""
+        means = {a: sum(state["logs"][a][d]["best_val"] for d in self.ec.domains) / len(self.ec.domains)
+                 for a in applications}
+        chosen = max(applications, key=lambda a: (round(means[a], 6), a == "correction"))
+        if len(applications) > 1:
+            self._say("experts held as " + ", ".join(f"{a}: mean validation {m:.1f}%" for a, m in means.items())
+                      + f"; keeping '{chosen}'")
+        return chosen
 
     def _reflect(self, model, tok, decomposition) -> tuple[dict[str, torch.Tensor] | None, dict]:
         """Self-reflection on train tasks, then the reasoning expert trained on what it kept (None if nothing)."""
@@ -167,7 +196,7 @@ class ExpertsRun:
         if not pairs:
             return None, found
         torch.manual_seed(ctx.sub_seed("reasoning"))
-        policy = SVFPolicy(model, decomposition, ec.init_value, ec.max_mult)
+        policy = SVFPolicy(model, decomposition, ec.init_value, ec.max_mult, self.application)
         found["losses"] = train_reasoning_expert(policy, tok, pairs, steps=ec.reflection_steps,
                                                  batch_size=ec.reflection_batch, lr=ec.reflection_lr,
                                                  seed=ctx.sub_seed("reasoning-batches"))
@@ -180,7 +209,7 @@ class ExpertsRun:
         domains = sorted({t.domain for t in worked})
         rows = {"base": worked_attempts(model, tok, worked, self.ec.reflection_max_new_tokens)}
         if REASONING in experts:
-            with applied(model, decomposition, experts[REASONING]):
+            with held(model, decomposition, experts[REASONING], self.application):
                 rows[REASONING] = worked_attempts(model, tok, worked, self.ec.reflection_max_new_tokens)
         out = {}
         for who, answers in rows.items():
@@ -191,7 +220,7 @@ class ExpertsRun:
     def _val_tasks(self, domains):
         return task_grid(list(domains), list(self.ec.levels), "val", self.ec.val_items, self.seed)
 
-    def _train_one(self, model, tok, decomposition, domain: str, state: dict):
+    def _train_one(self, model, tok, decomposition, domain: str, state: dict, application: str):
         ec, ctx = self.ec, self.ctx
         torch.manual_seed(ctx.sub_seed("expert", domain))
         per_level = max(8, -(-ec.steps * ec.prompts_per_step // len(ec.levels)))
@@ -200,27 +229,28 @@ class ExpertsRun:
         val = self._val_tasks([domain])
 
         def validate(z) -> float:
-            with applied(model, decomposition, z):
+            with held(model, decomposition, z, application):
                 right = fast_exact_match(model, tok, val)
             return sum(right) / len(right)
 
-        self._say(f"training the {domain} expert ({ec.steps} steps)")
+        self._say(f"training the {domain} expert ({ec.steps} steps, held as {application})")
         best, log = train_expert(
             model, tok, decomposition, train, steps=ec.steps, prompts_per_step=ec.prompts_per_step,
             samples=ec.samples_per_prompt, temperature=ec.temperature, max_new_tokens=ec.max_new_tokens, lr=ec.lr,
             kl_coef=ec.kl_coef, warmup_steps=ec.warmup_steps, normalize_std=ec.normalize_std, init=ec.init_value,
             max_mult=ec.max_mult, val_every=ec.val_every, validate=validate, seed=ctx.sub_seed("rollouts", domain),
-            log=lambda s: self._say(f"{domain} {s}"),
+            log=lambda s: self._say(f"{domain} ({application}) {s}"), application=application,
         )
-        state["logs"][domain] = {"val": log.val, "best_step": log.best_step, "best_val": percent(log.best_val),
-                                 "steps": log.steps}
+        state["logs"].setdefault(application, {})[domain] = {
+            "val": log.val, "best_step": log.best_step, "best_val": percent(log.best_val), "steps": log.steps}
         return best
 
-    def _correctness(self, model, tok, decomposition, experts, tasks) -> dict[str, list[bool]]:
-        """Greedy correctness of every task under the base weights ("base") and under each expert."""
+    def _correctness(self, model, tok, decomposition, experts, tasks, application=None) -> dict[str, list[bool]]:
+        """Greedy correctness of every task under the base weights ("base") and under each expert (held as
+        `application`, by default the chosen one)."""
         out = {"base": fast_exact_match(model, tok, tasks)}
         for name, z in experts.items():
-            with applied(model, decomposition, z):
+            with held(model, decomposition, z, application or self.application):
                 out[name] = fast_exact_match(model, tok, tasks)
         return out
 
@@ -237,13 +267,13 @@ class ExpertsRun:
             else:
                 groups.setdefault(key, []).append(i)
         for key, indices in groups.items():
-            with applied(model, decomposition, vector(key, experts)):
+            with held(model, decomposition, vector(key, experts), self.application):
                 right = fast_exact_match(model, tok, [tasks[i] for i in indices])
             for i, ok in zip(indices, right):
                 out[i] = ok
         return out
 
-    def _finish(self, agent, names, decomposition, experts, state, resumed, seconds) -> StageResult:
+    def _finish(self, agent, names, decomposition, experts, trained, state, resumed, seconds) -> StageResult:
         ec, ctx = self.ec, self.ctx
         model, tok = agent.model, agent.tokenizer
         domains = list(ec.domains)
@@ -255,6 +285,16 @@ class ExpertsRun:
         table = {who: {d: _accuracy(rows, test, d) for d in domains} | {"mean": _accuracy(rows, test)}
                  for who, rows in right_test.items()}
         gains = {d: round(table[d][d] - table["base"][d], 2) for d in domains}
+        # the application not chosen, measured on the same test items (its own-domain gains and its table)
+        others = {}
+        for app, vectors in trained.items():
+            if app == self.application:
+                continue
+            rows = self._correctness(model, tok, decomposition, vectors, test, app)
+            other_table = {who: {d: _accuracy(r, test, d) for d in domains} | {"mean": _accuracy(r, test)}
+                           for who, r in rows.items() if who != "base"}
+            others[app] = {"test_accuracy": other_table,
+                           "own_domain_gain": {d: round(other_table[d][d] - table["base"][d], 2) for d in domains}}
         cross = {d: max((abs(table[d][o] - table["base"][o]) for o in domains if o != d), default=0.0) for d in domains}
 
         # router: logistic regression on the base model's mean-pooled last hidden state of train prompts
@@ -272,13 +312,14 @@ class ExpertsRun:
             [classes.index(t.domain) for t in router_tasks], [t.prompt for t in val],
             [classes.index(t.domain) for t in val], steps=ec.classify_steps, batch=ec.classify_batch,
             lr=ec.classify_lr, init=ec.init_value, max_mult=ec.max_mult, val_every=ec.val_every,
-            seed=ctx.sub_seed("classifier-batches"), log=lambda s: self._say(f"classifier {s}"))
+            seed=ctx.sub_seed("classifier-batches"), log=lambda s: self._say(f"classifier {s}"),
+            application=self.application)
 
         def probabilities(mode, tasks):
             prompts = [t.prompt for t in tasks]
             if mode == "router":
                 return router.probabilities(prompt_features(model, tok, prompts))
-            with applied(model, decomposition, classifier.z):
+            with held(model, decomposition, classifier.z, self.application):
                 return classifier.probabilities(model, tok, prompts)
 
         def routed(probs, tasks, rights):
@@ -322,7 +363,8 @@ class ExpertsRun:
 
         agent.extensions["experts"] = ExpertSet(names, decomposition, experts, ec.max_mult, router, threshold,
                                                 packed_rank=ec.packed_rank, classifier=classifier, dispatch=ec.dispatch,
-                                                policy=policy if keep_policy else None)
+                                                policy=policy if keep_policy else None,
+                                                application=self.application)
         out_dir = ctx.stage_dir / "model"
         save_agent(agent, out_dir)
         expert_bytes = {d: (out_dir / "experts" / f"expert-{d}.safetensors").stat().st_size for d in domains}
@@ -361,6 +403,13 @@ class ExpertsRun:
             "parameters": {"matrices": len(names), "svf_expert": svf_params, f"lora_rank{ec.lora_rank}": lora_params,
                            "ratio": round(svf_params / lora_params, 4)},
             "expert_file_bytes": expert_bytes, "ternary": agent.ternary, "training": state["logs"],
+            # options (a) "weights" and (b) "correction": mean best-validation accuracy of each application's
+            # domain experts (which chose), and the one not chosen measured on the same test items
+            "application": {
+                "chosen": self.application, "setting": ec.application,
+                "val_mean": {a: round(sum(state["logs"][a][d]["best_val"] for d in domains) / len(domains), 2)
+                             for a in trained},
+                "others": others},
             "resumed": resumed, "seconds": round(seconds, 1),
             # option (b): a packed bundle keeps the top packed_rank directions; the share of each expert's
             # correction (Frobenius norm, mean over matrices) that this drops
@@ -395,9 +444,9 @@ class ExpertsRun:
                   f"{len(shots)} examples")
         found = adapt_mixture(model, tok, decomposition, experts, shots, population=ec.cem_population,
                               elite_fraction=ec.cem_elite_fraction, iterations=ec.cem_iterations,
-                              seed=ctx.sub_seed("cem", ec.cem_family))
+                              seed=ctx.sub_seed("cem", ec.cem_family), application=self.application)
         base = fast_exact_match(model, tok, test)
-        with applied(model, decomposition, found.z):
+        with held(model, decomposition, found.z, self.application):
             mixed = fast_exact_match(model, tok, test)
         result = {
             "family": ec.cem_family, "shots": len(shots), "test_items": len(test), "weights": found.weights,

@@ -1,11 +1,17 @@
 """Training one SVF expert with REINFORCE on verified rewards.
 
-The policy is the entering model with its chosen matrices replaced, functionally, by W + U diag(S (z c - 1)) V^T
-(`torch.func.functional_call`), so gradients reach only the expert's logits; on a ternary model the BitLinear
-forward re-quantizes that matrix and the straight-through estimator carries the gradient (option (a)). The
-shared `PolicyGradientTrainer` does the rest: group-baseline advantages, KL to the entering model (the same
-module, used without the expert), gradient clipping. Rollouts are sampled with the expert's weights held in
-the model (`applied`), which restores them exactly afterwards.
+The policy is the entering model seen through one expert, held one of two ways (`application`):
+
+* "weights" (option (a)): the chosen matrices are replaced, functionally, by W + U diag(S (z c - 1)) V^T
+  (`torch.func.functional_call`); on a ternary model the BitLinear forward re-quantizes that matrix and the
+  straight-through estimator carries the gradient;
+* "correction" (option (b)): the layers keep their (ternary) weights and the same correction is added beside
+  them in full precision (`corrected(..., trainable=True)`), as a packed layer serves it.
+
+Either way gradients reach only the expert's logits. The shared `PolicyGradientTrainer` does the rest:
+group-baseline advantages, KL to the entering model (the same module, used without the expert), gradient
+clipping. Rollouts are sampled with the expert held in the model the same way (`held`), removed exactly
+afterwards.
 
 Exercise: `pytest tests/stages/experts`.
 """
@@ -19,18 +25,21 @@ from typing import Callable, Sequence
 import torch
 
 from ...models import completion_text, generate_token_ids, prompt_format
-from ...models.formats.experts import Decomposition, applied, expert_weights, z_of
+from ...models.formats.experts import Decomposition, corrected, expert_weights, held, z_of
 from ...tasks import Task, verify
 from ...training.policy_gradient import PolicyGradientTrainer
 
 
 class SVFPolicy(torch.nn.Module):
-    """The base model seen through one trainable expert (logits per matrix; z = max_mult * sigmoid)."""
+    """The base model seen through one trainable expert (logits per matrix; z = max_mult * sigmoid), held as
+    `application` says ("weights" or "correction")."""
 
-    def __init__(self, model: torch.nn.Module, decomposition: dict[str, Decomposition], init: float, max_mult: float):
+    def __init__(self, model: torch.nn.Module, decomposition: dict[str, Decomposition], init: float, max_mult: float,
+                 application: str = "weights"):
         super().__init__()
         self.base = model
         self.decomposition = decomposition
+        self.application = application
         self.names = list(decomposition)
         self.max_mult = max_mult
         device = next(model.parameters()).device
@@ -41,6 +50,9 @@ class SVFPolicy(torch.nn.Module):
         return {n: z_of(p.detach() if detach else p, self.max_mult) for n, p in zip(self.names, self.logits)}
 
     def forward(self, **kwargs):
+        if self.application == "correction":
+            with corrected(self.base, self.decomposition, self.z(), trainable=True):
+                return self.base(**kwargs)
         weights = expert_weights(self.base, self.decomposition, self.z())
         return torch.func.functional_call(self.base, weights, (), kwargs)
 
@@ -57,12 +69,12 @@ def train_expert(
     model, tokenizer, decomposition, train_tasks: Sequence[Task], *, steps: int, prompts_per_step: int,
     samples: int, temperature: float, max_new_tokens: int, lr: float, kl_coef: float, warmup_steps: int,
     normalize_std: bool, init: float, max_mult: float, val_every: int, validate: Callable[[dict], float],
-    seed: int, log=None,
+    seed: int, log=None, application: str = "weights",
 ) -> tuple[dict[str, torch.Tensor], ExpertLog]:
     """(best z by validation, log). `validate(z)` returns the expert's validation accuracy (0-1); the initial
     expert (z constant, i.e. the entering weights) is the first candidate, so selection never does worse than
     the entering model on validation."""
-    policy = SVFPolicy(model, decomposition, init, max_mult)
+    policy = SVFPolicy(model, decomposition, init, max_mult, application)
     trainer = PolicyGradientTrainer(
         policy, tokenizer, lr=lr, ref_model=model, kl_coef=kl_coef, normalize_std=normalize_std,
         warmup_steps=warmup_steps, params=list(policy.logits),
@@ -77,7 +89,7 @@ def train_expert(
     for step in range(1, steps + 1):
         tasks = [pool[rng.randrange(len(pool))] for _ in range(prompts_per_step)]
         prompt_ids = fmt.encode_prompts([t.prompt for t in tasks])
-        with applied(model, decomposition, policy.z(detach=True)):
+        with held(model, decomposition, policy.z(detach=True), application):
             generated = generate_token_ids(
                 model, tokenizer, prompt_ids, max_new_tokens=max_new_tokens, temperature=temperature, n=samples,
                 seed=seed * 1009 + step, fmt=fmt, progress=False,

@@ -30,7 +30,7 @@ import torch
 from ....errors import ForgeError
 from ..ternary.decode import CORRECTION
 from ..ternary.packed import PackedBitLinear
-from .svf import Decomposition, scaled_singular_values
+from .svf import Decomposition, applied, scaled_singular_values
 
 
 def truncate(d: Decomposition, rank: int | None) -> Decomposition:
@@ -95,10 +95,12 @@ def module_name(parameter_name: str) -> str:
 
 @contextmanager
 def corrected(model: torch.nn.Module, decomposition: Mapping[str, Decomposition],
-              z: Mapping[str, torch.Tensor] | None) -> Iterator[None]:
+              z: Mapping[str, torch.Tensor] | None, trainable: bool = False) -> Iterator[None]:
     """Hold the expert as rank-r corrections beside each chosen layer (forward hooks); removed on exit.
 
-    `z=None` is the base model (nothing changes). The model's own weights are never touched.
+    `z=None` is the base model (nothing changes). The model's own weights are never touched. With `trainable`
+    the corrections keep their graph to z, so a loss on the model's output reaches the expert (training option
+    (b): the ternary matmul stays as it is and the full-precision correction beside it learns).
     """
     if z is None:
         yield
@@ -108,9 +110,9 @@ def corrected(model: torch.nn.Module, decomposition: Mapping[str, Decomposition]
         for name, d in decomposition.items():
             module = model.get_submodule(module_name(name))
             device = next(chain(module.parameters(), module.buffers()), d.U).device
-            a, b = factors(d, z[name].detach().float())
+            a, b = factors(d, z[name].float() if trainable else z[name].detach().float())
             a, b = a.to(device), b.to(device)
-            if isinstance(module, PackedBitLinear) and "forward" not in vars(module):
+            if isinstance(module, PackedBitLinear) and "forward" not in vars(module) and not trainable:
                 module.forward = _corrected_packed_forward(module, a, b)  # shadows the class's forward
                 setattr(module, CORRECTION, (a, b))  # what the whole-step C decoder adds itself
                 wrapped.append(module)
@@ -125,4 +127,21 @@ def corrected(model: torch.nn.Module, decomposition: Mapping[str, Decomposition]
             delattr(module, CORRECTION)
 
 
-__all__ = ["corrected", "delta", "dropped_share", "factors", "module_name", "truncate"]
+# how an expert is held on a model with latent weights: (a) W' written into the weights (a ternary layer then
+# re-quantizes it) or (b) the correction added beside the unchanged layer in full precision, as a packed layer
+# always takes it; the experts stage measures both (`experts.application`)
+APPLICATIONS = ("weights", "correction")
+
+
+@contextmanager
+def held(model: torch.nn.Module, decomposition: Mapping[str, Decomposition], z: Mapping[str, torch.Tensor] | None,
+         application: str = "weights") -> Iterator[None]:
+    """Hold an expert (or mixture) z while the block runs, as `application` says: "weights" (`svf.applied`, the
+    weights restored bit for bit afterwards) or "correction" (`corrected`, hooks removed afterwards)."""
+    if application not in APPLICATIONS:
+        raise ForgeError(f"unknown expert application {application!r} (known: {', '.join(APPLICATIONS)})")
+    with (applied if application == "weights" else corrected)(model, decomposition, z):
+        yield
+
+
+__all__ = ["APPLICATIONS", "corrected", "delta", "dropped_share", "factors", "held", "module_name", "truncate"]

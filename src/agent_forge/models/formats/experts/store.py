@@ -16,10 +16,12 @@ Files (all under `experts/` in the agent folder):
   stage kept one (`policy.ConfidencePolicy`; absent in older folders: the router threshold decides).
 
 `ExpertSet` is what `load_agent` puts in `agent.extensions["experts"]`. It is also the answer-time hook
-(`context(agent, prompts)`): it routes the prompts, applies the chosen expert's weights while they are
-answered and copies the original weights back afterwards. On a packed agent (no latent weights) the expert
-is applied as a rank-r correction beside each packed layer instead (forward hooks, removed afterwards). `mode` is "auto" (route; below the confidence
-threshold the base weights answer), "off", an expert's name, or a mixture key ("mix:a=0.62,b=0.38").
+(`context(agent, prompts)`): it routes the prompts and holds the chosen expert while they are answered. On
+latent weights it holds it as `application` (in `experts.json`) says: "weights" writes W' into them and copies
+the originals back afterwards; "correction" adds U diag(S (z c - 1)) V^T beside each layer in full precision
+(forward hooks, removed afterwards). A packed agent (no latent weights) always takes the correction, at rank r.
+`mode` is "auto" (route; below the confidence threshold the base weights answer), "off", an expert's name, or
+a mixture key ("mix:a=0.62,b=0.38").
 
 With a `policy`, auto mode lets the agent's self-confidence decide (`policy.py`): each prompt's confidence
 that its base-weights answer is right (`inference.confidence.predict_confidence`, on the base weights) and the
@@ -46,9 +48,9 @@ from ....utils import atomic_write_bytes, atomic_write_text
 from ..thoughts.checkpoint import reproducible_safetensors
 from ..ternary.packed import is_packed_export
 from .classify import TEMPLATE, SelfClassifier
-from .lowrank import corrected, truncate
+from .lowrank import APPLICATIONS, held, truncate
 from .policy import MIX, ConfidencePolicy, vector
-from .svf import Decomposition, applied, decompose_model
+from .svf import Decomposition, decompose_model
 
 FOLDER = "experts"
 INDEX = "experts.json"
@@ -213,6 +215,7 @@ class ExpertSet:
     dispatch: str = "router"  # which classifier routes in auto mode: "router" (hidden states) or "self"
     mode: str = "auto"  # runtime setting: auto | off | <expert name> | <mixture key>
     policy: ConfidencePolicy | None = None  # the self-confidence decides in auto mode (None: the threshold)
+    application: str = "weights"  # on latent weights: "weights" (W' written in) or "correction" (beside them)
     last: list[Choice] = field(default_factory=list)
 
     # --- dispatch -------------------------------------------------------------------------------
@@ -272,9 +275,10 @@ class ExpertSet:
 
     @contextmanager
     def using(self, model, expert: str | None) -> Iterator[None]:
-        """Hold one expert or mixture key (None: no change) while the block runs. With latent weights: W' in the
-        weights, originals restored exactly; without (a packed model): rank-r corrections beside the layers,
-        removed. ForgeError for an unknown name or a malformed mixture key."""
+        """Hold one expert or mixture key (None: no change) while the block runs. With latent weights: as
+        `application` says (W' in the weights, originals restored exactly; or corrections beside the layers);
+        without (a packed model): rank-r corrections beside the layers, removed. ForgeError for an unknown name
+        or a malformed mixture key."""
         if expert is None:
             yield
             return
@@ -288,7 +292,7 @@ class ExpertSet:
                              "they cannot be applied")
         params = dict(model.named_parameters())
         latent = all(n in params for n in self.names)
-        with (applied if latent else corrected)(model, self.decomposition, z):
+        with held(model, self.decomposition, z, self.application if latent else "correction"):
             yield
 
     @contextmanager
@@ -339,7 +343,7 @@ class ExpertSet:
         index = {"format": FORMAT, "matrices": self.names, "max_mult": self.max_mult,
                  "experts": sorted(self.experts), "router": router, "packed_rank": self.packed_rank,
                  "classifier": classifier, "dispatch": self.dispatch, "threshold": self.threshold,
-                 "policy": None if self.policy is None else self.policy.as_dict()}
+                 "policy": None if self.policy is None else self.policy.as_dict(), "application": self.application}
         atomic_write_text(root / INDEX, json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     @classmethod
@@ -404,10 +408,14 @@ class ExpertSet:
             except (TypeError, KeyError, ValueError):
                 raise ForgeError(f"{root / INDEX}: malformed confidence policy {found!r} "
                                  "(expected base_above and single_above numbers)") from None
+        application = index.get("application", "weights")  # folders written before the choice held W' in the weights
+        if application not in APPLICATIONS:
+            raise ForgeError(f"{root / INDEX}: unknown expert application {application!r} "
+                             f"(known: {', '.join(APPLICATIONS)})")
         rank = index.get("packed_rank")
         return cls(names, decomposition, experts, float(index.get("max_mult", 1.0)), router, threshold,
                    packed_rank=None if rank is None else int(rank), classifier=classifier, dispatch=dispatch,
-                   policy=policy)
+                   policy=policy, application=application)
 
 
 class ExpertsExtension:
