@@ -147,8 +147,28 @@ def experts_table(m: dict) -> Table:
         + (f"(dispatch: {names.get(r['mode'], r['mode'])}; by mode on the test prompts: {by_mode}) " if by_mode else "")
         + f"(confidence threshold {r['threshold']}); one expert has {p['svf_expert']:,} numbers, a "
         f"{lora.replace('lora_rank', 'rank-')} LoRA on the same {p['matrices']} matrices {p[lora]:,}." + policy_text
-        + _reflection_text(m.get("reflection")),
+        + _application_text(m.get("application"), m["own_domain_gain"]) + _reflection_text(m.get("reflection")),
     )
+
+
+APPLICATION_NAMES = {"weights": "W' written into the latent weights and re-quantized (option a)",
+                     "correction": "a full-precision correction beside the ternary matmul (option b)"}
+
+
+def _application_text(a: dict | None, gains: dict) -> str:
+    """How the experts act on the ternary model, which validation chose, and the other option's test gains."""
+    if not a:
+        return ""
+    chosen = a["chosen"]
+    text = f" Experts act as {APPLICATION_NAMES.get(chosen, chosen)}"
+    if len(a.get("val_mean", {})) > 1:
+        text += (", chosen on validation (mean over the domain experts: "
+                 + ", ".join(f"{k} {cell(v)}%" for k, v in a["val_mean"].items()) + ")")
+    text += "; own-domain test gain over the entering model: " + ", ".join(
+        f"{d} {v:+.1f}" for d, v in gains.items())
+    for other, found in a.get("others", {}).items():
+        text += f"; as {other}: " + ", ".join(f"{d} {v:+.1f}" for d, v in found["own_domain_gain"].items())
+    return text + "."
 
 
 def _reflection_text(r: dict | None) -> str:

@@ -90,6 +90,10 @@ def test_stage_writes_an_agent_with_experts_and_its_report(entering, tmp_path):
     assert set(chosen["others"]) == {other}
     assert set(chosen["others"][other]["test_accuracy"]) == {"arithmetic", "strings"}
     assert experts.application == chosen["chosen"]
+    from agent_forge.pipeline.report_stages import experts_table
+
+    note = experts_table(m)[2]
+    assert "chosen on validation" in note and f"as {other}: arithmetic" in note
 
 
 def test_stage_is_deterministic_and_resumes_after_a_kill_between_experts(entering, tmp_path, monkeypatch):
