@@ -47,6 +47,8 @@ class ExpertsConfig(Section):
         "(a domain outside `domains`, at `levels`) or 'domain:level' (a level outside `levels`); CEM searches "
         "the experts' mixture weights on a few of its train items and the report compares it with the base")
     cem_shots: int = Field(8, ge=1, description="few-shot examples (train split of the held-out family) CEM scores on")
+    cem_test_items: int = Field(100, ge=2, description="test items per level of the held-out family, scored under "
+                                "the base weights and under the CEM mixture")
     cem_population: int = Field(32, ge=2, description="CEM candidates per iteration")
     cem_elite_fraction: float = Field(0.2, gt=0, le=1, description="share of the CEM population refitted on")
     cem_iterations: int = Field(5, ge=1, description="CEM iterations of the few-shot search")

@@ -147,7 +147,8 @@ def experts_table(m: dict) -> Table:
         + (f"(dispatch: {names.get(r['mode'], r['mode'])}; by mode on the test prompts: {by_mode}) " if by_mode else "")
         + f"(confidence threshold {r['threshold']}); one expert has {p['svf_expert']:,} numbers, a "
         f"{lora.replace('lora_rank', 'rank-')} LoRA on the same {p['matrices']} matrices {p[lora]:,}." + policy_text
-        + _application_text(m.get("application"), m["own_domain_gain"]) + _reflection_text(m.get("reflection")),
+        + _application_text(m.get("application"), m["own_domain_gain"]) + _few_shot_text(m.get("few_shot"))
+        + _reflection_text(m.get("reflection")),
     )
 
 
@@ -168,6 +169,20 @@ def _application_text(a: dict | None, gains: dict) -> str:
         f"{d} {v:+.1f}" for d, v in gains.items())
     for other, found in a.get("others", {}).items():
         text += f"; as {other}: " + ", ".join(f"{d} {v:+.1f}" for d, v in found["own_domain_gain"].items())
+    return text + "."
+
+
+def _few_shot_text(f: dict | None) -> str:
+    """The few-shot sentence: CEM's mixture against the base weights on the held-out family's test items."""
+    if not f:
+        return ""
+    acc, weights = f["test_accuracy"], ", ".join(f"{k} {v:.2f}" for k, v in f["weights"].items())
+    text = (f" Few-shot adaptation to {f['family']} (held out: no expert trained on it): CEM mixture ({weights}) "
+            f"from {f['shots']} examples, {cell(acc['base'])}% -> {cell(acc['cem_mixture'])}% on {f['test_items']} "
+            f"test items")
+    if "difference" in f:
+        d = f["difference"]
+        text += f", difference {d['mean']:+.1f} [{d['low']:+.1f}, {d['high']:+.1f}] (paired bootstrap, 95%)"
     return text + "."
 
 

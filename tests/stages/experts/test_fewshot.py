@@ -75,14 +75,21 @@ def test_the_stage_reports_base_against_the_cem_mixture_on_the_held_out_family(t
     save_agent(Agent(model, tok), tmp_path / "entering")
     experts = {"domains": ["arithmetic", "strings"], "levels": [1], "steps": 1, "prompts_per_step": 2,
                "samples_per_prompt": 2, "max_new_tokens": 6, "val_every": 1, "val_items": 4, "test_items": 4,
-               "router_items": 8, "cem_family": "logic", "cem_shots": 4, "cem_population": 4, "cem_iterations": 1}
+               "router_items": 8, "cem_family": "logic", "cem_shots": 4, "cem_population": 4, "cem_iterations": 1,
+               "cem_test_items": 6}
     cfg = ForgeConfig.model_validate({"device": "cpu", "experts": experts})
     ctx = StageContext.create("experts", cfg, StageInputs(models={"model": tmp_path / "entering"}), tmp_path / "05")
     few = run_experts(ctx).metrics["few_shot"]
-    assert few["family"] == "logic" and few["shots"] == 4 and few["test_items"] == 4
+    assert few["family"] == "logic" and few["shots"] == 4 and few["test_items"] == 6
     assert set(few["weights"]) == {"arithmetic", "strings"} and few["evaluations"] == 5
     assert set(few["test_accuracy"]) == {"base", "cem_mixture"}
     assert all(0.0 <= v <= 100.0 for v in few["test_accuracy"].values())
+    diff = few["difference"]
+    assert diff["mean"] == pytest.approx(few["test_accuracy"]["cem_mixture"] - few["test_accuracy"]["base"], abs=0.01)
+    assert diff["low"] <= diff["mean"] <= diff["high"]
+    from agent_forge.pipeline.report_stages import _few_shot_text
+
+    assert "Few-shot adaptation to logic" in _few_shot_text(few) and "paired bootstrap" in _few_shot_text(few)
     bad = ForgeConfig.model_validate({"device": "cpu", "experts": {**experts, "cem_family": "poetry"}})
     with pytest.raises(ForgeError, match="unknown domain 'poetry'"):
         run_experts(StageContext.create("experts", bad, StageInputs(models={"model": tmp_path / "entering"}),

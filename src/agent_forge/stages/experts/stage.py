@@ -42,6 +42,7 @@ from safetensors.torch import load_file
 
 from ...errors import ForgeError
 from ...evaluation import fast_exact_match, percent
+from ...evaluation.intervals import paired_bootstrap
 from ...evaluation.table import cell, rows_table
 from ...inference.confidence import predict_confidence
 from ...models import load_agent, save_agent
@@ -439,7 +440,7 @@ class ExpertsRun:
         shots = [t for lvl in levels for t in make_tasks(domain, lvl, "train", per_level,
                                                          ctx.sub_seed("cem-shots", domain, lvl), world_seed=self.seed)]
         shots = shots[: ec.cem_shots]
-        test = task_grid([domain], levels, "test", ec.test_items, self.seed)
+        test = task_grid([domain], levels, "test", ec.cem_test_items, self.seed)
         self._say(f"few-shot adaptation to {ec.cem_family}: CEM over {len(experts)} mixture weights on "
                   f"{len(shots)} examples")
         found = adapt_mixture(model, tok, decomposition, experts, shots, population=ec.cem_population,
@@ -453,6 +454,8 @@ class ExpertsRun:
             "shots_exact": found.exact, "shots_loglik": round(found.loglik, 4), "evaluations": found.evaluations,
             "search": found.history, "seconds": round(found.seconds, 1),
             "test_accuracy": {"base": _accuracy(base, test), "cem_mixture": _accuracy(mixed, test)},
+            # mixture minus base on the same items, with its paired bootstrap interval (95%)
+            "difference": paired_bootstrap([float(x) for x in base], [float(x) for x in mixed]).to_dict(),
         }
         self._say(f"few-shot {ec.cem_family}: base {result['test_accuracy']['base']:.1f}% -> CEM mixture "
                   f"{result['test_accuracy']['cem_mixture']:.1f}% on {len(test)} test items "
