@@ -25,6 +25,16 @@ TINY_CONFIG = TinyModelConfig(
 )
 
 
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """A test that runs the pipeline in-process sets torch's thread count from its config (`threads: 2`); the
+    tests after it keep the suite's own (a tiny training loop's float order, and so its numbers, follow it)."""
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tiny_tokenizer(TINY_ALPHABET)
