@@ -78,7 +78,7 @@ def test_sigkill_after_the_first_expert_resumes_to_the_uninterrupted_result(tmp_
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
     killed_state = json.loads(state_file.read_text())
-    assert killed_state["done"] == ["arithmetic"] and not killed_metrics.exists()
+    assert killed_state["done"] == ["weights/arithmetic"] and not killed_metrics.exists()
     assert not (killed_dir / "model").exists()
 
     _finish(_child(entering, killed_dir, killed_metrics))
