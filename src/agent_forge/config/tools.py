@@ -29,6 +29,9 @@ class ToolsConfig(Section):
         0.5, ge=0, le=1,
         description="share of each batch that is no-call replay: the entering agent's own verified answers on "
                     "levels and domains where it needs no tool")
+    replay_per_level: int = Field(
+        640, ge=1, description="train tasks per non-tool level the entering agent answers for the no-call replay "
+                               "(those it gets right are replayed; 160 in earlier runs)")
     sample_by_domain: bool = Field(
         True, description="draw a supervised step's tool domain first, then its level (facts, with few levels short "
                            "enough to train, then gets as many steps as arithmetic); false: every (domain, level) alike")

@@ -38,7 +38,6 @@ from ...utils.resume import load_phase_state, save_phase_state
 from .traces import Trace, arithmetic_trace, facts_trace, no_call_trace, registry_runner
 
 TRACES_PER_LEVEL = 640  # tool-trace tasks drawn per level (facts traces run real memory searches: not free)
-REPLAY_PER_LEVEL = 160  # no-call answers drawn per level (replay needs variety, not the tool levels' volume)
 TOOL_OF_DOMAIN = {"arithmetic": "calculator", "facts": "memory_search"}
 # the markers are whole tokens (as in Hermes-style chat models); the JSON punctuation a char vocabulary lacks
 TOOL_TOKENS = [TOOL_CALL_OPEN, TOOL_CALL_CLOSE, TOOL_RESPONSE_OPEN, TOOL_RESPONSE_CLOSE, "{", "}", '"', "_", "|", "/"]
@@ -179,9 +178,10 @@ class ToolsRun:
         tool_traces, replay, counts = [], [], {}
         cells = [(d, lvl) for d in self.domains for lvl in tc.levels]
         for domain, level in progress(cells, desc="tools traces"):
-            tasks = make_tasks(domain, level, "train", per_level, ctx.sub_seed("train", domain, level),
-                               world_seed=self.seed)
-            if level in frontier.get(domain, []):
+            tool_level = level in frontier.get(domain, [])
+            tasks = make_tasks(domain, level, "train", per_level if tool_level else tc.replay_per_level,
+                               ctx.sub_seed("train", domain, level), world_seed=self.seed)
+            if tool_level:
                 if domain == "arithmetic":
                     made = [arithmetic_trace(t, run_tool) for t in tasks]
                 else:
@@ -192,7 +192,6 @@ class ToolsRun:
                                                "too_long": sum(tr is not None for tr in made) - len(kept)}
                 tool_traces += kept
             else:  # no tool: the agent's own verified answers, so it keeps answering by itself
-                tasks = tasks[:REPLAY_PER_LEVEL]
                 right = fast_exact_match(agent.model, agent.tokenizer, tasks)
                 replay += [no_call_trace(t) for t, ok in zip(tasks, right) if ok]
         return tool_traces, replay, counts
