@@ -80,6 +80,11 @@ def _accuracy(rows: list[bool], tasks, domain: str | None = None) -> float:
     return percent(sum(picked) / len(picked)) if picked else 0.0
 
 
+def _domain_table(rows: list[bool], tasks, domains) -> dict[str, float]:
+    """Accuracy (%) per domain and over all tasks."""
+    return {d: _accuracy(rows, tasks, d) for d in domains} | {"mean": _accuracy(rows, tasks)}
+
+
 def choose_threshold(probs: list[float], routed: list[bool], base: list[bool]) -> tuple[float, float]:
     """(threshold, accuracy): the confidence threshold that maximises validation accuracy when prompts below
     it are answered by the base weights (`routed[i]`/`base[i]`: correct with the routed expert / the base).
@@ -152,7 +157,7 @@ class ExpertsRun:
                     continue
                 trained[app][d] = self._train_one(model, tok, decomposition, d, state, app)
                 self._keep(f"{app}/{d}", trained[app][d], state)
-        self.application = self._choose_application(applications, state)
+        self.application, self.val_means = self._choose_application(applications, state)
         experts = dict(trained[self.application]) | extra
         if ec.reflection and "reflection" not in state:
             z, state["reflection"] = self._reflect(model, tok, decomposition)
@@ -172,16 +177,17 @@ class ExpertsRun:
         state["done"].append(key)
         save_phase_state(self.scratch, state)  # written last: names the expert as finished
 
-    def _choose_application(self, applications: list[str], state: dict) -> str:
-        """The application whose domain experts reach the higher mean best-validation accuracy; a tie goes to
-        "correction", the form a packed bundle serves (so latent and packed agents hold experts alike)."""
+    def _choose_application(self, applications: list[str], state: dict) -> tuple[str, dict[str, float]]:
+        """(the application whose domain experts reach the higher mean best-validation accuracy, each
+        application's mean); a tie goes to "correction", the form a packed bundle serves (so latent and packed
+        agents hold experts alike)."""
         means = {a: sum(state["logs"][a][d]["best_val"] for d in self.ec.domains) / len(self.ec.domains)
                  for a in applications}
         chosen = max(applications, key=lambda a: (round(means[a], 6), a == "correction"))
         if len(applications) > 1:
             self._say("experts held as " + ", ".join(f"{a}: mean validation {m:.1f}%" for a, m in means.items())
                       + f"; keeping '{chosen}'")
-        return chosen
+        return chosen, means
 
     def _reflect(self, model, tok, decomposition) -> tuple[dict[str, torch.Tensor] | None, dict]:
         """Self-reflection on train tasks, then the reasoning expert trained on what it kept (None if nothing)."""
@@ -246,10 +252,11 @@ class ExpertsRun:
             "val": log.val, "best_step": log.best_step, "best_val": percent(log.best_val), "steps": log.steps}
         return best
 
-    def _correctness(self, model, tok, decomposition, experts, tasks, application=None) -> dict[str, list[bool]]:
-        """Greedy correctness of every task under the base weights ("base") and under each expert (held as
-        `application`, by default the chosen one)."""
-        out = {"base": fast_exact_match(model, tok, tasks)}
+    def _correctness(self, model, tok, decomposition, experts, tasks, application=None,
+                     base: list[bool] | None = None) -> dict[str, list[bool]]:
+        """Greedy correctness of every task under the base weights ("base", scored unless given) and under each
+        expert (held as `application`, by default the chosen one)."""
+        out = {"base": base if base is not None else fast_exact_match(model, tok, tasks)}
         for name, z in experts.items():
             with held(model, decomposition, z, application or self.application):
                 out[name] = fast_exact_match(model, tok, tasks)
@@ -283,17 +290,15 @@ class ExpertsRun:
         right_test = self._correctness(model, tok, decomposition, experts, test)
         right_val = self._correctness(model, tok, decomposition, experts, val)
         # per-domain test accuracy of the entering model and of each expert, on every domain
-        table = {who: {d: _accuracy(rows, test, d) for d in domains} | {"mean": _accuracy(rows, test)}
-                 for who, rows in right_test.items()}
+        table = {who: _domain_table(rows, test, domains) for who, rows in right_test.items()}
         gains = {d: round(table[d][d] - table["base"][d], 2) for d in domains}
         # the application not chosen, measured on the same test items (its own-domain gains and its table)
         others = {}
         for app, vectors in trained.items():
             if app == self.application:
                 continue
-            rows = self._correctness(model, tok, decomposition, vectors, test, app)
-            other_table = {who: {d: _accuracy(r, test, d) for d in domains} | {"mean": _accuracy(r, test)}
-                           for who, r in rows.items() if who != "base"}
+            rows = self._correctness(model, tok, decomposition, vectors, test, app, base=right_test["base"])
+            other_table = {who: _domain_table(r, test, domains) for who, r in rows.items() if who != "base"}
             others[app] = {"test_accuracy": other_table,
                            "own_domain_gain": {d: round(other_table[d][d] - table["base"][d], 2) for d in domains}}
         cross = {d: max((abs(table[d][o] - table["base"][o]) for o in domains if o != d), default=0.0) for d in domains}
@@ -350,10 +355,7 @@ class ExpertsRun:
         by_policy = self._keyed_correctness(model, tok, decomposition, experts, keys_test, test, right_test)
         keep_policy = bool(ec.confidence_policy) and policy_val > threshold_val + 1e-12
 
-        def by_domain(rows):
-            return {d: _accuracy(rows, test, d) for d in domains} | {"mean": _accuracy(rows, test)}
-
-        threshold_acc, policy_acc = by_domain(by_threshold), by_domain(by_policy)
+        threshold_acc, policy_acc = _domain_table(by_threshold, test, domains), _domain_table(by_policy, test, domains)
         dispatched_acc = policy_acc if keep_policy else threshold_acc
         best_single = max(domains, key=lambda d: table[d]["mean"])
 
@@ -408,8 +410,7 @@ class ExpertsRun:
             # domain experts (which chose), and the one not chosen measured on the same test items
             "application": {
                 "chosen": self.application, "setting": ec.application,
-                "val_mean": {a: round(sum(state["logs"][a][d]["best_val"] for d in domains) / len(domains), 2)
-                             for a in trained},
+                "val_mean": {a: round(m, 2) for a, m in self.val_means.items()},
                 "others": others},
             "resumed": resumed, "seconds": round(seconds, 1),
             # option (b): a packed bundle keeps the top packed_rank directions; the share of each expert's
