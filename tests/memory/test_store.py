@@ -12,6 +12,7 @@ import pytest
 
 from agent_forge.errors import ForgeError
 from agent_forge.memory import HashingEmbedder, MemoryStore, fts_query, register_memory_tools
+from agent_forge.memory.store import fts_phrase
 from agent_forge.memory.store import sqlite_module
 from agent_forge.tools import ToolCall, ToolRegistry
 
@@ -41,6 +42,23 @@ def test_bm25_only_store_round_trip(tmp_path):
     with MemoryStore(tmp_path / "m.db", embedder=None) as again:  # persistent
         assert len(again) == len(KB)
     assert fts_query('a "b" c*') == '"a" OR "b" OR "c"'
+
+
+def test_an_exact_phrase_ranks_first_where_the_same_words_tie(tmp_path):
+    swapped = ["the boss of goran is keta.", "the friend of keta is goran.", "keta is 40 years old."]
+    embedders = [None] + ([HashingEmbedder(64)] if VECTORS else [])
+    for n, embedder in enumerate(embedders):
+        with MemoryStore(tmp_path / f"m{n}.db", embedder=embedder) as store:
+            store.write_many(swapped + KB)
+            modes = ("bm25", "hybrid") if embedder is not None else ("bm25",)
+            for mode in modes:
+                # BM25 scores both "boss" sentences on the same five words; only one holds them in this order
+                assert store.search("the boss of keta is", 1, mode=mode)[0].text == KB[3], mode
+                assert store.search("the boss of goran is", 1, mode=mode)[0].text == swapped[0], mode
+                assert store.search("keta is", 1, mode=mode)[0].text == swapped[2], mode
+                # a question, which no passage holds in order, is ranked by the words alone
+                assert store.search("who is the boss of keta", 1, mode=mode)[0].text in (KB[3], swapped[0])
+    assert fts_phrase('a "b" c*') == '"a b c"' and fts_phrase("one") == ""
 
 
 @needs_vectors

@@ -3,6 +3,7 @@
     store = MemoryStore("runs/tiny/memory.db")          # MiniLM vectors + BM25; embedder=None: BM25 only
     store.write("belenan lives in befvik.", tags=["kb"])  # returns the id once committed (durable)
     store.search("where does belenan live?", k=5)          # hybrid: reciprocal-rank fusion of BM25 and vectors
+    store.search("belenan lives in", k=1)                 # items holding the query as a phrase come first
 
 Every write is one `BEGIN IMMEDIATE` transaction over the item, its FTS5 row and its vector, committed with
 `synchronous=FULL`: once `write` has returned, the item survives a kill of the process (or of the machine).
@@ -74,6 +75,12 @@ def fts_query(text: str) -> str:
     """A safe FTS5 query: the text's words, each quoted, OR-ed (no FTS5 syntax from the user reaches SQLite)."""
     words = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))[:64]
     return " OR ".join('"' + w.replace('"', '""') + '"' for w in words)
+
+
+def fts_phrase(text: str) -> str:
+    """A safe FTS5 phrase query: the text's words in order, as one quoted phrase ("" for fewer than two words)."""
+    words = [w.lower() for w in _WORD.findall(text)][:64]
+    return '"' + " ".join(w.replace('"', '""') for w in words) + '"' if len(words) > 1 else ""
 
 
 class MemoryStore:
@@ -213,6 +220,16 @@ class MemoryStore:
                                     "ORDER BY s LIMIT ?", (match, k)).fetchall()
         return [(r[0], -r[1]) for r in rows]
 
+    def phrase_matches(self, query: str, k: int) -> list[int]:
+        """Ids of the items that hold the query's words as one phrase, in order (BM25 order among them)."""
+        match = fts_phrase(query)
+        if not match:
+            return []
+        with self._lock:
+            rows = self._db.execute("SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY bm25(items_fts) "
+                                    "LIMIT ?", (match, k)).fetchall()
+        return [r[0] for r in rows]
+
     def nearest(self, query: str | np.ndarray, k: int) -> list[tuple[int, float]]:
         """(id, similarity) by vector search, best first; [] without vectors."""
         if not self.vectors:
@@ -233,7 +250,12 @@ class MemoryStore:
         return [(r[0], 1.0 - r[1] ** 2 / 2) for r in rows]  # unit vectors: cosine from L2 distance
 
     def search(self, query: str, k: int = 5, *, mode: str = "hybrid", tag: str | None = None) -> list[Hit]:
-        """The `k` best items for `query`: "bm25", "vector", or "hybrid" (reciprocal-rank fusion of both)."""
+        """The `k` best items for `query`: "bm25", "vector", or "hybrid" (reciprocal-rank fusion of both).
+
+        In the lexical modes (bm25, hybrid) the items that hold the query's words as one phrase come first, as a
+        search engine ranks an exact phrase match above a bag of the same words: BM25 scores "the boss of keta
+        is" alike against "the boss of keta is rega." and "the boss of rega is keta.", and so, often, do
+        sentence vectors. A question, whose words no passage holds in order, is ranked by the fusion alone."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if mode != "bm25" and not self.vectors:
@@ -249,6 +271,14 @@ class MemoryStore:
                 for rank, (item, _) in enumerate(ranking):
                     fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank + 1)
             ranked = sorted(fused.items(), key=lambda kv: -kv[1])
+        if mode != "vector":
+            exact = self.phrase_matches(query, depth)
+            if exact:
+                first = set(exact)
+                scores = dict(ranked)
+                # the phrase matches in the fused order (those the fusion did not reach after them), then the rest
+                ordered = [kv for kv in ranked if kv[0] in first] + [(i, 0.0) for i in exact if i not in scores]
+                ranked = ordered + [kv for kv in ranked if kv[0] not in first]
         hits = []
         for item, score in ranked:
             found = self.get(item)

@@ -34,6 +34,12 @@ _RESERVED = set(
     "where does live lives what color like likes pet have has how old is who the friend of boss in which region "
     "older than do and same city yes no works as a years".split()
 ) | set(COLORS) | set(PETS) | set(JOBS) | set(REGIONS)
+# Each statement is "<opening> <value>."; a town's only fact is its region.
+_OPENINGS = {
+    "city": "{name} lives in", "color": "{name} likes", "pet": "{name} has a", "job": "{name} works as a",
+    "age": "{name} is", "friend": "the friend of {name} is", "boss": "the boss of {name} is", "region": "{name} is in the",
+}
+_AGE_SUFFIX = " years old"
 
 
 @dataclass(frozen=True)
@@ -116,18 +122,16 @@ class KnowledgeBase:
 
     def statement(self, name: str, attribute: str) -> str:
         """The sentence stating one fact; the wording the questions are drawn from."""
-        if name in self.towns:
-            return f"{name} is in the {self.towns[name]}."
-        p = self.people[name]
-        return {
-            "city": f"{name} lives in {p.city}.",
-            "color": f"{name} likes {p.color}.",
-            "pet": f"{name} has a {p.pet}.",
-            "job": f"{name} works as a {p.job}.",
-            "age": f"{name} is {p.age} years old.",
-            "friend": f"the friend of {name} is {p.friend}.",
-            "boss": f"the boss of {name} is {p.boss}.",
-        }[attribute]
+        value = self.attribute(name, attribute) + (_AGE_SUFFIX if attribute == "age" and name not in self.towns else "")
+        return f"{self.statement_opening(name, attribute)} {value}."
+
+    def statement_opening(self, name: str, attribute: str) -> str:
+        """The words of a fact's sentence before its value ("the boss of keta is"): what a search for that fact
+        asks for, the sentence the searcher expects to find, as it would start."""
+        key = "region" if name in self.towns else attribute
+        if key not in _OPENINGS or (key == "region" and name not in self.towns):
+            raise KeyError(f"no statement of {attribute!r} for {name!r}")
+        return _OPENINGS[key].format(name=name)
 
     def statements(self) -> list[str]:
         """Every fact as one short sentence, people first (in a fixed order), then towns."""

@@ -9,9 +9,10 @@ import pytest
 
 from agent_forge.models import build_tiny_tokenizer, encode_segments
 from agent_forge.stages.tools.stage import segments_of
-from agent_forge.stages.tools.traces import arithmetic_trace, facts_program, facts_trace, no_call_trace
+from agent_forge.memory import MemoryStore, register_memory_tools
+from agent_forge.stages.tools.traces import arithmetic_trace, facts_program, facts_trace, no_call_trace, registry_runner
 from agent_forge.tasks import DOMAINS, KnowledgeBase, make_tasks
-from agent_forge.tools import TOOL_RESPONSE_OPEN, builtin_registry, final_answer
+from agent_forge.tools import TOOL_RESPONSE_OPEN, ToolRegistry, builtin_registry, final_answer
 from agent_forge.tools.calls import ToolCall
 
 
@@ -63,6 +64,27 @@ def test_facts_trace_uses_real_search_results_and_refuses_when_the_fact_is_missi
     assert trace is not None and final_answer(trace.text) == task.answer
     assert trace.calls == task.meta["work"]
     assert facts_trace(task, kb, lambda name, arguments: "no results") is None
+
+
+@pytest.mark.parametrize("level", [1, 4, 10])
+def test_each_search_asks_for_its_sentence_and_finds_it_as_the_one_passage(tmp_path, level):
+    """A BM25 store (no vectors) and one passage per search, as the tools stage searches: every trace of every
+    question form is trainable, because the opening of the needed sentence ranks that sentence first."""
+    kb = KnowledgeBase.build(0)
+    store = tmp_path / "kb.db"
+    with MemoryStore(store, embedder=None) as memory:
+        memory.write_many(kb.statements())
+    registry = ToolRegistry()
+    with MemoryStore(store, embedder=None, read_only=True) as memory:
+        register_memory_tools(registry, memory, names=["memory_search"], default_k=1)
+        run = registry_runner(registry)
+        for task in make_tasks("facts", level, "train", 30, seed=5, world_seed=0):
+            steps, _ = facts_program(task.prompt, kb)
+            assert all(step.needed.startswith(step.query + " ") for step in steps)
+            trace = facts_trace(task, kb, run)
+            assert trace is not None and final_answer(trace.text) == task.answer, task.prompt
+            responses = [text for text, by_model in trace.segments if not by_model]
+            assert all(" | " not in r for r in responses) and len(responses) == task.meta["work"]
 
 
 def test_segments_split_model_text_from_tool_responses_and_mask_them():

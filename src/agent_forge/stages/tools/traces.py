@@ -8,7 +8,9 @@ through the same `ToolRegistry` the agent answers with, so training sees exactly
 * Facts: a small program over memory searches. Each step resolves the innermost `the <relation> of <name>`
   (or, once every name is plain, the attribute asked) with one search, and the model rewrites the question with
   the fact it read (`where does the boss of keta live?` -> `where does goran live?`) before the next call, so
-  every step only copies and looks things up; comparisons end with the model comparing the two values.
+  every step only copies and looks things up; comparisons end with the model comparing the two values. A search
+  asks for the opening of the sentence it expects (`the boss of keta is`, `goran lives in`), which the store
+  ranks first as an exact phrase, so one passage per search is enough (`tools.memory_k`).
 
 A trace whose needed fact is missing from a search's results is not trainable (`None`): the model could not
 have read its answer there.
@@ -85,6 +87,12 @@ class _Step:
     after: str | None  # the rewritten question (None: the step's response settles the answer)
 
 
+def _lookup(kb: KnowledgeBase, name: str, attribute: str, after: str | None) -> _Step:
+    # the search asks for the sentence it expects to find, as that sentence starts ("the boss of keta is"):
+    # a phrase the store ranks first, where the question's own words would match other sentences as well
+    return _Step(kb.statement_opening(name, attribute), kb.statement(name, attribute), after)
+
+
 def facts_program(question: str, kb: KnowledgeBase) -> tuple[list[_Step], str] | None:
     """The search steps that answer `question` from the knowledge base, and the answer; None if not a known form."""
     steps: list[_Step] = []
@@ -97,7 +105,7 @@ def facts_program(question: str, kb: KnowledgeBase) -> tuple[list[_Step], str] |
                 return None
             value = getattr(kb.people[name], relation)
             q = q[: hop.start()] + value + q[hop.end():]
-            steps.append(_Step(hop.group(0), kb.statement(name, relation), q))
+            steps.append(_lookup(kb, name, relation, q))
             continue
         if m := _WHO.match(q):
             return _settle(steps, m.group(1))
@@ -106,17 +114,17 @@ def facts_program(question: str, kb: KnowledgeBase) -> tuple[list[_Step], str] |
             if town is None:
                 return None
             q = f"in which region is {town}?"
-            steps.append(_Step(f"where does {m.group(1)} live?", kb.statement(m.group(1), "city"), q))
+            steps.append(_lookup(kb, m.group(1), "city", q))
             continue
         if m := _REGION_OF_TOWN.match(q):
             town = m.group(1)
             if town not in kb.towns:
                 return None
-            steps.append(_Step(q, kb.statement(town, "region"), None))
+            steps.append(_lookup(kb, town, "region", None))
             return _settle(steps, kb.towns[town])
         for pattern, attribute in _ATTRIBUTE_QUESTIONS.items():
             if (m := pattern.match(q)) and m.group(1) in kb.people:
-                steps.append(_Step(q, kb.statement(m.group(1), attribute), None))
+                steps.append(_lookup(kb, m.group(1), attribute, None))
                 return _settle(steps, str(getattr(kb.people[m.group(1)], attribute)))
         if m := _OLDER.match(q):
             left, right = m.group(1), m.group(2)
@@ -125,22 +133,22 @@ def facts_program(question: str, kb: KnowledgeBase) -> tuple[list[_Step], str] |
                     return None
                 age = str(kb.people[left].age)
                 q = f"is {age} older than {right}?"
-                steps.append(_Step(f"how old is {left}?", kb.statement(left, "age"), q))
+                steps.append(_lookup(kb, left, "age", q))
                 continue
             if right not in kb.people:
                 return None
-            steps.append(_Step(f"how old is {right}?", kb.statement(right, "age"), None))
+            steps.append(_lookup(kb, right, "age", None))
             return _settle(steps, "yes" if int(left) > kb.people[right].age else "no")
         if m := _SAME_CITY.match(q):
             left, right = m.group(1), m.group(2)
             if left in kb.people:
                 town = kb.people[left].city
                 q = f"do {town} and {right} live in the same city?"
-                steps.append(_Step(f"where does {left} live?", kb.statement(left, "city"), q))
+                steps.append(_lookup(kb, left, "city", q))
                 continue
             if right not in kb.people:
                 return None
-            steps.append(_Step(f"where does {right} live?", kb.statement(right, "city"), None))
+            steps.append(_lookup(kb, right, "city", None))
             return _settle(steps, "yes" if left == kb.people[right].city else "no")
         return None
     return None
