@@ -3,6 +3,7 @@ hidden states per layer) and mode (BM25, vectors, hybrid), and search speed over
 
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 python benchmarks/bench_memory.py [--seed 0] [--questions 50]
         [--entries 10000] [--queries 200] [--threads 1] [--agent runs/tiny/05-experts/model] [--layers all]
+        [--steps]
 
 Recall: the world's passages (`KnowledgeBase.build(seed).passages()`, one per person and per town) are written
 to a fresh store per embedder; for `facts` test questions of every level, `hit@k` is the share of questions whose
@@ -12,6 +13,13 @@ so later hops are not findable from the question alone; that is what repeated `m
 The agent embedder mean-pools one layer of the agent at `--agent` (skipped when the folder is missing); the
 line `default embedder` states which embedder measures better on vector hit@5 (then hit@1) and whether that
 is `memory.DEFAULT_EMBEDDER`.
+
+Search steps (`--steps`): the tools stage's store holds one statement per fact
+(`KnowledgeBase.statements()`); each search step of the facts programs (`stages.tools.traces.facts_program`)
+over the test questions of every level asks for the opening of the statement it needs ("the boss of keta is");
+`hit@1` is the share of steps whose statement comes first, per mode, with and without the exact-phrase ranking
+(`MemoryStore.search(phrase_first=...)`): one passage per search (`tools.memory_k: 1`) is enough only if this
+is 100%.
 
 Speed: the store is filled to `--entries` items (knowledge-base statements of further worlds), and the median
 wall time of `search(query, 5)` per mode is measured over distinct queries with the query cache off (every
@@ -70,6 +78,28 @@ def recall(embedder, path: Path, seed: int, questions: int, modes=MODES) -> dict
                 support += sum(w in found for w in wanted) / len(wanted)
             n = len(tasks)
             rows.setdefault(label, {})[mode] = (100 * hit1 / n, 100 * hit5 / n, 100 * support / n, n)
+    store.close()
+    return rows
+
+
+def step_recall(embedder, path: Path, seed: int, questions: int) -> dict[tuple[str, bool], tuple[float, int]]:
+    """{(mode, phrase_first): (hit@1 %, steps)} over the search steps of the facts test questions."""
+    from agent_forge.stages.tools.traces import facts_program
+
+    kb = KnowledgeBase.build(seed)
+    store = MemoryStore(path, embedder=embedder)
+    store.write_many(kb.statements())
+    steps = [step for level in range(1, 11)
+             for task in make_tasks("facts", level, "test", questions, seed, world_seed=seed)
+             for step in (facts_program(task.prompt, kb) or ([], None))[0]]
+    rows = {}
+    for mode in MODES:
+        for phrase_first in (False, True):
+            if mode == "vector" and phrase_first:
+                continue  # the phrase ranking is lexical: vector search has none
+            right = sum(store.search(s.query, 1, mode=mode, phrase_first=phrase_first)[0].text == s.needed
+                        for s in steps)
+            rows[(mode, phrase_first)] = (100 * right / len(steps), len(steps))
     store.close()
     return rows
 
@@ -147,6 +177,16 @@ def recall_tables(args, folder: Path) -> None:
               f"memory.DEFAULT_EMBEDDER = {DEFAULT_EMBEDDER!r}")
 
 
+def print_step_recall(args, folder: Path) -> None:
+    rows = step_recall(MiniLMEmbedder(), folder / "steps.db", args.seed, args.questions)
+    n = next(iter(rows.values()))[1]
+    print(f"search steps of the tools stage (statement store of seed {args.seed}, {n} steps of the facts test "
+          f"questions, {args.questions} per level, query = the opening of the needed statement), hit@1:")
+    for (mode, phrase_first), (hit1, _) in rows.items():
+        print(f"  {mode:<8} {'exact phrase first' if phrase_first else 'fusion/score only':<20}{hit1:7.1f}%")
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -157,12 +197,16 @@ def main() -> None:
     parser.add_argument("--agent", default="runs/tiny/05-experts/model", help="agent folder for the hidden-state embedder")
     parser.add_argument("--layers", default="all", help="agent layers to measure: all, or e.g. 2,4 (0 = embeddings)")
     parser.add_argument("--speed-only", action="store_true", help="skip the recall tables")
+    parser.add_argument("--steps", action="store_true", help="only the search steps of the tools stage's traces")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
         if not args.speed_only:
+            print_step_recall(args, folder)
+            if args.steps:
+                return
             recall_tables(args, folder)
         results = speed(folder / "speed.db", args.entries, args.queries, args.seed)
         load = os.getloadavg()[0]  # the machine may be shared: the load says how much else was running

@@ -249,13 +249,15 @@ class MemoryStore:
                                     "ORDER BY distance", (vector.astype(np.float32).tobytes(), k)).fetchall()
         return [(r[0], 1.0 - r[1] ** 2 / 2) for r in rows]  # unit vectors: cosine from L2 distance
 
-    def search(self, query: str, k: int = 5, *, mode: str = "hybrid", tag: str | None = None) -> list[Hit]:
+    def search(self, query: str, k: int = 5, *, mode: str = "hybrid", tag: str | None = None,
+               phrase_first: bool = True) -> list[Hit]:
         """The `k` best items for `query`: "bm25", "vector", or "hybrid" (reciprocal-rank fusion of both).
 
-        In the lexical modes (bm25, hybrid) the items that hold the query's words as one phrase come first, as a
-        search engine ranks an exact phrase match above a bag of the same words: BM25 scores "the boss of keta
-        is" alike against "the boss of keta is rega." and "the boss of rega is keta.", and so, often, do
-        sentence vectors. A question, whose words no passage holds in order, is ranked by the fusion alone."""
+        In the lexical modes (bm25, hybrid) the items that hold the query's words as one phrase come first
+        (`phrase_first`), as a search engine ranks an exact phrase match above a bag of the same words: BM25
+        scores "the boss of keta is" alike against "the boss of keta is rega." and "the boss of rega is keta.",
+        and so, often, do sentence vectors. A question, whose words no passage holds in order, is ranked by the
+        fusion alone."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}")
         if mode != "bm25" and not self.vectors:
@@ -271,7 +273,7 @@ class MemoryStore:
                 for rank, (item, _) in enumerate(ranking):
                     fused[item] = fused.get(item, 0.0) + 1.0 / (RRF_K + rank + 1)
             ranked = sorted(fused.items(), key=lambda kv: -kv[1])
-        if mode != "vector":
+        if mode != "vector" and phrase_first:
             exact = self.phrase_matches(query, depth)
             if exact:
                 first = set(exact)
