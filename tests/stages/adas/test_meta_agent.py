@@ -204,3 +204,16 @@ def test_caller_misuse_is_refused():
         meta.request({}, n=0, seed=0)
     with pytest.raises(ForgeError, match="JSON"):
         meta.request({"x": object()}, n=1, seed=0)
+
+
+def test_an_agent_with_experts_has_the_no_dispatch_ablation_among_the_seeds():
+    from agent_forge.stages.adas.space import DesignSpace
+
+    with_experts = DesignSpace(thinks=False, thought_length=None, has_experts=True, has_tools=True,
+                               has_memory=True, layers=4)
+    without = DesignSpace(thinks=False, thought_length=None, has_experts=False, has_tools=True,
+                          has_memory=True, layers=4)
+    ablation = [d for d in with_experts.seeds() if d.name == "no_dispatch"]
+    assert len(ablation) == 1 and ablation[0].dispatch == "off"
+    assert "no_dispatch" not in [d.name for d in without.seeds()]
+    assert len({d.canonical() for d in with_experts.seeds()}) == len(with_experts.seeds())  # all distinct

@@ -3,7 +3,9 @@
 Each `AgentDesign` field that the agent can use gets a small set of values (thinking only for an agent with a
 thought head, dispatch only with experts, tool policy only with tools, memory k only with a memory store).
 `seeds()` are the hand-designed starting points of ADAS's archive: plain answer, chain of thought (Quiet-STaR
-thoughts), self-consistency, self-refine, tool-first and abstain-and-retry; `mutate` changes a few fields to
+thoughts), self-consistency, self-refine, tool-first, abstain-and-retry and, for an agent with experts, the
+agent without expert dispatch (so every search measures whether the experts help, rather than leaving that
+ablation to a lucky mutation); `mutate` changes a few fields to
 other values, `crossover` takes each field from one of two parents (uniform crossover).
 """
 
@@ -75,6 +77,8 @@ class DesignSpace:
             designs.insert(1, AgentDesign(name="chain_of_thought", think=True))
         if self.has_tools:
             designs.append(AgentDesign(name="tool_first", tools="first"))
+        if self.has_experts:
+            designs.append(AgentDesign(name="no_dispatch", dispatch="off"))
         return designs
 
     def mutate(self, design: AgentDesign, rng: random.Random, most: int, name: str) -> AgentDesign:
