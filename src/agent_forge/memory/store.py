@@ -212,23 +212,20 @@ class MemoryStore:
 
     def bm25(self, query: str, k: int) -> list[tuple[int, float]]:
         """(id, score) by FTS5 BM25, best first (score = -bm25, higher is better)."""
-        match = fts_query(query)
+        return self._fts(fts_query(query), k)
+
+    def phrase_matches(self, query: str, k: int) -> list[int]:
+        """Ids of the items that hold the query's words as one phrase, in order (BM25 order among them)."""
+        return [item for item, _ in self._fts(fts_phrase(query), k)]
+
+    def _fts(self, match: str, k: int) -> list[tuple[int, float]]:
+        """(id, -bm25) of the k best items for an FTS5 MATCH expression; [] for an empty one."""
         if not match:
             return []
         with self._lock:
             rows = self._db.execute("SELECT rowid, bm25(items_fts) AS s FROM items_fts WHERE items_fts MATCH ? "
                                     "ORDER BY s LIMIT ?", (match, k)).fetchall()
         return [(r[0], -r[1]) for r in rows]
-
-    def phrase_matches(self, query: str, k: int) -> list[int]:
-        """Ids of the items that hold the query's words as one phrase, in order (BM25 order among them)."""
-        match = fts_phrase(query)
-        if not match:
-            return []
-        with self._lock:
-            rows = self._db.execute("SELECT rowid FROM items_fts WHERE items_fts MATCH ? ORDER BY bm25(items_fts) "
-                                    "LIMIT ?", (match, k)).fetchall()
-        return [r[0] for r in rows]
 
     def nearest(self, query: str | np.ndarray, k: int) -> list[tuple[int, float]]:
         """(id, similarity) by vector search, best first; [] without vectors."""
@@ -276,11 +273,10 @@ class MemoryStore:
         if mode != "vector" and phrase_first:
             exact = self.phrase_matches(query, depth)
             if exact:
-                first = set(exact)
-                scores = dict(ranked)
-                # the phrase matches in the fused order (those the fusion did not reach after them), then the rest
-                ordered = [kv for kv in ranked if kv[0] in first] + [(i, 0.0) for i in exact if i not in scores]
-                ranked = ordered + [kv for kv in ranked if kv[0] not in first]
+                first, reached = set(exact), {item for item, _ in ranked}
+                # a stable sort: the phrase matches in the fused order (those the fusion did not reach after
+                # them), then the rest in the fused order
+                ranked = sorted(ranked + [(i, 0.0) for i in exact if i not in reached], key=lambda kv: kv[0] not in first)
         hits = []
         for item, score in ranked:
             found = self.get(item)
