@@ -276,7 +276,8 @@ class MemoryStore:
                 first, reached = set(exact), {item for item, _ in ranked}
                 # a stable sort: the phrase matches in the fused order (those the fusion did not reach after
                 # them), then the rest in the fused order
-                ranked = sorted(ranked + [(i, 0.0) for i in exact if i not in reached], key=lambda kv: kv[0] not in first)
+                unreached = [(i, 0.0) for i in exact if i not in reached]
+                ranked = sorted(ranked + unreached, key=lambda kv: kv[0] not in first)
         hits = []
         for item, score in ranked:
             found = self.get(item)
